@@ -1,0 +1,49 @@
+# jobplane: `make dev` runs the platform, `make test` runs every test.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: dev test bench chaos lint format install lock clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --constraint constraints.txt --editable '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Run the whole platform on SQLite + the in-process broker, with the API at :8000.
+dev: install
+	$(BIN)/jobplane dev
+
+## Run every test (starts local PostgreSQL/Redis if installed but stopped).
+test: install
+	$(BIN)/pytest
+
+## Benchmarks on PostgreSQL + Redis; figures are printed, see bench/README.md.
+bench: install
+	$(BIN)/python bench/e2e.py
+
+## Longer crash/recovery runs than the test suite's.
+chaos: install
+	$(BIN)/python bench/chaos.py
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## Refresh the pinned versions after changing dependencies in pyproject.toml.
+lock:
+	rm -rf /tmp/jobplane-lock && $(PYTHON) -m venv /tmp/jobplane-lock
+	/tmp/jobplane-lock/bin/pip install --quiet '.[dev]'
+	/tmp/jobplane-lock/bin/pip freeze --exclude-editable | grep -v '^jobplane' > constraints.txt
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,51 @@
+"""Admin routes: listing and inspecting tasks."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from app import store
+from app.api.auth import require_token
+from app.api.schemas import Problem, TaskDetail, TaskPage, TaskSummary
+from app.api.tasks import EngineDep, load_task
+from app.domain import TaskStatus
+
+router = APIRouter(
+    prefix="/api/admin",
+    tags=["admin"],
+    dependencies=[Depends(require_token)],
+    responses={401: {"model": Problem}},
+)
+
+MAX_PAGE_SIZE = 500
+
+
+@router.get("/tasks", response_model=TaskPage)
+def list_tasks(
+    engine: EngineDep,
+    status: TaskStatus | None = None,
+    type: Annotated[str | None, Query(max_length=200)] = None,
+    queue: Annotated[str | None, Query(max_length=100)] = None,
+    page: Annotated[int, Query(ge=1)] = 1,
+    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=MAX_PAGE_SIZE)] = 50,
+) -> TaskPage:
+    """Tasks, newest first, filtered by status, type and queue."""
+    filters = store.TaskFilter(status=status.value if status else None, type=type, queue=queue)
+    with engine.connect() as conn:
+        rows, total = store.list_tasks(
+            conn, filters, offset=(page - 1) * page_size, limit=page_size
+        )
+    return TaskPage(
+        tasks=[TaskSummary.from_row(row) for row in rows],
+        total=total,
+        page=page,
+        page_size=page_size,
+    )
+
+
+@router.get("/tasks/{task_id}", response_model=TaskDetail, responses={404: {"model": Problem}})
+def get_task(task_id: str, engine: EngineDep) -> TaskDetail:
+    """Everything about one task."""
+    return TaskDetail.from_row(load_task(engine, task_id))

@@ -1,0 +1,75 @@
+"""One place that maps errors to HTTP answers: 4xx for bad input, 503 while a backend is down."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from app import domain
+from app.api.auth import Unauthorized
+
+logger = logging.getLogger(__name__)
+
+#: Seconds a client should wait before trying again when a backend is unreachable.
+RETRY_AFTER = "5"
+
+_STATUS: list[tuple[type[domain.JobplaneError], int, str]] = [
+    (Unauthorized, 401, "unauthorized"),
+    (domain.TaskNotFound, 404, "task_not_found"),
+    (domain.UnknownJobType, 422, "unknown_job_type"),
+    (domain.ParamsTooLarge, 413, "params_too_large"),
+    (domain.InvalidParams, 422, "invalid_params"),
+    (domain.IdempotencyConflict, 409, "idempotency_conflict"),
+    (domain.InvalidTransition, 409, "invalid_transition"),
+    (domain.BackendUnavailable, 503, "unavailable"),
+]
+
+
+def problem(http_status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    body = {"error": code, "message": message}
+    body.update({key: value for key, value in extra.items() if value is not None})
+    headers = {503: {"Retry-After": RETRY_AFTER}, 401: {"WWW-Authenticate": "Bearer"}}.get(
+        http_status
+    )
+    return JSONResponse(body, status_code=http_status, headers=headers)
+
+
+async def _jobplane_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, domain.JobplaneError)
+    for kind, status, code in _STATUS:
+        if isinstance(error, kind):
+            return problem(
+                status,
+                code,
+                error.message,
+                knownTypes=getattr(error, "known", None),
+                status=getattr(error, "status", None),
+                taskId=getattr(error, "task_id", None),
+            )
+    return problem(400, "bad_request", error.message)
+
+
+async def _validation_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"] if part != "body")
+        parts.append(f"{where or 'body'}: {item['msg']}")
+    return problem(422, "invalid_request", "; ".join(parts))
+
+
+async def _database_error(_request: Request, error: Exception) -> JSONResponse:
+    logger.error("database unavailable: %s", error)
+    return problem(503, "database_unavailable", "the database is unreachable; try again shortly")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(domain.JobplaneError, _jobplane_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(OperationalError, _database_error)
+    app.add_exception_handler(DBAPIError, _database_error)

@@ -1,0 +1,40 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from app.api import admin, errors, health, tasks
+from app.db import make_engine
+from app.registry import load_jobs
+from app.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
+    """The API for ``settings`` (default: the environment's); loads the job modules."""
+    settings = settings or get_settings()
+    load_jobs(settings.job_modules)
+    owns_engine = engine is None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owns_engine:
+            app.state.engine.dispose()
+
+    app = FastAPI(
+        title="jobplane",
+        summary="Durable background jobs: submit, watch, cancel.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine or make_engine(settings.database_url)
+    errors.install(app)
+    app.include_router(tasks.router)
+    app.include_router(admin.router)
+    app.include_router(health.router)
+    return app

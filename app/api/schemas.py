@@ -1,0 +1,130 @@
+"""Request and response bodies; camelCase on the wire, as the clients in the seeds expect."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+from sqlalchemy import Row
+
+from app.domain import TaskStatus
+from app.service import MAX_BATCH, Submission
+
+
+class Camel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class SubmitTask(Camel):
+    """A job to run."""
+
+    type: str = Field(description="the job type, e.g. demo.echo", min_length=1, max_length=200)
+    params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the job")
+    queue: str | None = Field(None, description="queue to publish on (default: the job's)")
+    priority: int | None = Field(None, ge=-1000, le=1000)
+    delay_seconds: float = Field(0, ge=0, le=366 * 86400, description="start no earlier than this")
+    max_retries: int | None = Field(None, ge=0, le=100)
+    timeout_seconds: int | None = Field(None, gt=0, le=7 * 86400)
+
+    def to_submission(self) -> Submission:
+        return Submission(
+            type=self.type,
+            params=self.params,
+            queue=self.queue,
+            priority=self.priority,
+            delay_seconds=self.delay_seconds,
+            max_retries=self.max_retries,
+            timeout_seconds=self.timeout_seconds,
+        )
+
+
+class SubmitBatch(Camel):
+    """Up to 1,000 jobs, written in one transaction."""
+
+    tasks: list[SubmitTask] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class BatchCreated(Camel):
+    task_ids: list[str]
+
+
+class TaskSummary(Camel):
+    """A task as the admin list shows it."""
+
+    task_id: str
+    task_type: str
+    queue: str
+    priority: int
+    status: TaskStatus
+    progress: int
+    total: int
+    percent: int
+    attempts: int
+    retry_count: int
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    cancelled_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> TaskSummary:
+        return cls.model_validate(_fields(row, cls))
+
+
+class TaskDetail(TaskSummary):
+    """Everything about one task."""
+
+    params: dict[str, Any]
+    result: Any = None
+    max_retries: int
+    timeout_seconds: int
+    run_after: datetime
+    cancel_requested: bool
+    worker: str | None
+    heartbeat_at: datetime | None
+    schedule_name: str | None
+    fire_time: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> TaskDetail:
+        return cls.model_validate(_fields(row, cls))
+
+
+def _fields(row: Row[Any], model: type[Camel]) -> dict[str, Any]:
+    data = row._asdict()
+    data["task_id"] = data["id"]
+    data["task_type"] = data["type"]
+    data["percent"] = percent(data["progress"], data["total"], data["status"])
+    return {name: data[name] for name in model.model_fields}
+
+
+def percent(progress: int, total: int, status: str) -> int:
+    """Whole percent done: from progress/total, or 100 once completed without either."""
+    if total > 0:
+        return max(0, min(100, progress * 100 // total))
+    return 100 if status == TaskStatus.COMPLETED.value else 0
+
+
+class TaskPage(Camel):
+    tasks: list[TaskSummary]
+    total: int
+    page: int
+    page_size: int
+
+
+class Problem(Camel):
+    """An error a person can act on."""
+
+    error: str = Field(description="a stable code, e.g. unknown_job_type")
+    message: str
+    known_types: list[str] | None = None
+    status: str | None = None
+    task_id: str | None = None
+
+
+class Health(Camel):
+    status: str
+    checks: dict[str, str] = Field(default_factory=dict)

@@ -1,0 +1,79 @@
+"""Submitting tasks and reading one back: the routes a submitter uses."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request, Response
+from sqlalchemy import Engine
+
+from app import service, store
+from app.api.auth import require_token
+from app.api.schemas import BatchCreated, Problem, SubmitBatch, SubmitTask, TaskDetail
+from app.domain import TaskNotFound
+from app.models import utcnow
+
+router = APIRouter(prefix="/api/tasks", tags=["tasks"], dependencies=[Depends(require_token)])
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "missing or invalid token"},
+    409: {"model": Problem, "description": "Idempotency-Key reused for another submission"},
+    413: {"model": Problem, "description": "params larger than 64 KiB"},
+    422: {"model": Problem, "description": "unknown job type or invalid params"},
+    503: {"model": Problem, "description": "the database is unreachable"},
+}
+
+
+def engine_of(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+EngineDep = Annotated[Engine, Depends(engine_of)]
+
+
+@router.post(
+    "", status_code=201, response_model=TaskDetail, responses={200: {"model": TaskDetail}, **ERRORS}
+)
+def submit_task(
+    body: SubmitTask,
+    request: Request,
+    response: Response,
+    engine: EngineDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> TaskDetail:
+    """Submit a job; the task row and its outbox row are written in one transaction."""
+    with engine.begin() as conn:
+        row, created = service.submit(
+            conn,
+            body.to_submission(),
+            request.app.state.settings,
+            utcnow(),
+            idempotency_key=idempotency_key,
+        )
+    if not created:
+        response.status_code = 200
+    return TaskDetail.from_row(row)
+
+
+@router.post("/batch", status_code=201, response_model=BatchCreated, responses=ERRORS)
+def submit_batch(body: SubmitBatch, request: Request, engine: EngineDep) -> BatchCreated:
+    """Submit up to 1,000 jobs in one transaction; their ids come back in order."""
+    submissions = [task.to_submission() for task in body.tasks]
+    with engine.begin() as conn:
+        ids = service.submit_batch(conn, submissions, request.app.state.settings, utcnow())
+    return BatchCreated(task_ids=ids)
+
+
+@router.get("/{task_id}", response_model=TaskDetail, responses={404: {"model": Problem}})
+def get_task(task_id: str, engine: EngineDep) -> TaskDetail:
+    """The current state of one task."""
+    return TaskDetail.from_row(load_task(engine, task_id))
+
+
+def load_task(engine: Engine, task_id: str):  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        row = store.get_task(conn, task_id)
+    if row is None:
+        raise TaskNotFound(f"no task with id {task_id!r}")
+    return row

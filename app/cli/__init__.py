@@ -1,0 +1,1 @@
+"""The ``jobplane`` command: the composition root that starts each process."""

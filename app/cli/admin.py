@@ -1,0 +1,130 @@
+"""Admin commands: they talk to the API over HTTP, like any remote client."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from app.cli.client import Client, fail
+from app.cli.output import print_json, print_task, print_task_table
+from app.settings import get_settings
+
+
+def _connection_options(fn: Any) -> Any:
+    fn = click.option(
+        "--token",
+        envvar="JOBPLANE_API_TOKEN",
+        default=None,
+        help="API token (env JOBPLANE_API_TOKEN)",
+    )(fn)
+    fn = click.option(
+        "--url", envvar="JOBPLANE_URL", default=None, help="API URL (env JOBPLANE_URL)"
+    )(fn)
+    return click.option("--json", "as_json", is_flag=True, help="print JSON for scripts")(fn)
+
+
+def _client(url: str | None, token: str | None) -> Client:
+    return Client(url or get_settings().url, token)
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """``k=v``: v as JSON when it parses (numbers, true, lists…), else as a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        fail(f"--param expects key=value, got {text!r}", 2)
+    try:
+        return key, json.loads(raw)
+    except ValueError:
+        return key, raw
+
+
+@click.command()
+@click.argument("job_type")
+@click.option("--param", "-p", "params", multiple=True, help="a parameter, key=value (repeatable)")
+@click.option("--queue", default=None)
+@click.option("--delay", "delay_seconds", type=float, default=0, help="seconds before it may start")
+@click.option("--max-retries", type=int, default=None)
+@click.option("--timeout", "timeout_seconds", type=int, default=None, help="time limit, seconds")
+@click.option("--idempotency-key", default=None)
+@_connection_options
+def submit(
+    job_type: str,
+    params: tuple[str, ...],
+    queue: str | None,
+    delay_seconds: float,
+    max_retries: int | None,
+    timeout_seconds: int | None,
+    idempotency_key: str | None,
+    url: str | None,
+    token: str | None,
+    as_json: bool,
+) -> None:
+    """Submit a job of JOB_TYPE."""
+    body: dict[str, Any] = {"type": job_type, "params": dict(map(parse_param, params))}
+    for key, value in (
+        ("queue", queue),
+        ("delaySeconds", delay_seconds or None),
+        ("maxRetries", max_retries),
+        ("timeoutSeconds", timeout_seconds),
+    ):
+        if value is not None:
+            body[key] = value
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    task = _client(url, token).request("POST", "/api/tasks", json=body, headers=headers)
+    if as_json:
+        print_json(task)
+    else:
+        click.echo(f"submitted {task['taskId']} ({task['taskType']}, {task['status']})")
+
+
+@click.group()
+def tasks() -> None:
+    """List and inspect tasks."""
+
+
+@tasks.command("ls")
+@click.option("--status", default=None)
+@click.option("--type", "job_type", default=None)
+@click.option("--queue", default=None)
+@click.option("--page", type=int, default=1, show_default=True)
+@click.option("--page-size", type=int, default=50, show_default=True)
+@_connection_options
+def list_tasks(
+    status: str | None,
+    job_type: str | None,
+    queue: str | None,
+    page: int,
+    page_size: int,
+    url: str | None,
+    token: str | None,
+    as_json: bool,
+) -> None:
+    """List tasks, newest first."""
+    query = {
+        "status": status,
+        "type": job_type,
+        "queue": queue,
+        "page": page,
+        "pageSize": page_size,
+    }
+    answer = _client(url, token).request(
+        "GET", "/api/admin/tasks", params={k: v for k, v in query.items() if v is not None}
+    )
+    if as_json:
+        print_json(answer)
+    else:
+        print_task_table(answer)
+
+
+@tasks.command("show")
+@click.argument("task_id")
+@_connection_options
+def show_task(task_id: str, url: str | None, token: str | None, as_json: bool) -> None:
+    """Show one task in full."""
+    task = _client(url, token).request("GET", f"/api/admin/tasks/{task_id}")
+    if as_json:
+        print_json(task)
+    else:
+        print_task(task)

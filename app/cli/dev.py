@@ -1,0 +1,54 @@
+"""``jobplane dev``: the whole platform in one process on the embedded default."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import dramatiq
+import uvicorn
+
+from app.api.main import create_app
+from app.db import make_engine
+from app.migrate import upgrade
+from app.registry import load_jobs
+from app.settings import Settings
+from outbox.relay import Relay
+from outbox.sweeper import Sweeper
+from workers.broker import worker_broker
+
+logger = logging.getLogger("jobplane.dev")
+
+#: Milliseconds Ctrl-C waits for running jobs before leaving them to the next start.
+SHUTDOWN_GRACE_MS = 5000
+
+
+def run_dev(settings: Settings, *, host: str, port: int, threads: int) -> None:
+    """Migrate, then serve API + relay + workers until Ctrl-C; a restart resumes the work."""
+    upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    load_jobs(settings.job_modules)
+    broker = worker_broker(settings, lambda: engine)
+    broker.emit_after("process_boot")  # what Dramatiq's CLI does in each worker process
+    sweeper = Sweeper(engine, broker, settings)
+    if settings.broker_url.startswith("memory"):
+        # This process is the only worker of an in-memory broker: whatever a previous
+        # run left running died with it. Recover it now rather than after a timeout.
+        sweeper.recover_dead_workers(stale_before=sweeper.clock())
+    relay = Relay(engine, broker, settings, sweeper=sweeper)
+    relay_thread = threading.Thread(target=relay.run, name="jobplane-relay", daemon=True)
+    worker = dramatiq.Worker(broker, worker_threads=threads)
+    relay_thread.start()
+    worker.start()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings, engine=engine), host=host, port=port, access_log=False)
+    )
+    logger.info("jobplane is running: API at http://%s:%d/ (docs at /docs)", host, port)
+    try:
+        server.run()  # returns on Ctrl-C / SIGTERM
+    finally:
+        logger.info("stopping: relay, then workers (grace %d ms)", SHUTDOWN_GRACE_MS)
+        relay.stop()
+        relay_thread.join(timeout=5)
+        worker.stop(timeout=SHUTDOWN_GRACE_MS)
+        engine.dispose()

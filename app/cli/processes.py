@@ -1,0 +1,103 @@
+"""Commands that run a jobplane process; each imports what it starts only when run."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import click
+
+from app.settings import get_settings
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+
+
+@click.command()
+def migrate() -> None:
+    """Bring the database schema up to date (alembic upgrade head)."""
+    from app.migrate import upgrade
+
+    _logging()
+    upgrade(get_settings().database_url)
+    click.echo("database is up to date")
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def api(host: str, port: int) -> None:
+    """Serve the HTTP API with uvicorn."""
+    import uvicorn
+
+    from app.api.main import create_app
+
+    _logging()
+    uvicorn.run(create_app(), host=host, port=port, log_level="info", access_log=False)
+
+
+@click.command()
+@click.option("--sweeper/--no-sweeper", default=True, help="also run the sweeper (default: yes)")
+def relay(sweeper: bool) -> None:
+    """Publish committed outbox rows to the broker (and recover lost work)."""
+    import signal
+
+    from app.db import make_engine
+    from outbox.relay import Relay
+    from outbox.sweeper import Sweeper
+    from workers.broker import make_broker
+
+    _logging()
+    settings = get_settings()
+    engine = make_engine(settings.database_url)
+    broker = make_broker(settings.broker_url)
+    the_relay = Relay(
+        engine, broker, settings, sweeper=Sweeper(engine, broker, settings) if sweeper else None
+    )
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: the_relay.stop())
+    logging.getLogger("jobplane").info("relay started (broker %s)", _redact(settings.broker_url))
+    the_relay.run()
+
+
+@click.command()
+@click.option("--processes", "-p", default=os.cpu_count() or 1, show_default=True, type=int)
+@click.option("--threads", "-t", default=8, show_default=True, type=int)
+@click.option("--queues", "-Q", default="", help="comma-separated queues (default: every job's)")
+def worker(processes: int, threads: int, queues: str) -> None:
+    """Run Dramatiq worker processes for every registered job."""
+    from dramatiq import cli as dramatiq_cli
+
+    queue_list = [q.strip() for q in queues.split(",") if q.strip()]
+    # Read by workers.boot in every worker process: tasks may be sent to queues other
+    # than their job's default, and a worker only consumes queues it declared.
+    os.environ["JOBPLANE_WORKER_QUEUES"] = ",".join(queue_list)
+    argv = ["workers.boot", "--processes", str(processes), "--threads", str(threads)]
+    if queue_list:
+        argv += ["--queues", *queue_list]
+    sys.exit(dramatiq_cli.main(dramatiq_cli.make_argument_parser().parse_args(argv)))
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--threads", default=4, show_default=True, type=int, help="worker threads")
+def dev(host: str, port: int, threads: int) -> None:
+    """Run everything in one process: API, relay, worker threads (SQLite, in-memory broker)."""
+    from app.cli.dev import run_dev
+
+    _logging()
+    run_dev(get_settings(), host=host, port=port, threads=threads)
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1]

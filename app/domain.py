@@ -1,0 +1,92 @@
+"""The task vocabulary shared by the API, the relay and the workers.
+
+States and the transitions between them live here, beside the errors every layer
+raises; nothing in this module touches the database.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class TaskStatus(enum.StrEnum):
+    """The life of a task (the vocabulary of the seeds, kept)."""
+
+    PENDING = "pending"  #: committed and waiting: in the outbox, on the broker, or until run_after
+    RUNNING = "running"  #: claimed by a worker; its body is executing
+    COMPLETED = "completed"  #: the body returned; ``result`` holds its value
+    FAILED = "failed"  #: the last allowed attempt raised; ``error`` says why
+    CANCELLED = "cancelled"  #: cancelled by an admin before or while it ran
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+
+#: For each target state, the states a task may move to it from. Every UPDATE that
+#: changes a status is guarded by this table (``WHERE status IN ALLOWED_FROM[to]``).
+ALLOWED_FROM: dict[TaskStatus, frozenset[TaskStatus]] = {
+    # back to pending: a retry with backoff, a recovered worker, an admin's retry
+    TaskStatus.PENDING: frozenset({TaskStatus.RUNNING, TaskStatus.FAILED, TaskStatus.CANCELLED}),
+    TaskStatus.RUNNING: frozenset({TaskStatus.PENDING}),
+    TaskStatus.COMPLETED: frozenset({TaskStatus.RUNNING}),
+    TaskStatus.FAILED: frozenset({TaskStatus.RUNNING, TaskStatus.PENDING}),
+    TaskStatus.CANCELLED: frozenset({TaskStatus.PENDING, TaskStatus.RUNNING}),
+}
+
+
+def can_transition(current: TaskStatus, target: TaskStatus) -> bool:
+    """Whether a task in ``current`` may move to ``target``."""
+    return current in ALLOWED_FROM[target]
+
+
+class JobplaneError(Exception):
+    """Something went wrong in jobplane."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.__doc__)
+        self.message = message or (self.__doc__ or "").strip()
+
+
+class TaskNotFound(JobplaneError):
+    """No task has that id."""
+
+
+class InvalidTransition(JobplaneError):
+    """The task is not in a state that allows this."""
+
+    def __init__(self, message: str, *, status: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class UnknownJobType(JobplaneError):
+    """No job of that type is registered."""
+
+    def __init__(self, job_type: str, known: list[str]) -> None:
+        super().__init__(
+            f"unknown job type {job_type!r}; known types: {', '.join(known) or '(none)'}"
+        )
+        self.known = known
+
+
+class InvalidParams(JobplaneError):
+    """The job's params are not acceptable."""
+
+
+class ParamsTooLarge(JobplaneError):
+    """The job's params are larger than the limit."""
+
+
+class IdempotencyConflict(JobplaneError):
+    """The Idempotency-Key was already used for a different submission."""
+
+    def __init__(self, message: str, *, task_id: str) -> None:
+        super().__init__(message)
+        self.task_id = task_id
+
+
+class BackendUnavailable(JobplaneError):
+    """The database or the broker cannot be reached right now."""

@@ -1,0 +1,83 @@
+"""The registry of job types: what the API accepts and what workers run.
+
+``workers.job`` adds to it when a job module is imported; every process imports the
+built-in job modules and the user's (``JOBPLANE_JOBS``) at start through ``load_jobs``.
+Nothing here needs a broker, so the API learns the job types without one.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.domain import JobplaneError, UnknownJobType
+
+#: Job modules that are always loaded.
+BUILTIN_JOB_MODULES = ("workers.jobs.demo",)
+
+DEFAULT_QUEUE = "default"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A job type: its name, its function and its defaults (None: the settings' default)."""
+
+    name: str
+    fn: Callable[..., Any]
+    queue: str = DEFAULT_QUEUE
+    priority: int = 0
+    max_retries: int | None = None
+    timeout: int | None = None
+    #: Exception types that deserve a retry (None: every exception).
+    retry_for: tuple[type[BaseException], ...] | None = None
+    #: Backoff of the first retry and the cap, in seconds.
+    min_backoff: float = 1.0
+    max_backoff: float = 300.0
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+_jobs: dict[str, JobSpec] = {}
+
+
+class DuplicateJobType(JobplaneError):
+    """Two different functions were registered under one job type."""
+
+
+def register(spec: JobSpec) -> JobSpec:
+    """Add ``spec``; registering the same function again (a re-import) is harmless."""
+    existing = _jobs.get(spec.name)
+    if existing is not None and _qualname(existing.fn) != _qualname(spec.fn):
+        raise DuplicateJobType(
+            f"job type {spec.name!r} is already registered by {_qualname(existing.fn)}"
+        )
+    _jobs[spec.name] = spec
+    return spec
+
+
+def get_job(name: str) -> JobSpec:
+    """The spec of job type ``name``, or ``UnknownJobType`` listing the known ones."""
+    try:
+        return _jobs[name]
+    except KeyError:
+        raise UnknownJobType(name, known_types()) from None
+
+
+def known_types() -> list[str]:
+    return sorted(_jobs)
+
+
+def all_jobs() -> list[JobSpec]:
+    return [_jobs[name] for name in known_types()]
+
+
+def load_jobs(modules: Iterable[str] = ()) -> list[JobSpec]:
+    """Import the built-in job modules and ``modules``; return every registered job."""
+    for name in (*BUILTIN_JOB_MODULES, *modules):
+        importlib.import_module(name)
+    return all_jobs()
+
+
+def _qualname(fn: Callable[..., Any]) -> str:
+    return f"{fn.__module__}.{fn.__qualname__}"

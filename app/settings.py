@@ -1,0 +1,70 @@
+"""Configuration from the environment (prefix ``JOBPLANE_``).
+
+Every process reads the same variables; ``get_settings()`` caches one instance.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+FOUR_HOURS = 4 * 3600
+
+
+class Settings(BaseSettings):
+    """All of jobplane's settings; each is ``JOBPLANE_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="JOBPLANE_", extra="ignore")
+
+    #: SQLAlchemy URL: ``sqlite:///./jobplane.db`` or ``postgresql+psycopg://user@host/db``.
+    database_url: str = "sqlite:///./jobplane.db"
+    #: ``memory://`` (in-process, ``jobplane dev`` only), ``redis://host:6379/0``, ``amqp://…``.
+    broker_url: str = "memory://"
+    #: When set, every ``/api/`` route needs ``Authorization: Bearer <token>``.
+    api_token: str | None = None
+    #: Comma-separated import paths of the user's job modules.
+    jobs: str = ""
+    #: Where the admin CLI finds the API.
+    url: str = "http://127.0.0.1:8000"
+
+    #: Default time limit of a job, in seconds.
+    default_timeout: int = Field(FOUR_HOURS, gt=0)
+    #: Default number of retries after a failed attempt.
+    default_max_retries: int = Field(3, ge=0)
+
+    #: Outbox rows the relay publishes per transaction.
+    relay_batch_size: int = Field(500, gt=0)
+    #: Seconds the relay waits between scans when nothing wakes it (SQLite polls at this rate).
+    relay_poll_interval: float = Field(1.0, gt=0)
+    #: Longest back-off, in seconds, of a relay whose broker is down.
+    relay_max_backoff: float = Field(10.0, gt=0)
+    #: Seconds between sweeper passes (0 disables the sweeper in the relay).
+    sweep_interval: float = Field(5.0, ge=0)
+    #: Seconds between a worker's heartbeats for the tasks it runs.
+    heartbeat_interval: float = Field(5.0, gt=0)
+    #: A running task whose heartbeat is older than this (seconds) is recovered.
+    heartbeat_timeout: float = Field(60.0, gt=0)
+    #: A published task never claimed after this many seconds, while its queue is
+    #: empty, is published again (the backstop for a broker that lost it).
+    unclaimed_grace: float = Field(1800.0, gt=0)
+
+    @field_validator("api_token")
+    @classmethod
+    def _empty_token_means_none(cls, value: str | None) -> str | None:
+        return value or None
+
+    @property
+    def job_modules(self) -> list[str]:
+        return [name.strip() for name in self.jobs.split(",") if name.strip()]
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,426 @@
+"""Every statement on tasks, outbox and logs, one function each.
+
+Callers own the transaction: each function takes ``conn`` (inside ``engine.begin()``)
+and never commits. State changes are guarded UPDATEs (``WHERE status IN …``); the
+number of rows they touch says whether the transition happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, delete, func, insert, select, update
+
+from app.domain import ALLOWED_FROM, TaskStatus
+from app.models import KeyValue, Outbox, Task, TaskLog
+
+PENDING = TaskStatus.PENDING.value
+RUNNING = TaskStatus.RUNNING.value
+
+
+def _from(target: TaskStatus) -> list[str]:
+    return [status.value for status in ALLOWED_FROM[target]]
+
+
+# -- submitting ----------------------------------------------------------------------
+
+
+def insert_tasks(conn: Connection, tasks: Sequence[dict[str, Any]]) -> None:
+    """Insert pending tasks and one outbox row each (due at the task's ``run_after``).
+
+    Both inserts run in the caller's transaction: the relay can only see an outbox row
+    whose task row is committed with it (invariant 1).
+    """
+    if not tasks:
+        return
+    conn.execute(insert(Task), list(tasks))
+    conn.execute(
+        insert(Outbox),
+        [
+            {
+                "task_id": task["id"],
+                "dispatch": task["dispatch"],
+                "available_at": task["run_after"],
+                "created_at": task["created_at"],
+            }
+            for task in tasks
+        ],
+    )
+
+
+def find_by_idempotency_key(conn: Connection, key: str) -> Row[Any] | None:
+    return conn.execute(select(Task).where(Task.idempotency_key == key)).first()
+
+
+# -- reading -------------------------------------------------------------------------
+
+
+def get_task(conn: Connection, task_id: str) -> Row[Any] | None:
+    return conn.execute(select(Task).where(Task.id == task_id)).first()
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    """The admin list's filters; None means any."""
+
+    status: str | None = None
+    type: str | None = None
+    queue: str | None = None
+
+
+def list_tasks(
+    conn: Connection, filters: TaskFilter, *, offset: int, limit: int
+) -> tuple[list[Row[Any]], int]:
+    """One page of tasks, newest first, and the number of tasks matching ``filters``."""
+    conditions = [
+        column == value
+        for column, value in (
+            (Task.status, filters.status),
+            (Task.type, filters.type),
+            (Task.queue, filters.queue),
+        )
+        if value is not None
+    ]
+    page = conn.execute(
+        select(Task)
+        .where(*conditions)
+        .order_by(Task.created_at.desc(), Task.id.desc())
+        .offset(offset)
+        .limit(limit)
+    ).all()
+    total = conn.execute(select(func.count()).select_from(Task).where(*conditions)).scalar_one()
+    return list(page), total
+
+
+def count_by_status(conn: Connection) -> dict[str, int]:
+    rows = conn.execute(select(Task.status, func.count()).group_by(Task.status)).all()
+    return dict(rows)
+
+
+def outbox_backlog(conn: Connection) -> tuple[int, datetime | None]:
+    """How many outbox rows wait, and when the oldest was written."""
+    count, oldest = conn.execute(select(func.count(), func.min(Outbox.created_at))).one()
+    return count, oldest
+
+
+# -- running -------------------------------------------------------------------------
+
+
+def claim_task(
+    conn: Connection, task_id: str, dispatch: int, *, worker: str, now: datetime
+) -> Row[Any] | None:
+    """Move a task from pending to running for this publication, or return None.
+
+    The one conditional UPDATE that makes a duplicate or stale message harmless
+    (invariant 2): only the message carrying the row's current dispatch number, for a
+    due, uncancelled, pending row, gets it back.
+    """
+    return conn.execute(
+        update(Task)
+        .where(
+            Task.id == task_id,
+            Task.status.in_(_from(TaskStatus.RUNNING)),
+            Task.dispatch == dispatch,
+            Task.run_after <= now,
+            Task.cancel_requested.is_(False),
+        )
+        .values(
+            status=RUNNING,
+            attempts=Task.attempts + 1,
+            started_at=now,
+            heartbeat_at=now,
+            worker=worker,
+        )
+        .returning(Task.id, Task.type, Task.params, Task.attempts, Task.timeout_seconds)
+    ).first()
+
+
+def why_not_claimable(conn: Connection, task_id: str, dispatch: int, now: datetime) -> str:
+    """A person's explanation of why ``claim_task`` returned nothing."""
+    row = conn.execute(
+        select(Task.status, Task.dispatch, Task.run_after, Task.cancel_requested).where(
+            Task.id == task_id
+        )
+    ).first()
+    if row is None:
+        return "no such task"
+    if row.status != PENDING:
+        return f"task is {row.status}"
+    if row.cancel_requested:
+        return "task is cancelled"
+    if row.dispatch != dispatch:
+        return f"stale message (dispatch {dispatch}, task is at {row.dispatch})"
+    if row.run_after > now:
+        return f"task is not due before {row.run_after.isoformat()}"
+    return "task was claimed concurrently"
+
+
+def complete_task(
+    conn: Connection, task_id: str, dispatch: int, *, result: Any, now: datetime
+) -> bool:
+    """Record a finished body; False if the task is no longer this attempt's."""
+    values = {
+        "status": TaskStatus.COMPLETED.value,
+        "completed_at": now,
+        "result": result,
+        "error": None,
+    }
+    return _guarded(conn, task_id, dispatch, TaskStatus.COMPLETED, values)
+
+
+def fail_task(conn: Connection, task_id: str, dispatch: int, *, error: str, now: datetime) -> bool:
+    """Record a failed last attempt."""
+    values = {"status": TaskStatus.FAILED.value, "error": error, "completed_at": now}
+    return _guarded(conn, task_id, dispatch, TaskStatus.FAILED, values)
+
+
+def retry_task(
+    conn: Connection, task_id: str, dispatch: int, *, error: str, run_after: datetime, now: datetime
+) -> bool:
+    """Put a failed attempt back to pending, due at ``run_after``, if it has retries left.
+
+    A new outbox row, due at the same time, carries the bumped dispatch number: the
+    retry's delay lives in the database, not in the broker.
+    """
+    row = conn.execute(
+        update(Task)
+        .where(
+            Task.id == task_id,
+            Task.status == RUNNING,
+            Task.dispatch == dispatch,
+            Task.retry_count < Task.max_retries,
+        )
+        .values(
+            status=PENDING,
+            retry_count=Task.retry_count + 1,
+            dispatch=Task.dispatch + 1,
+            error=error,
+            run_after=run_after,
+            published_at=None,
+            heartbeat_at=None,
+            worker=None,
+        )
+        .returning(Task.id, Task.dispatch, Task.run_after)
+    ).first()
+    if row is None:
+        return False
+    _insert_outbox(conn, [row], now)
+    return True
+
+
+def _guarded(
+    conn: Connection, task_id: str, dispatch: int, target: TaskStatus, values: dict[str, Any]
+) -> bool:
+    result = conn.execute(
+        update(Task)
+        .where(Task.id == task_id, Task.dispatch == dispatch, Task.status.in_(_from(target)))
+        .values(**values)
+    )
+    return result.rowcount == 1
+
+
+def record_progress(
+    conn: Connection, task_id: str, dispatch: int, current: int, total: int
+) -> None:
+    conn.execute(
+        update(Task)
+        .where(Task.id == task_id, Task.dispatch == dispatch, Task.status == RUNNING)
+        .values(progress=current, total=total)
+    )
+
+
+def beat(conn: Connection, task_ids: Iterable[str], now: datetime) -> None:
+    """Refresh the heartbeat of the running tasks a worker holds."""
+    ids = list(task_ids)
+    if ids:
+        conn.execute(
+            update(Task).where(Task.id.in_(ids), Task.status == RUNNING).values(heartbeat_at=now)
+        )
+
+
+def append_logs(conn: Connection, lines: Sequence[dict[str, Any]]) -> None:
+    if lines:
+        conn.execute(insert(TaskLog), list(lines))
+
+
+# -- the relay -----------------------------------------------------------------------
+
+
+def take_outbox_batch(conn: Connection, now: datetime, limit: int) -> list[Row[Any]]:
+    """Lock up to ``limit`` due outbox rows, oldest first, with what a message needs.
+
+    ``SKIP LOCKED`` lets several relays share the table on PostgreSQL (SQLAlchemy
+    drops it on SQLite, where one relay is the rule). ``status`` is None when the
+    task row is gone.
+    """
+    due = (
+        select(Outbox.id)
+        .where(Outbox.available_at <= now)
+        .order_by(Outbox.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    rows: Sequence[Any] = conn.execute(
+        select(
+            Outbox.id,
+            Outbox.task_id,
+            Outbox.dispatch,
+            Task.type,
+            Task.queue,
+            Task.priority,
+            Task.timeout_seconds,
+            Task.status,
+        )
+        .outerjoin(Task, Task.id == Outbox.task_id)
+        .where(Outbox.id.in_(due))
+        .order_by(Outbox.id)
+    ).all()
+    return list(rows)
+
+
+def finish_outbox_batch(
+    conn: Connection, outbox_ids: Sequence[int], published_task_ids: Sequence[str], now: datetime
+) -> None:
+    """Delete the rows of a batch and note when their tasks were published."""
+    conn.execute(delete(Outbox).where(Outbox.id.in_(outbox_ids)))
+    if published_task_ids:
+        conn.execute(
+            update(Task)
+            .where(Task.id.in_(published_task_ids), Task.status == PENDING)
+            .values(published_at=now)
+        )
+
+
+def _insert_outbox(conn: Connection, rows: Sequence[Any], now: datetime) -> None:
+    """Outbox rows for tasks given as rows of (id, dispatch, run_after)."""
+    if rows:
+        conn.execute(
+            insert(Outbox),
+            [
+                {
+                    "task_id": row.id,
+                    "dispatch": row.dispatch,
+                    "available_at": row.run_after,
+                    "created_at": now,
+                }
+                for row in rows
+            ],
+        )
+
+
+# -- the sweeper ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recovery:
+    retried: list[str]
+    failed: list[str]
+
+
+def recover_stale_running(conn: Connection, stale_before: datetime, now: datetime) -> Recovery:
+    """Running tasks whose heartbeat stopped: their worker is gone.
+
+    The lost attempt counts against the task's retries ("worker lost"), so a job that
+    kills its worker cannot loop forever.
+    """
+    stale = (Task.status == RUNNING) & (Task.heartbeat_at < stale_before)
+    error = "worker lost: no heartbeat since before " + stale_before.isoformat()
+    retried = conn.execute(
+        update(Task)
+        .where(stale, Task.retry_count < Task.max_retries)
+        .values(
+            status=PENDING,
+            retry_count=Task.retry_count + 1,
+            dispatch=Task.dispatch + 1,
+            error=error,
+            run_after=now,
+            published_at=None,
+            heartbeat_at=None,
+            worker=None,
+        )
+        .returning(Task.id, Task.dispatch, Task.run_after)
+    ).all()
+    _insert_outbox(conn, retried, now)
+    failed = conn.execute(
+        update(Task)
+        .where(stale, Task.retry_count >= Task.max_retries)
+        .values(status=TaskStatus.FAILED.value, error=error, completed_at=now)
+        .returning(Task.id)
+    ).all()
+    return Recovery([row.id for row in retried], [row.id for row in failed])
+
+
+def republish_pending(
+    conn: Connection,
+    *,
+    published_before: datetime,
+    now: datetime,
+    queues: Sequence[str] | None = None,
+) -> list[str]:
+    """Publish again the pending tasks the broker was given before ``published_before``.
+
+    For when the broker lost its messages. The bumped dispatch number makes any copy
+    that did survive unable to claim the task.
+    """
+    conditions = [
+        Task.status == PENDING,
+        Task.published_at.is_not(None),
+        Task.published_at < published_before,
+    ]
+    if queues is not None:
+        conditions.append(Task.queue.in_(list(queues)))
+    rows = conn.execute(
+        update(Task)
+        .where(*conditions)
+        .values(dispatch=Task.dispatch + 1, published_at=None, run_after=now)
+        .returning(Task.id, Task.dispatch, Task.run_after)
+    ).all()
+    _insert_outbox(conn, rows, now)
+    return [row.id for row in rows]
+
+
+def queues_with_unclaimed(conn: Connection, published_before: datetime) -> list[str]:
+    """Queues holding a task published before ``published_before`` and still pending."""
+    return list(
+        conn.execute(
+            select(Task.queue)
+            .where(
+                Task.status == PENDING,
+                Task.published_at.is_not(None),
+                Task.published_at < published_before,
+            )
+            .distinct()
+        ).scalars()
+    )
+
+
+# -- small shared state --------------------------------------------------------------
+
+
+def read_state(conn: Connection, key: str) -> str | None:
+    return conn.execute(select(KeyValue.value).where(KeyValue.key == key)).scalar_one_or_none()
+
+
+def swap_state(conn: Connection, key: str, old: str | None, new: str, now: datetime) -> bool:
+    """Set ``key`` to ``new`` only if it still holds ``old``; True if this call did it."""
+    if old is None:
+        exists = read_state(conn, key) is not None
+        if exists:
+            return False
+        conn.execute(insert(KeyValue).values(key=key, value=new, updated_at=now))
+        return True
+    result = conn.execute(
+        update(KeyValue)
+        .where(KeyValue.key == key, KeyValue.value == old)
+        .values(value=new, updated_at=now)
+    )
+    return result.rowcount == 1
+
+
+def next_outbox_due(conn: Connection) -> datetime | None:
+    """When the earliest outbox row becomes due (None: the outbox is empty)."""
+    return conn.execute(select(func.min(Outbox.available_at))).scalar_one()

@@ -1,0 +1,128 @@
+"""The outbox relay: publishes committed outbox rows to the broker, then deletes them.
+
+One batch is one transaction: lock due rows (SKIP LOCKED), publish a message per
+row, delete the rows, commit. A crash between publishing and committing leaves the
+rows in place and they are published again; the worker's claim drops the duplicate
+(invariant 2). A broker that is down makes the transaction roll back, and the relay
+backs off and tries again, losing nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import dramatiq
+from sqlalchemy import Engine, Row
+
+from app import store
+from app.domain import TaskStatus
+from app.models import utcnow
+from app.settings import Settings
+from outbox.publisher import publish
+from outbox.sweeper import Sweeper
+from outbox.wakeup import Wakeup, wakeup_for
+
+logger = logging.getLogger(__name__)
+
+#: Test hook: kill the relay with SIGKILL after publishing a batch, before its commit.
+CRASH_AFTER_PUBLISH_ENV = "JOBPLANE_TEST_CRASH_AFTER_PUBLISH"
+
+
+class Relay:
+    """Moves outbox rows to the broker; runs the sweeper between batches if given one."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        broker: dramatiq.Broker,
+        settings: Settings,
+        *,
+        sweeper: Sweeper | None = None,
+        wakeup: Wakeup | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.engine = engine
+        self.broker = broker
+        self.settings = settings
+        self.sweeper = sweeper
+        self.wakeup = wakeup or wakeup_for(engine)
+        self.clock = clock
+        self.published = 0
+        self.errors = 0
+        self._stopped = threading.Event()
+        self._crash_after_publish = os.environ.get(CRASH_AFTER_PUBLISH_ENV) == "1"
+
+    def relay_once(self) -> int:
+        """Publish one batch of due rows; returns how many rows it took."""
+        now = self.clock()
+        with self.engine.begin() as conn:
+            rows = store.take_outbox_batch(conn, now, self.settings.relay_batch_size)
+            if not rows:
+                return 0
+            live = [row for row in rows if row.status == TaskStatus.PENDING.value]
+            self._publish_all(live)
+            if self._crash_after_publish:
+                os.kill(os.getpid(), signal.SIGKILL)
+            store.finish_outbox_batch(
+                conn, [row.id for row in rows], [row.task_id for row in live], now
+            )
+        self.published += len(live)
+        return len(rows)
+
+    def _publish_all(self, rows: list[Row[Any]]) -> None:
+        for row in rows:
+            publish(self.broker, row)
+
+    def drain(self) -> int:
+        """Publish every due row now; returns how many rows were taken."""
+        total = 0
+        while taken := self.relay_once():
+            total += taken
+        return total
+
+    def run(self) -> None:
+        """Relay until ``stop()``: a batch, then (if the table is drained) a wait."""
+        backoff = 0.0
+        next_sweep = time.monotonic()
+        while not self._stopped.is_set():
+            try:
+                taken = self.relay_once()
+                backoff = 0.0
+            except Exception:
+                self.errors += 1
+                backoff = min(self.settings.relay_max_backoff, max(0.1, backoff * 2))
+                logger.exception("relay batch failed; retrying in %.1f s", backoff)
+                self._stopped.wait(backoff)
+                continue
+            if self.sweeper is not None and time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + self.settings.sweep_interval
+                self._sweep()
+            if taken < self.settings.relay_batch_size:
+                self.wakeup.wait(self._idle_wait())
+
+    def _idle_wait(self) -> float:
+        """Seconds to wait: until the next delayed row is due, at most the poll interval."""
+        with self.engine.connect() as conn:
+            due = store.next_outbox_due(conn)
+        wait = self.settings.relay_poll_interval
+        if due is not None:
+            wait = min(wait, max(0.0, (due - self.clock()).total_seconds()))
+        return wait
+
+    def _sweep(self) -> None:
+        assert self.sweeper is not None
+        try:
+            self.sweeper.sweep()
+        except Exception:
+            logger.exception("sweep failed; trying again at the next interval")
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.wakeup.wake()

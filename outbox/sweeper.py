@@ -1,0 +1,104 @@
+"""The sweeper: puts back what a dead process or a forgetful broker let go.
+
+Three passes, each logged and counted:
+1. running tasks whose heartbeat stopped (their worker died) → pending, new dispatch;
+2. a changed broker epoch (Redis lost its data) → every task published before is
+   published again;
+3. the backstop: tasks published more than ``unclaimed_grace`` ago, never claimed,
+   while the broker holds no message of their queue → published again.
+A long backlog alone never triggers a republication: that would flood the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import dramatiq
+from sqlalchemy import Engine
+
+from app import store
+from app.models import utcnow
+from app.settings import Settings
+from outbox import broker_state
+
+logger = logging.getLogger(__name__)
+
+EPOCH_STATE_KEY = "broker_epoch"
+
+
+class Sweeper:
+    """Recovers lost work; ``counts`` totals what each pass recovered in this process."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        broker: dramatiq.Broker,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.engine = engine
+        self.broker = broker
+        self.settings = settings
+        self.clock = clock
+        self.counts: Counter[str] = Counter()
+
+    def sweep(self) -> Counter[str]:
+        """Run every pass once; returns what this pass recovered, by kind."""
+        found: Counter[str] = Counter()
+        found.update(self.recover_dead_workers())
+        found["republished_after_broker_loss"] += self.recover_broker_loss()
+        found["republished_unclaimed"] += self.recover_unclaimed()
+        found = +found  # drop zeros
+        self.counts.update(found)
+        return found
+
+    def recover_dead_workers(self, *, stale_before: datetime | None = None) -> Counter[str]:
+        now = self.clock()
+        cutoff = stale_before or now - timedelta(seconds=self.settings.heartbeat_timeout)
+        with self.engine.begin() as conn:
+            recovery = store.recover_stale_running(conn, cutoff, now)
+        for task_id in recovery.retried:
+            logger.warning("recovered task %s from a lost worker: pending again", task_id)
+        for task_id in recovery.failed:
+            logger.warning("task %s lost its worker on its last attempt: failed", task_id)
+        return Counter(
+            recovered_from_lost_worker=len(recovery.retried),
+            failed_after_lost_worker=len(recovery.failed),
+        )
+
+    def recover_broker_loss(self) -> int:
+        """Republish everything published under an epoch the broker no longer has."""
+        current = broker_state.broker_epoch(self.broker)
+        now = self.clock()
+        with self.engine.begin() as conn:
+            known = store.read_state(conn, EPOCH_STATE_KEY)
+            if known == current or not store.swap_state(conn, EPOCH_STATE_KEY, known, current, now):
+                return 0  # unchanged, or another relay handled the change
+            if known is None:
+                return 0  # first sight of this broker: nothing was published under another
+            task_ids = store.republish_pending(conn, published_before=now, now=now)
+        logger.warning(
+            "the broker lost its data (epoch %s → %s): republishing %d task(s)",
+            known,
+            current,
+            len(task_ids),
+        )
+        return len(task_ids)
+
+    def recover_unclaimed(self) -> int:
+        now = self.clock()
+        cutoff = now - timedelta(seconds=self.settings.unclaimed_grace)
+        with self.engine.begin() as conn:
+            queues = store.queues_with_unclaimed(conn, cutoff)
+        empty = [q for q in queues if not broker_state.queue_holds_messages(self.broker, q)]
+        if not empty:
+            return 0
+        with self.engine.begin() as conn:
+            task_ids = store.republish_pending(conn, published_before=cutoff, now=now, queues=empty)
+        for task_id in task_ids:
+            logger.warning("task %s was never claimed and its queue is empty: republished", task_id)
+        return len(task_ids)

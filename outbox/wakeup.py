@@ -1,0 +1,74 @@
+"""How the relay waits for new outbox rows: LISTEN/NOTIFY on PostgreSQL, a timer on SQLite.
+
+A trigger on ``outbox`` (see the first migration) sends ``NOTIFY jobplane_outbox`` once
+per inserting statement; PostgreSQL delivers it only when that transaction commits.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import psycopg
+from sqlalchemy import Engine
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "jobplane_outbox"
+
+
+class Wakeup:
+    """Waits until woken or the timeout passes (the SQLite default: a plain timer)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def wait(self, timeout: float) -> None:
+        self._event.wait(timeout)
+        self._event.clear()
+
+    def wake(self) -> None:
+        """Cut the current wait short (used to stop the relay)."""
+        self._event.set()
+
+    def close(self) -> None:
+        self.wake()
+
+
+class PostgresWakeup(Wakeup):
+    """Returns as soon as a committed outbox insert notifies, or after the timeout."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__()
+        url = engine.url.set(drivername="postgresql")
+        self._conninfo = url.render_as_string(hide_password=False)
+        self._conn: psycopg.Connection[tuple[object, ...]] | None = None
+
+    def _listen(self) -> psycopg.Connection[tuple[object, ...]]:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self._conninfo, autocommit=True)
+            self._conn.execute(f"LISTEN {CHANNEL}")
+        return self._conn
+
+    def wait(self, timeout: float) -> None:
+        if self._event.is_set():
+            self._event.clear()
+            return
+        try:
+            conn = self._listen()
+            # Drain everything already queued, so a burst of commits costs one wake-up.
+            for _ in conn.notifies(timeout=timeout, stop_after=1):
+                pass
+        except psycopg.Error:
+            logger.warning("LISTEN connection failed; polling until it is back", exc_info=True)
+            self._conn = None
+            super().wait(timeout)
+
+    def close(self) -> None:
+        super().close()
+        if self._conn is not None:
+            self._conn.close()
+
+
+def wakeup_for(engine: Engine) -> Wakeup:
+    return PostgresWakeup(engine) if engine.dialect.name == "postgresql" else Wakeup()

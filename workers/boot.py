@@ -1,0 +1,22 @@
+"""The broker module Dramatiq's CLI loads in each worker process (``jobplane worker``).
+
+Importing it loads the job modules and builds the broker with every job's actor;
+the database engine is made lazily, after the fork, by the lifecycle middleware.
+"""
+
+from __future__ import annotations
+
+import os
+
+from app.db import make_engine
+from app.registry import load_jobs
+from app.settings import get_settings
+from workers.broker import worker_broker
+
+settings = get_settings()
+load_jobs(settings.job_modules)
+#: Extra queues for tasks submitted to a queue other than their job's default.
+_extra_queues = [q for q in os.environ.get("JOBPLANE_WORKER_QUEUES", "").split(",") if q]
+broker = worker_broker(
+    settings, lambda: make_engine(settings.database_url), extra_queues=_extra_queues
+)

@@ -1,0 +1,62 @@
+"""``@job``: declare a job type.
+
+The decorator only registers the function (``app.registry``); Dramatiq actors are
+made from the registry when a worker builds its broker (``workers.broker``), so
+importing a job module needs no broker and the API can learn job types from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from app.registry import DEFAULT_QUEUE, JobSpec, register
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def job(
+    name: str,
+    *,
+    queue: str = DEFAULT_QUEUE,
+    priority: int = 0,
+    max_retries: int | None = None,
+    timeout: int | None = None,
+    retry_for: tuple[type[BaseException], ...] | None = None,
+    min_backoff: float = 1.0,
+    max_backoff: float = 300.0,
+    **options: Any,
+) -> Callable[[F], F]:
+    """Register the decorated function as job type ``name``.
+
+    Parameters:
+      name: the job type clients submit; stable, unique.
+      queue: the queue its messages go to (default ``"default"``).
+      max_retries: retries after a failed attempt (default: ``JOBPLANE_DEFAULT_MAX_RETRIES``, 3).
+      timeout: time limit of one attempt, in seconds (default: ``JOBPLANE_DEFAULT_TIMEOUT``, 4 h).
+      retry_for: exception types worth a retry (default: any exception).
+      min_backoff, max_backoff: seconds before the first retry, and the cap; the delay
+        doubles at each retry, with jitter.
+      options: further options kept on the job spec (e.g. schedules, concurrency).
+
+    The function itself is returned unchanged: call it directly in your own tests.
+    """
+
+    def decorate(fn: F) -> F:
+        register(
+            JobSpec(
+                name=name,
+                fn=fn,
+                queue=queue,
+                priority=priority,
+                max_retries=max_retries,
+                timeout=timeout,
+                retry_for=retry_for,
+                min_backoff=min_backoff,
+                max_backoff=max_backoff,
+                options=options,
+            )
+        )
+        return fn
+
+    return decorate

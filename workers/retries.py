@@ -1,0 +1,25 @@
+"""When a failed attempt is retried, and after how long."""
+
+from __future__ import annotations
+
+import random
+
+from app.registry import JobSpec
+
+
+def deserves_retry(spec: JobSpec, error: BaseException) -> bool:
+    """Whether ``error`` is one the job retries for (any exception, unless ``retry_for``)."""
+    if not isinstance(error, Exception):
+        return False  # KeyboardInterrupt, SystemExit: the process is going away
+    return spec.retry_for is None or isinstance(error, spec.retry_for)
+
+
+def backoff_seconds(spec: JobSpec, retry_number: int, *, jitter: float = 0.1) -> float:
+    """Delay before retry number ``retry_number`` (1-based): min, 2×min, 4×min … capped.
+
+    Jitter only lengthens the delay (up to ``jitter`` of it), so a retry is never
+    earlier than the documented 1 s, 2 s, 4 s, and retries of many tasks that failed
+    together spread out.
+    """
+    base: float = min(spec.max_backoff, spec.min_backoff * 2 ** (retry_number - 1))
+    return base * (1 + random.uniform(0, jitter))
