@@ -1,0 +1,186 @@
+"""Fixtures shared by every layer of tests: databases, Redis, settings, a live API."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import Engine, func, select
+
+from app.api.main import create_app
+from app.db import make_engine
+from app.migrate import upgrade
+from app.models import Outbox, Task, TaskLog
+from app.settings import Settings, get_settings
+from tests import services
+
+# Tests set what they need explicitly; nothing leaks in from the developer's shell.
+for _name in [name for name in os.environ if name.startswith("JOBPLANE_")]:
+    if _name != "JOBPLANE_TEST_PG":
+        del os.environ[_name]
+get_settings.cache_clear()
+
+_RUN = f"{os.getpid()}"
+_counter = itertools.count()
+
+
+def wait_until(
+    condition: Callable[[], Any],
+    *,
+    timeout: float = 30.0,
+    interval: float = 0.05,
+    what: str = "condition",
+) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> None:
+    services.ensure_postgres()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> None:
+    services.ensure_redis()
+
+
+@pytest.fixture(scope="session")
+def pg_template(postgres: None) -> Iterator[str]:
+    """A migrated database that each test's database is cloned from (fast)."""
+    name = f"jobplane_tmpl_{_RUN}"
+    services.admin_execute(f'DROP DATABASE IF EXISTS "{name}"')
+    services.admin_execute(f'CREATE DATABASE "{name}"')
+    upgrade(services.pg_url(name))
+    yield name
+    services.admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_url(pg_template: str) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database of this test's own."""
+    name = f"jobplane_test_{_RUN}_{next(_counter)}"
+    services.admin_execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
+    yield services.pg_url(name)
+    services.admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'jobplane.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def redis_url(redis_server: None) -> Iterator[str]:
+    """A Redis database of the tests' own, empty at the start and end of each test."""
+    client = services.redis_client()
+    client.flushdb()
+    yield services.redis_url()
+    client.flushdb()
+
+
+@pytest.fixture
+def pg_engine(pg_url: str) -> Iterator[Engine]:
+    engine = make_engine(pg_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def pg_settings(pg_url: str, redis_url: str) -> Settings:
+    return Settings(database_url=pg_url, broker_url=redis_url)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LiveServer:
+    """uvicorn serving an app on 127.0.0.1 in a thread: real HTTP for the tests."""
+
+    def __init__(self, app: Any) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        wait_until(lambda: self.server.started, timeout=10, what="uvicorn to start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def api_factory() -> Iterator[Callable[..., httpx.Client]]:
+    """Start the API for given settings over real HTTP; returns an httpx client."""
+    stack: list[tuple[LiveServer, httpx.Client]] = []
+
+    def start(
+        settings: Settings, *, token: str | None = None, engine: Engine | None = None
+    ) -> httpx.Client:
+        server = LiveServer(create_app(settings, engine=engine)).__enter__()
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        client = httpx.Client(base_url=server.url, headers=headers, timeout=30)
+        stack.append((server, client))
+        return client
+
+    yield start
+    for server, client in reversed(stack):
+        client.close()
+        server.__exit__()
+
+
+@pytest.fixture
+def pg_api(api_factory: Callable[..., httpx.Client], pg_settings: Settings) -> httpx.Client:
+    return api_factory(pg_settings)
+
+
+def row_counts(engine: Engine) -> dict[str, int]:
+    """How many tasks, outbox rows and log lines there are: 'changes nothing' checks."""
+    with engine.connect() as conn:
+        return {
+            model.__tablename__: conn.execute(select(func.count()).select_from(model)).scalar_one()
+            for model in (Task, Outbox, TaskLog)
+        }
+
+
+@pytest.fixture
+def platform_factory(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Real jobplane processes (see tests/e2e/platform.py); all killed at the end."""
+    from tests.e2e.platform import Platform
+
+    made: list[Platform] = []
+
+    def make(database_url: str, broker_url: str, **settings: str) -> Platform:
+        platform = Platform(database_url, broker_url, tmp_path, **settings)
+        made.append(platform)
+        return platform
+
+    yield make
+    for platform in made:
+        platform.close()

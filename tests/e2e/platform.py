@@ -1,0 +1,120 @@
+"""Real ``jobplane`` processes for end-to-end tests: start, talk to, SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from tests.conftest import free_port, wait_until
+
+JOBPLANE = [sys.executable, "-m", "app.cli"]
+
+
+class Process:
+    """One jobplane process with its output captured to a file."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log: IO[bytes] = self.log_path.open("ab")
+        self.popen = subprocess.Popen(
+            [*JOBPLANE, *args],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so SIGKILL reaches children
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL the process and every child (Dramatiq's worker processes)."""
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait(timeout=10)
+
+    def terminate(self, timeout: float = 30) -> int:
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+        try:
+            return self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return -9
+
+    def close(self) -> None:
+        self.kill()
+        self._log.close()
+
+
+class Platform:
+    """API, relay and workers as separate processes on one database and broker."""
+
+    def __init__(self, database_url: str, broker_url: str, log_dir: Path, **settings: str) -> None:
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("JOBPLANE_")},
+            "JOBPLANE_DATABASE_URL": database_url,
+            "JOBPLANE_BROKER_URL": broker_url,
+            # Fast recovery for tests: stale after 3 s, swept every 0.5 s.
+            "JOBPLANE_HEARTBEAT_INTERVAL": "0.5",
+            "JOBPLANE_HEARTBEAT_TIMEOUT": "3",
+            "JOBPLANE_SWEEP_INTERVAL": "0.5",
+            # Dramatiq's idle consumer backs off up to this many ms.
+            "dramatiq_worker_timeout": "100",
+            **{f"JOBPLANE_{k.upper()}": v for k, v in settings.items()},
+        }
+        self.log_dir = log_dir
+        self.processes: list[Process] = []
+        self.api_url: str | None = None
+        self._clients: list[httpx.Client] = []
+
+    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> Process:
+        process = Process(
+            f"{name}-{len(self.processes)}", list(args), {**self.env, **(env or {})}, self.log_dir
+        )
+        self.processes.append(process)
+        return process
+
+    def start_api(self) -> Process:
+        port = free_port()
+        process = self.start("api", "api", "--port", str(port))
+        self.api_url = f"http://127.0.0.1:{port}"
+        wait_until(self._healthy, timeout=30, what="the API to answer /healthz")
+        return process
+
+    def start_relay(self, env: dict[str, str] | None = None) -> Process:
+        return self.start("relay", "relay", env=env)
+
+    def start_worker(self, processes: int = 1, threads: int = 4) -> Process:
+        return self.start(
+            "worker", "worker", "--processes", str(processes), "--threads", str(threads)
+        )
+
+    def client(self) -> httpx.Client:
+        assert self.api_url is not None, "start_api() first"
+        client = httpx.Client(base_url=self.api_url, timeout=30)
+        self._clients.append(client)
+        return client
+
+    def _healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.api_url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def close(self) -> None:
+        for client in self._clients:
+            client.close()
+        for process in reversed(self.processes):
+            process.close()
