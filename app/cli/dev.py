@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 
 import dramatiq
@@ -44,8 +45,13 @@ def run_dev(settings: Settings, *, host: str, port: int, threads: int) -> None:
         uvicorn.Config(create_app(settings, engine=engine), host=host, port=port, access_log=False)
     )
     logger.info("jobplane is running: API at http://%s:%d/ (docs at /docs)", host, port)
+    # uvicorn handles Ctrl-C / SIGTERM while it serves, then re-raises the signal to
+    # the handler that was there before it: make that one a no-op, so the clean stop
+    # below runs and the process exits 0.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: None)
     try:
-        server.run()  # returns on Ctrl-C / SIGTERM
+        server.run()
     finally:
         logger.info("stopping: relay, then workers (grace %d ms)", SHUTDOWN_GRACE_MS)
         relay.stop()

@@ -1,0 +1,93 @@
+"""Pure rules: state transitions, percent, retry backoff, CLI parameter parsing."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.api.schemas import percent
+from app.cli.admin import parse_param
+from app.domain import ALLOWED_FROM, TERMINAL_STATES, TaskStatus, can_transition
+from app.registry import JobSpec
+from app.settings import Settings
+from workers.retries import backoff_seconds, deserves_retry
+
+
+def test_terminal_states_change_only_through_an_explicit_retry() -> None:
+    for terminal in TERMINAL_STATES:
+        allowed = {target for target in TaskStatus if can_transition(terminal, target)}
+        assert allowed <= {TaskStatus.PENDING}, terminal
+    assert not can_transition(TaskStatus.COMPLETED, TaskStatus.PENDING)
+
+
+def test_only_a_pending_task_can_start_and_only_a_running_one_can_complete() -> None:
+    assert ALLOWED_FROM[TaskStatus.RUNNING] == {TaskStatus.PENDING}
+    assert ALLOWED_FROM[TaskStatus.COMPLETED] == {TaskStatus.RUNNING}
+    assert ALLOWED_FROM[TaskStatus.CANCELLED] == {TaskStatus.PENDING, TaskStatus.RUNNING}
+
+
+@pytest.mark.parametrize(
+    ("progress", "total", "status", "expected"),
+    [
+        (1500, 5000, "running", 30),
+        (0, 0, "running", 0),
+        (0, 0, "completed", 100),
+        (7, 7, "running", 100),
+        (9, 7, "running", 100),
+        (1, 3, "running", 33),
+    ],
+)
+def test_percent_derives_from_progress_and_total(
+    progress: int, total: int, status: str, expected: int
+) -> None:
+    assert percent(progress, total, status) == expected
+
+
+def _spec(**options: object) -> JobSpec:
+    return JobSpec(name="t", fn=lambda: None, **options)  # type: ignore[arg-type]
+
+
+def test_backoff_doubles_from_one_second_and_is_capped() -> None:
+    spec = _spec(min_backoff=1.0, max_backoff=5.0)
+    delays = [backoff_seconds(spec, n, jitter=0) for n in (1, 2, 3, 4)]
+    assert delays == [1.0, 2.0, 4.0, 5.0]
+
+
+def test_jitter_never_makes_a_retry_earlier_than_its_backoff() -> None:
+    spec = _spec()
+    for _ in range(200):
+        assert 2.0 <= backoff_seconds(spec, 2) <= 2.2
+
+
+def test_retry_for_limits_which_errors_are_retried() -> None:
+    spec = _spec(retry_for=(ConnectionError,))
+    assert deserves_retry(spec, ConnectionError())
+    assert not deserves_retry(spec, ValueError())
+    assert deserves_retry(_spec(), ValueError())
+    assert not deserves_retry(_spec(), KeyboardInterrupt())
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("days=60", ("days", 60)),
+        ("overwrite=false", ("overwrite", False)),
+        ("name=Taipei", ("name", "Taipei")),
+        ("ids=[1,2]", ("ids", [1, 2])),
+        ("empty=", ("empty", "")),
+    ],
+)
+def test_cli_params_parse_as_json_or_text(text: str, expected: tuple[str, object]) -> None:
+    assert parse_param(text) == expected
+
+
+def test_settings_read_the_environment_with_the_jobplane_prefix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("JOBPLANE_DATABASE_URL", "postgresql+psycopg://u@h/db")
+    monkeypatch.setenv("JOBPLANE_JOBS", "myjobs.reports, myjobs.mail ,")
+    monkeypatch.setenv("JOBPLANE_API_TOKEN", "")
+    settings = Settings()
+    assert settings.database_url == "postgresql+psycopg://u@h/db"
+    assert settings.job_modules == ["myjobs.reports", "myjobs.mail"]
+    assert settings.api_token is None
+    assert Settings().default_timeout == 4 * 3600
