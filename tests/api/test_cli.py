@@ -1,0 +1,70 @@
+"""The admin CLI, run as a subprocess against a live API."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+
+import httpx
+
+from app.cli.client import EXIT_API_ERROR, EXIT_NOT_FOUND, EXIT_UNREACHABLE
+from app.settings import Settings
+
+
+def jobplane(*args: str, url: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBPLANE_")}
+    env["JOBPLANE_URL"] = url
+    if token:
+        env["JOBPLANE_API_TOKEN"] = token
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_submit_then_list_and_show_the_task(
+    api_factory: Callable[..., httpx.Client], pg_settings: Settings
+) -> None:
+    settings = pg_settings.model_copy(update={"api_token": "tok"})
+    url = str(api_factory(settings).base_url)
+
+    submitted = jobplane(
+        "submit", "demo.echo", "--param", "days=60", "-p", "name=x", "--json", url=url, token="tok"
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    task = json.loads(submitted.stdout)
+    assert task["params"] == {"days": 60, "name": "x"}
+
+    listed = jobplane("tasks", "ls", "--json", url=url, token="tok")
+    assert [t["taskId"] for t in json.loads(listed.stdout)["tasks"]] == [task["taskId"]]
+    table = jobplane("tasks", "ls", url=url, token="tok")
+    assert task["taskId"] in table.stdout and "pending" in table.stdout
+
+    shown = jobplane("tasks", "show", task["taskId"], url=url, token="tok")
+    assert shown.returncode == 0
+    assert "demo.echo" in shown.stdout
+
+
+def test_errors_have_exit_codes_scripts_can_rely_on(
+    api_factory: Callable[..., httpx.Client], pg_settings: Settings
+) -> None:
+    url = str(api_factory(pg_settings.model_copy(update={"api_token": "tok"})).base_url)
+
+    unknown = jobplane("submit", "nope", url=url, token="tok")
+    assert unknown.returncode == EXIT_API_ERROR
+    assert "unknown job type 'nope'" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+
+    assert jobplane("tasks", "ls", url=url).returncode == EXIT_API_ERROR  # no token
+    assert jobplane("tasks", "show", "missing", url=url, token="tok").returncode == EXIT_NOT_FOUND
+    down = jobplane("tasks", "ls", url="http://127.0.0.1:1")
+    assert down.returncode == EXIT_UNREACHABLE
+    assert "cannot reach the API" in down.stderr
+    bad = jobplane("submit", "demo.echo", "--param", "novalue", url=url, token="tok")
+    assert bad.returncode == 2
