@@ -92,6 +92,9 @@ class Task(Base):
     #: sha256 of the submission an Idempotency-Key was first used with.
     request_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Set while a pending task waits for a slot of its job type's concurrency limit
+    #: (it then has no message anywhere; a finishing task of its type wakes it).
+    waiting_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -108,6 +111,14 @@ class Task(Base):
         Index("ix_tasks_status_created_at", "status", "created_at"),
         Index("ix_tasks_type_created_at", "type", "created_at"),
         Index("ix_tasks_queue_created_at", "queue", "created_at"),
+        # Waking the oldest task waiting for a slot of its type.
+        Index(
+            "ix_tasks_waiting",
+            "type",
+            "waiting_since",
+            postgresql_where=text("waiting_since IS NOT NULL"),
+            sqlite_where=text("waiting_since IS NOT NULL"),
+        ),
         # The sweeper's scans only look at live tasks.
         Index(
             "ix_tasks_live_heartbeat",

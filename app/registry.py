@@ -35,7 +35,14 @@ class JobSpec:
     #: Backoff of the first retry and the cap, in seconds.
     min_backoff: float = 1.0
     max_backoff: float = 300.0
+    #: Most tasks of this type running at once, across every worker (None: no limit).
+    concurrency: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
+
+    def concurrency_limit(self, overrides: dict[str, int]) -> int | None:
+        """The limit in force: ``JOBPLANE_CONCURRENCY`` wins over the decorator; 0 is none."""
+        limit = overrides.get(self.name, self.concurrency)
+        return limit or None
 
 
 _jobs: dict[str, JobSpec] = {}

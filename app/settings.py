@@ -50,6 +50,15 @@ class Settings(BaseSettings):
     #: empty, is published again (the backstop for a broker that lost it).
     unclaimed_grace: float = Field(1800.0, gt=0)
 
+    #: How often a worker looks for cancellations of the tasks it runs (seconds).
+    cancel_check_interval: float = Field(0.5, gt=0)
+    #: Seconds a stopping worker (SIGTERM) lets running jobs finish; the rest go back
+    #: to pending without counting the attempt.
+    shutdown_grace: float = Field(30.0, ge=0)
+    #: Per-job-type concurrency limits that override the decorator's ``concurrency``,
+    #: as JSON: ``{"reports.build": 4}``; 0 removes a limit.
+    concurrency: dict[str, int] = Field(default_factory=dict)
+
     @field_validator("api_token")
     @classmethod
     def _empty_token_means_none(cls, value: str | None) -> str | None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, delete, func, insert, select, update
 
-from app.domain import ALLOWED_FROM, TaskStatus
+from app.domain import ALLOWED_FROM, InvalidTransition, TaskNotFound, TaskStatus
 from app.models import KeyValue, Outbox, Task, TaskLog
 
 PENDING = TaskStatus.PENDING.value
@@ -329,6 +329,11 @@ def recover_stale_running(conn: Connection, stale_before: datetime, now: datetim
     """
     stale = (Task.status == RUNNING) & (Task.heartbeat_at < stale_before)
     error = "worker lost: no heartbeat since before " + stale_before.isoformat()
+    conn.execute(
+        update(Task)
+        .where(stale, Task.cancel_requested.is_(True))
+        .values(status=TaskStatus.CANCELLED.value, cancelled_at=now, error=error)
+    )
     retried = conn.execute(
         update(Task)
         .where(stale, Task.retry_count < Task.max_retries)
@@ -424,3 +429,200 @@ def swap_state(conn: Connection, key: str, old: str | None, new: str, now: datet
 def next_outbox_due(conn: Connection) -> datetime | None:
     """When the earliest outbox row becomes due (None: the outbox is empty)."""
     return conn.execute(select(func.min(Outbox.available_at))).scalar_one()
+
+
+# -- cancelling and retrying by hand -------------------------------------------------
+
+
+def cancel_task(conn: Connection, task_id: str, now: datetime) -> Row[Any]:
+    """Cancel a pending task at once, or ask its worker to stop a running one.
+
+    Raises ``TaskNotFound``, or ``InvalidTransition`` for a finished task.
+    """
+    pending_to_cancelled = (
+        update(Task)
+        .where(Task.id == task_id, Task.status == PENDING)
+        .values(
+            status=TaskStatus.CANCELLED.value,
+            cancel_requested=True,
+            cancelled_at=now,
+            waiting_since=None,
+        )
+    )
+    running_asked_to_stop = (
+        update(Task).where(Task.id == task_id, Task.status == RUNNING).values(cancel_requested=True)
+    )
+    for statement in (pending_to_cancelled, running_asked_to_stop):
+        if conn.execute(statement).rowcount == 1:
+            row = get_task(conn, task_id)
+            assert row is not None
+            return row
+    current = get_task(conn, task_id)
+    if current is None:
+        raise TaskNotFound(f"no task with id {task_id!r}")
+    raise InvalidTransition(f"task {task_id} is already {current.status}", status=current.status)
+
+
+def mark_cancelled(conn: Connection, task_id: str, dispatch: int, now: datetime) -> bool:
+    """A running task whose body stopped after a cancel request."""
+    values = {"status": TaskStatus.CANCELLED.value, "cancelled_at": now, "completed_at": None}
+    return _guarded(conn, task_id, dispatch, TaskStatus.CANCELLED, values)
+
+
+def cancel_requested(conn: Connection, task_ids: Iterable[str]) -> list[str]:
+    """Which of these tasks an admin asked to cancel."""
+    ids = list(task_ids)
+    if not ids:
+        return []
+    return list(
+        conn.execute(
+            select(Task.id).where(Task.id.in_(ids), Task.cancel_requested.is_(True))
+        ).scalars()
+    )
+
+
+def restart_task(conn: Connection, task_id: str, now: datetime) -> Row[Any]:
+    """A new run of a failed or cancelled task, with its retries counted afresh."""
+    terminal = [TaskStatus.FAILED.value, TaskStatus.CANCELLED.value]
+    row = conn.execute(
+        update(Task)
+        .where(Task.id == task_id, Task.status.in_(terminal))
+        .values(
+            status=PENDING,
+            dispatch=Task.dispatch + 1,
+            retry_count=0,
+            cancel_requested=False,
+            run_after=now,
+            published_at=None,
+            completed_at=None,
+            cancelled_at=None,
+            progress=0,
+            total=0,
+        )
+        .returning(Task.id, Task.dispatch, Task.run_after)
+    ).first()
+    if row is None:
+        current = get_task(conn, task_id)
+        if current is None:
+            raise TaskNotFound(f"no task with id {task_id!r}")
+        raise InvalidTransition(
+            f"only a failed or cancelled task can be retried; task {task_id} is {current.status}",
+            status=current.status,
+        )
+    _insert_outbox(conn, [row], now)
+    task = get_task(conn, task_id)
+    assert task is not None
+    return task
+
+
+# -- logs ----------------------------------------------------------------------------
+
+
+def list_logs(
+    conn: Connection, task_id: str, *, level: str | None, offset: int, limit: int
+) -> tuple[list[Any], int]:
+    """One page of a task's log, oldest first, optionally of one level."""
+    conditions = [TaskLog.task_id == task_id]
+    if level is not None:
+        conditions.append(TaskLog.level == level)
+    rows = conn.execute(
+        select(TaskLog.id, TaskLog.level, TaskLog.message, TaskLog.created_at)
+        .where(*conditions)
+        .order_by(TaskLog.id)
+        .offset(offset)
+        .limit(limit)
+    ).all()
+    total = conn.execute(select(func.count()).select_from(TaskLog).where(*conditions)).scalar_one()
+    return list(rows), total
+
+
+# -- concurrency limits --------------------------------------------------------------
+
+
+def lock_job_type(conn: Connection, job_type: str) -> None:
+    """Serialize claims of one job type until the transaction ends.
+
+    PostgreSQL: a transaction-scoped advisory lock on the type's name. SQLite: every
+    write transaction already holds the database's one write lock.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(job_type))))
+
+
+def count_running(conn: Connection, job_type: str) -> int:
+    return conn.execute(
+        select(func.count()).select_from(Task).where(Task.type == job_type, Task.status == RUNNING)
+    ).scalar_one()
+
+
+def park_task(conn: Connection, task_id: str, dispatch: int, now: datetime) -> bool:
+    """Keep a pending task waiting for a slot: no message, no attempt used."""
+    result = conn.execute(
+        update(Task)
+        .where(Task.id == task_id, Task.dispatch == dispatch, Task.status == PENDING)
+        .values(waiting_since=now, published_at=None)
+    )
+    return result.rowcount == 1
+
+
+def wake_waiting(conn: Connection, job_type: str, count: int, now: datetime) -> list[str]:
+    """Publish again the ``count`` longest-waiting tasks of ``job_type``."""
+    if count <= 0:
+        return []
+    oldest = (
+        select(Task.id)
+        .where(Task.type == job_type, Task.waiting_since.is_not(None), Task.status == PENDING)
+        .order_by(Task.waiting_since, Task.created_at)
+        .limit(count)
+        .scalar_subquery()
+    )
+    rows = conn.execute(
+        update(Task)
+        .where(Task.id.in_(oldest))
+        .values(waiting_since=None, dispatch=Task.dispatch + 1, run_after=now)
+        .returning(Task.id, Task.dispatch, Task.run_after)
+    ).all()
+    _insert_outbox(conn, rows, now)
+    return [row.id for row in rows]
+
+
+def wake_stranded(conn: Connection, now: datetime) -> list[str]:
+    """Wake one waiting task of each type that has none running (its waker was lost)."""
+    running_types = select(Task.type).where(Task.status == RUNNING)
+    stranded = conn.execute(
+        select(Task.type)
+        .where(Task.waiting_since.is_not(None), Task.type.not_in(running_types))
+        .distinct()
+    ).scalars()
+    return [
+        task_id for job_type in list(stranded) for task_id in wake_waiting(conn, job_type, 1, now)
+    ]
+
+
+# -- worker shutdown -----------------------------------------------------------------
+
+
+def release_unfinished(
+    conn: Connection, held: Sequence[tuple[str, int]], now: datetime
+) -> list[str]:
+    """Put running tasks back to pending, their attempt not counted (a graceful stop)."""
+    released = []
+    for task_id, dispatch in held:
+        row = conn.execute(
+            update(Task)
+            .where(Task.id == task_id, Task.dispatch == dispatch, Task.status == RUNNING)
+            .values(
+                status=PENDING,
+                attempts=Task.attempts - 1,
+                dispatch=Task.dispatch + 1,
+                run_after=now,
+                published_at=None,
+                heartbeat_at=None,
+                worker=None,
+            )
+            .returning(Task.id, Task.dispatch, Task.run_after)
+        ).first()
+        if row is not None:
+            _insert_outbox(conn, [row], now)
+            released.append(row.id)
+    return released

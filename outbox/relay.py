@@ -57,10 +57,18 @@ class Relay:
         self.published = 0
         self.errors = 0
         self._stopped = threading.Event()
+        self._epoch_checked = False
         self._crash_after_publish = os.environ.get(CRASH_AFTER_PUBLISH_ENV) == "1"
 
     def relay_once(self) -> int:
         """Publish one batch of due rows; returns how many rows it took."""
+        if self.sweeper is not None and not self._epoch_checked:
+            # The sweeper must know the broker's epoch before anything is published
+            # under it: a loss right after the first batch would otherwise look like
+            # the first sight of a broker, and its messages would not be republished.
+            republished = self.sweeper.recover_broker_loss()
+            self.sweeper.counts["republished_after_broker_loss"] += republished
+            self._epoch_checked = True
         now = self.clock()
         with self.engine.begin() as conn:
             rows = store.take_outbox_batch(conn, now, self.settings.relay_batch_size)

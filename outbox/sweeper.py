@@ -1,11 +1,13 @@
 """The sweeper: puts back what a dead process or a forgetful broker let go.
 
-Three passes, each logged and counted:
+Four passes, each logged and counted:
 1. running tasks whose heartbeat stopped (their worker died) → pending, new dispatch;
 2. a changed broker epoch (Redis lost its data) → every task published before is
    published again;
 3. the backstop: tasks published more than ``unclaimed_grace`` ago, never claimed,
-   while the broker holds no message of their queue → published again.
+   while the broker holds no message of their queue → published again;
+4. tasks waiting for a concurrency slot while no task of their type runs (whoever
+   should have woken them died) → published again.
 A long backlog alone never triggers a republication: that would flood the queue.
 """
 
@@ -52,6 +54,7 @@ class Sweeper:
         found.update(self.recover_dead_workers())
         found["republished_after_broker_loss"] += self.recover_broker_loss()
         found["republished_unclaimed"] += self.recover_unclaimed()
+        found["woke_stranded_waiting"] += self.wake_stranded()
         found = +found  # drop zeros
         self.counts.update(found)
         return found
@@ -87,6 +90,14 @@ class Sweeper:
             current,
             len(task_ids),
         )
+        return len(task_ids)
+
+    def wake_stranded(self) -> int:
+        """Tasks waiting for a concurrency slot while none of their type runs."""
+        with self.engine.begin() as conn:
+            task_ids = store.wake_stranded(conn, self.clock())
+        for task_id in task_ids:
+            logger.warning("task %s waited for a slot no running task would free: woken", task_id)
         return len(task_ids)
 
     def recover_unclaimed(self) -> int:

@@ -61,9 +61,7 @@ def worker_broker(
     ``broker`` reuses an existing broker (``jobplane dev`` shares its in-memory one
     with the relay); otherwise one is made from ``settings.broker_url``.
     """
-    lifecycle = TaskLifecycle(
-        engine_factory=engine_factory, heartbeat_interval=settings.heartbeat_interval
-    )
+    lifecycle = TaskLifecycle(engine_factory=engine_factory, settings=settings)
     # Order matters: the claim runs first, so a dropped message never starts a timer.
     middleware: list[Middleware] = [lifecycle, TimeLimit(time_limit=FALLBACK_TIME_LIMIT_MS)]
     if broker is None:
@@ -84,9 +82,12 @@ def declare_actor(broker: dramatiq.Broker, spec: JobSpec) -> dramatiq.Actor[Any,
 
     def run(task_id: str, dispatch: int) -> None:  # noqa: ARG001 (read by the lifecycle)
         ctx = context.current_job()
-        # The result goes to the task row (via the lifecycle), not to Dramatiq, which
-        # would warn that it has no result backend to keep it in.
-        ctx.result = spec.fn(**ctx.params)
+        try:
+            # The result goes to the task row (via the lifecycle), not to Dramatiq,
+            # which would warn that it has no result backend to keep it in.
+            ctx.result = spec.fn(**ctx.params)
+        finally:
+            ctx.on_body_end()  # from here on, a cancellation cannot interrupt this thread
 
     run.__name__ = run.__qualname__ = spec.name.replace(".", "_")
     return dramatiq.Actor(

@@ -1,6 +1,8 @@
 """The job context: what a running job body can ask about itself and report.
 
-The lifecycle middleware sets one per worker thread around each job body.
+The lifecycle middleware binds one to the worker thread around each job body.
+Progress and log lines are buffered and written a few times a second at most; the
+last of each is always written when the body ends.
 """
 
 from __future__ import annotations
@@ -12,19 +14,32 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from dramatiq.threading import Interrupt
 from sqlalchemy import Engine
 
 from app import store
 from app.models import utcnow
 
-#: Progress is written at most this often (seconds); the final value always is.
-PROGRESS_INTERVAL = 0.25
+#: Progress and logs are written at most this often (seconds) while a job runs.
+FLUSH_INTERVAL = 0.25
+#: A job's log buffer is written at once when it holds this many lines.
+MAX_BUFFERED_LINES = 100
+#: ``ctx.cancelled`` reads the database at most this often (seconds).
+CANCEL_CHECK_INTERVAL = 0.5
 
 _local = threading.local()
 
 
 class NotInAJob(RuntimeError):
     """current_job() was called outside a job body."""
+
+
+class TaskCancelled(Interrupt):
+    """Raised in a job's thread when an admin cancels its task.
+
+    A ``BaseException`` (as Dramatiq's time limit is), so that a job's own
+    ``except Exception`` does not swallow it by accident.
+    """
 
 
 def current_job() -> JobContext:
@@ -35,13 +50,18 @@ def current_job() -> JobContext:
     return ctx
 
 
+def bound() -> JobContext | None:
+    """The context bound to this thread, if any."""
+    return getattr(_local, "context", None)
+
+
 def bind(ctx: JobContext | None) -> None:
     _local.context = ctx
 
 
 @dataclass
 class JobContext:
-    """What a job knows about itself: id, params, attempt number; progress and logs."""
+    """What a job knows about itself: id, params, attempt number; progress, logs, cancel."""
 
     task_id: str
     task_type: str
@@ -49,54 +69,71 @@ class JobContext:
     attempt: int
     dispatch: int
     engine: Engine = field(repr=False)
+    #: Called when the body ends, so the cancellation monitor stops targeting its thread.
+    on_body_end: Callable[[], None] = field(default=lambda: None, repr=False)
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
     #: What the body returned, stored as the task's result.
     result: Any = field(default=None, repr=False)
-    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
-    _last_write: float = field(default=float("-inf"), repr=False)
-    _pending: tuple[int, int] | None = field(default=None, repr=False)
+    _progress: tuple[int, int] | None = field(default=None, repr=False)
+    _lines: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    _last_flush: float = field(default=float("-inf"), repr=False)
+    _cancel_checked: float = field(default=float("-inf"), repr=False)
+    _cancelled: bool = field(default=False, repr=False)
 
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
-        """A logger whose lines are stored in the task's log."""
+        """A logger whose lines are stored in the task's log (as any logging call is)."""
         return logging.LoggerAdapter(logging.getLogger("jobplane.job"), {"task_id": self.task_id})
 
     def progress(self, current: int, total: int) -> None:
-        """Report ``current`` of ``total`` done; written at most a few times a second."""
-        self._pending = (int(current), int(total))
-        now = self.clock()
-        if current >= total or now - self._last_write >= PROGRESS_INTERVAL:
-            self.flush_progress()
-            self._last_write = now
-
-    def flush_progress(self) -> None:
-        """Write the latest progress if it has not been written yet."""
-        if self._pending is None:
-            return
-        current, total = self._pending
-        self._pending = None
-        with self.engine.begin() as conn:
-            store.record_progress(conn, self.task_id, self.dispatch, current, total)
+        """Report ``current`` of ``total`` done."""
+        self._progress = (int(current), int(total))
+        self._maybe_flush(force=current >= total)
 
     def write_log(self, level: str, message: str) -> None:
+        self._lines.append(
+            {"task_id": self.task_id, "level": level, "message": message, "created_at": utcnow()}
+        )
+        self._maybe_flush(force=len(self._lines) >= MAX_BUFFERED_LINES)
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether an admin asked to cancel this task (checked at most twice a second)."""
+        now = self.clock()
+        if not self._cancelled and now - self._cancel_checked >= CANCEL_CHECK_INTERVAL:
+            self._cancel_checked = now
+            with self.engine.begin() as conn:
+                self._cancelled = bool(store.cancel_requested(conn, [self.task_id]))
+        return self._cancelled
+
+    def check_cancelled(self) -> None:
+        """Raise ``TaskCancelled`` if the task was cancelled: a clean place to stop."""
+        if self.cancelled:
+            raise TaskCancelled(f"task {self.task_id} was cancelled")
+
+    def _maybe_flush(self, *, force: bool) -> None:
+        now = self.clock()
+        if force or now - self._last_flush >= FLUSH_INTERVAL:
+            self._last_flush = now
+            self.flush()
+
+    def flush(self) -> None:
+        """Write buffered progress and log lines, in one transaction."""
+        progress, self._progress = self._progress, None
+        lines, self._lines = self._lines, []
+        if progress is None and not lines:
+            return
         with self.engine.begin() as conn:
-            store.append_logs(
-                conn,
-                [
-                    {
-                        "task_id": self.task_id,
-                        "level": level,
-                        "message": message,
-                        "created_at": utcnow(),
-                    }
-                ],
-            )
+            if progress is not None:
+                store.record_progress(conn, self.task_id, self.dispatch, *progress)
+            store.append_logs(conn, lines)
 
 
 class TaskLogHandler(logging.Handler):
     """Stores log records emitted inside a job body in that task's log."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        ctx: JobContext | None = getattr(_local, "context", None)
+        ctx = bound()
         # The flag stops the database driver's own logging from recursing here.
         if ctx is None or getattr(_local, "emitting", False):
             return

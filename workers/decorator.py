@@ -25,6 +25,7 @@ def job(
     retry_for: tuple[type[BaseException], ...] | None = None,
     min_backoff: float = 1.0,
     max_backoff: float = 300.0,
+    concurrency: int | None = None,
     **options: Any,
 ) -> Callable[[F], F]:
     """Register the decorated function as job type ``name``.
@@ -37,6 +38,9 @@ def job(
       retry_for: exception types worth a retry (default: any exception).
       min_backoff, max_backoff: seconds before the first retry, and the cap; the delay
         doubles at each retry, with jitter.
+      concurrency: most tasks of this type running at once across every worker and
+        host (default: no limit; ``JOBPLANE_CONCURRENCY`` overrides it). A task over
+        the limit waits, pending, without using an attempt.
       options: further options kept on the job spec (e.g. schedules, concurrency).
 
     The function itself is returned unchanged: call it directly in your own tests.
@@ -54,6 +58,7 @@ def job(
                 retry_for=retry_for,
                 min_backoff=min_backoff,
                 max_backoff=max_backoff,
+                concurrency=concurrency,
                 options=options,
             )
         )

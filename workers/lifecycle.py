@@ -1,8 +1,10 @@
 """The middleware that ties a Dramatiq message to its task row.
 
-Before the body: claim the row with one conditional UPDATE, or drop the message
-(saying why). After it: record the result, or the error with a retry if one is left.
-The heartbeat keeps a running row fresh meanwhile.
+Before the body: claim the row with one conditional UPDATE (after waiting for a slot
+of the job type's concurrency limit, if it has one), or drop the message saying why.
+After it: record the result, the cancellation, or the error with a retry if one is
+left. Meanwhile the task monitor keeps the row's heartbeat fresh and watches for
+cancellation. On a graceful stop, tasks still running go back to pending.
 """
 
 from __future__ import annotations
@@ -13,16 +15,19 @@ import os
 import socket
 import traceback
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from dramatiq.middleware import Middleware, SkipMessage, TimeLimitExceeded
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from app import registry, store
 from app.models import utcnow
+from app.registry import JobSpec
+from app.settings import Settings
 from workers import context, retries
-from workers.heartbeat import Heartbeat
+from workers.context import TaskCancelled
+from workers.monitor import TaskMonitor
 
 if TYPE_CHECKING:
     from dramatiq import Broker, Worker
@@ -35,23 +40,25 @@ class TaskLifecycle(Middleware):
     """Claims, runs and finishes platform tasks.
 
     Parameters:
-      engine_factory: builds this process's engine, called once per process after boot
+      engine_factory: builds this process's engine, called once, lazily, after the fork
         (Dramatiq's CLI imports the broker module in every worker process).
-      heartbeat_interval: seconds between heartbeats of running tasks.
+      settings: heartbeat and cancellation intervals, concurrency overrides.
     """
 
-    def __init__(self, *, engine_factory: Callable[[], Engine], heartbeat_interval: float) -> None:
+    def __init__(self, *, engine_factory: Callable[[], Engine], settings: Settings) -> None:
         self.engine_factory = engine_factory
-        self.heartbeat_interval = heartbeat_interval
+        self.settings = settings
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
         self._engine: Engine | None = None
-        self._heartbeat: Heartbeat | None = None
+        self._monitor: TaskMonitor | None = None
 
     @property
     def engine(self) -> Engine:
         if self._engine is None:
             self._engine = self.engine_factory()
         return self._engine
+
+    # -- process and worker -------------------------------------------------------
 
     def after_process_boot(self, broker: Broker) -> None:
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
@@ -60,23 +67,38 @@ class TaskLifecycle(Middleware):
         logging.getLogger().addHandler(handler)
 
     def after_worker_boot(self, broker: Broker, worker: Worker) -> None:
-        self._heartbeat = Heartbeat(self.engine, interval=self.heartbeat_interval)
-        self._heartbeat.start()
+        self._monitor = TaskMonitor(
+            self.engine,
+            heartbeat_interval=self.settings.heartbeat_interval,
+            cancel_interval=self.settings.cancel_check_interval,
+        )
+        self._monitor.start()
 
-    def before_worker_shutdown(self, broker: Broker, worker: Worker) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.stop()
+    def after_worker_shutdown(self, broker: Broker, worker: Worker) -> None:
+        """The grace period is over: what still runs goes back to pending, uncounted."""
+        if self._monitor is None:
+            return
+        self._monitor.stop()
+        held = self._monitor.held()
+        if held:
+            with self.engine.begin() as conn:
+                released = store.release_unfinished(conn, held, utcnow())
+            for task_id in released:
+                logger.warning("stopping: task %s did not finish in time; pending again", task_id)
+
+    # -- one message --------------------------------------------------------------
 
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
         broker.get_actor(message.actor_name)  # an unknown actor fails before any claim
+        spec = registry.get_job(message.actor_name)
         task_id, dispatch = message.kwargs["task_id"], message.kwargs["dispatch"]
         now = utcnow()
         with self.engine.begin() as conn:
-            row = store.claim_task(conn, task_id, dispatch, worker=self.worker_name, now=now)
-            reason = None if row else store.why_not_claimable(conn, task_id, dispatch, now)
+            row, reason = self._claim_or_park(conn, spec, task_id, dispatch, now)
         if row is None:
-            logger.info("dropping message for task %s (dispatch %s): %s", task_id, dispatch, reason)
+            logger.info("not running task %s (dispatch %s): %s", task_id, dispatch, reason)
             raise SkipMessage(reason)
+        monitor = self._monitor
         ctx = context.JobContext(
             task_id=row.id,
             task_type=row.type,
@@ -84,10 +106,25 @@ class TaskLifecycle(Middleware):
             attempt=row.attempts,
             dispatch=dispatch,
             engine=self.engine,
+            on_body_end=(lambda: monitor.release(task_id)) if monitor else (lambda: None),
         )
         context.bind(ctx)
-        if self._heartbeat is not None:
-            self._heartbeat.hold(task_id)
+        if monitor is not None:
+            monitor.hold(task_id, dispatch)
+
+    def _claim_or_park(
+        self, conn: Connection, spec: JobSpec, task_id: str, dispatch: int, now: datetime
+    ) -> tuple[Any, str | None]:
+        """The claimed row, or None and why not (waiting for a slot, stale, gone…)."""
+        limit = spec.concurrency_limit(self.settings.concurrency)
+        if limit is not None:
+            store.lock_job_type(conn, spec.name)  # held until commit: one claim at a time
+            if store.count_running(conn, spec.name) >= limit:
+                if store.park_task(conn, task_id, dispatch, now):
+                    return None, f"waiting for one of the {limit} slots of {spec.name}"
+                return None, store.why_not_claimable(conn, task_id, dispatch, now)
+        row = store.claim_task(conn, task_id, dispatch, worker=self.worker_name, now=now)
+        return row, None if row else store.why_not_claimable(conn, task_id, dispatch, now)
 
     def after_process_message(
         self,
@@ -97,62 +134,73 @@ class TaskLifecycle(Middleware):
         result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
-        ctx = getattr(context._local, "context", None)
+        ctx = context.bound()
         if ctx is None:
             return  # never claimed (unknown actor)
         context.bind(None)
-        if self._heartbeat is not None:
-            self._heartbeat.release(ctx.task_id)
+        ctx.on_body_end()
         try:
-            ctx.flush_progress()
-            if exception is None:
-                self._complete(ctx, ctx.result)
-            else:
-                self._fail(ctx, exception, message)
+            ctx.flush()
+            self._finish(ctx, exception, message)
         except Exception:
             # The row stays running; its heartbeat stops, and the sweeper recovers it.
             logger.exception("could not record the outcome of task %s", ctx.task_id)
 
-    def _complete(self, ctx: context.JobContext, result: Any) -> None:
-        try:
-            json.dumps(result)
-        except (TypeError, ValueError) as error:
-            with self.engine.begin() as conn:
-                message = f"the job's result is not JSON-serializable: {error}"
-                store.fail_task(conn, ctx.task_id, ctx.dispatch, error=message, now=utcnow())
-            return
-        with self.engine.begin() as conn:
-            if not store.complete_task(
-                conn, ctx.task_id, ctx.dispatch, result=result, now=utcnow()
-            ):
-                logger.warning("task %s finished but was no longer this attempt's", ctx.task_id)
-
-    def _fail(
-        self, ctx: context.JobContext, exception: BaseException, message: MessageProxy
+    def _finish(
+        self, ctx: context.JobContext, exception: BaseException | None, message: MessageProxy
     ) -> None:
         spec = registry.get_job(ctx.task_type)
-        error = describe(exception, message)
+        now = utcnow()
+        with self.engine.begin() as conn:
+            if exception is None:
+                self._complete(conn, ctx)
+            elif isinstance(exception, TaskCancelled):
+                store.mark_cancelled(conn, ctx.task_id, ctx.dispatch, now)
+                store.append_logs(conn, [_line(ctx, "WARNING", "cancelled while running", now)])
+            else:
+                self._fail(conn, ctx, spec, exception, describe(exception, message))
+            limit = spec.concurrency_limit(self.settings.concurrency)
+            if limit is not None:
+                # This task's slot is free again: wake a task waiting for it.
+                store.lock_job_type(conn, spec.name)
+                free = limit - store.count_running(conn, spec.name)
+                store.wake_waiting(conn, spec.name, free, now)
+
+    def _complete(self, conn: Connection, ctx: context.JobContext) -> None:
+        now = utcnow()
+        try:
+            json.dumps(ctx.result)
+        except (TypeError, ValueError) as error:
+            message = f"the job's result is not JSON-serializable: {error}"
+            store.fail_task(conn, ctx.task_id, ctx.dispatch, error=message, now=now)
+            return
+        if not store.complete_task(conn, ctx.task_id, ctx.dispatch, result=ctx.result, now=now):
+            logger.warning("task %s finished but was no longer this attempt's", ctx.task_id)
+
+    def _fail(
+        self,
+        conn: Connection,
+        ctx: context.JobContext,
+        spec: JobSpec,
+        exception: BaseException,
+        error: str,
+    ) -> None:
         now = utcnow()
         trace = "".join(traceback.format_exception(exception))
-        with self.engine.begin() as conn:
-            store.append_logs(
-                conn,
-                [{"task_id": ctx.task_id, "level": "ERROR", "message": trace, "created_at": now}],
-            )
-            retried = False
-            if retries.deserves_retry(spec, exception):
-                task = store.get_task(conn, ctx.task_id)
-                delay = retries.backoff_seconds(spec, (task.retry_count if task else 0) + 1)
-                retried = store.retry_task(
-                    conn,
-                    ctx.task_id,
-                    ctx.dispatch,
-                    error=error,
-                    run_after=now + timedelta(seconds=delay),
-                    now=now,
-                )
-            if not retried:
-                store.fail_task(conn, ctx.task_id, ctx.dispatch, error=error, now=now)
+        store.append_logs(conn, [_line(ctx, "ERROR", trace, now)])
+        if retries.deserves_retry(spec, exception):
+            task = store.get_task(conn, ctx.task_id)
+            delay = retries.backoff_seconds(spec, (task.retry_count if task else 0) + 1)
+            run_after = now + timedelta(seconds=delay)
+            if store.retry_task(
+                conn, ctx.task_id, ctx.dispatch, error=error, run_after=run_after, now=now
+            ):
+                return
+        store.fail_task(conn, ctx.task_id, ctx.dispatch, error=error, now=now)
+
+
+def _line(ctx: context.JobContext, level: str, message: str, now: Any) -> dict[str, Any]:
+    return {"task_id": ctx.task_id, "level": level, "message": message, "created_at": now}
 
 
 def describe(exception: BaseException, message: MessageProxy) -> str:

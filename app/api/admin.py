@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
 from app import store
 from app.api.auth import require_token
-from app.api.schemas import Problem, TaskDetail, TaskPage, TaskSummary
+from app.api.schemas import LogLine, LogPage, Problem, TaskDetail, TaskPage, TaskSummary
 from app.api.tasks import EngineDep, load_task
 from app.domain import TaskStatus
+from app.models import utcnow
 
 router = APIRouter(
     prefix="/api/admin",
@@ -49,3 +51,55 @@ def list_tasks(
 def get_task(task_id: str, engine: EngineDep) -> TaskDetail:
     """Everything about one task."""
     return TaskDetail.from_row(load_task(engine, task_id))
+
+
+class LogLevel(enum.StrEnum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+    CRITICAL = "CRITICAL"
+
+
+@router.get("/tasks/{task_id}/logs", response_model=LogPage, responses={404: {"model": Problem}})
+def task_logs(
+    task_id: str,
+    engine: EngineDep,
+    level: LogLevel | None = None,
+    page: Annotated[int, Query(ge=1)] = 1,
+    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=MAX_PAGE_SIZE)] = 100,
+) -> LogPage:
+    """A task's log lines, oldest first, optionally of one level."""
+    load_task(engine, task_id)
+    with engine.connect() as conn:
+        rows, total = store.list_logs(
+            conn,
+            task_id,
+            level=level.value if level else None,
+            offset=(page - 1) * page_size,
+            limit=page_size,
+        )
+    lines = [LogLine.model_validate(row._asdict()) for row in rows]
+    return LogPage(lines=lines, total=total, page=page, page_size=page_size)
+
+
+@router.post(
+    "/tasks/{task_id}/cancel",
+    response_model=TaskDetail,
+    responses={404: {"model": Problem}, 409: {"model": Problem}},
+)
+def cancel_task(task_id: str, engine: EngineDep) -> TaskDetail:
+    """Cancel a pending task now, or stop a running one (cancelRequested, then cancelled)."""
+    with engine.begin() as conn:
+        return TaskDetail.from_row(store.cancel_task(conn, task_id, utcnow()))
+
+
+@router.post(
+    "/tasks/{task_id}/retry",
+    response_model=TaskDetail,
+    responses={404: {"model": Problem}, 409: {"model": Problem}},
+)
+def retry_task(task_id: str, engine: EngineDep) -> TaskDetail:
+    """Start a new run of a failed or cancelled task."""
+    with engine.begin() as conn:
+        return TaskDetail.from_row(store.restart_task(conn, task_id, utcnow()))

@@ -128,3 +128,17 @@ class Problem(Camel):
 class Health(Camel):
     status: str
     checks: dict[str, str] = Field(default_factory=dict)
+
+
+class LogLine(Camel):
+    id: int
+    level: str
+    message: str
+    created_at: datetime
+
+
+class LogPage(Camel):
+    lines: list[LogLine]
+    total: int
+    page: int
+    page_size: int

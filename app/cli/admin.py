@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from app.cli.client import Client, fail
-from app.cli.output import print_json, print_task, print_task_table
+from app.cli.output import print_json, print_log, print_task, print_task_table
 from app.settings import get_settings
 
 
@@ -128,3 +128,57 @@ def show_task(task_id: str, url: str | None, token: str | None, as_json: bool) -
         print_json(task)
     else:
         print_task(task)
+
+
+@tasks.command("logs")
+@click.argument("task_id")
+@click.option("--level", default=None, help="only lines of this level (INFO, WARNING, ERROR…)")
+@click.option("--page", type=int, default=1, show_default=True)
+@click.option("--page-size", type=int, default=100, show_default=True)
+@_connection_options
+def task_logs(
+    task_id: str,
+    level: str | None,
+    page: int,
+    page_size: int,
+    url: str | None,
+    token: str | None,
+    as_json: bool,
+) -> None:
+    """Show a task's log, oldest first."""
+    query = {"level": level.upper() if level else None, "page": page, "pageSize": page_size}
+    answer = _client(url, token).request(
+        "GET",
+        f"/api/admin/tasks/{task_id}/logs",
+        params={k: v for k, v in query.items() if v is not None},
+    )
+    if as_json:
+        print_json(answer)
+    else:
+        print_log(answer)
+
+
+@tasks.command("cancel")
+@click.argument("task_id")
+@_connection_options
+def cancel_task(task_id: str, url: str | None, token: str | None, as_json: bool) -> None:
+    """Cancel a pending task, or ask a running one to stop."""
+    task = _client(url, token).request("POST", f"/api/admin/tasks/{task_id}/cancel")
+    if as_json:
+        print_json(task)
+    elif task["status"] == "cancelled":
+        click.echo(f"cancelled {task_id}")
+    else:
+        click.echo(f"cancel requested: {task_id} is running and will stop within seconds")
+
+
+@tasks.command("retry")
+@click.argument("task_id")
+@_connection_options
+def retry_task(task_id: str, url: str | None, token: str | None, as_json: bool) -> None:
+    """Start a new run of a failed or cancelled task."""
+    task = _client(url, token).request("POST", f"/api/admin/tasks/{task_id}/retry")
+    if as_json:
+        print_json(task)
+    else:
+        click.echo(f"retrying {task_id}: {task['status']}")

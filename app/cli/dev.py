@@ -20,9 +20,6 @@ from workers.broker import worker_broker
 
 logger = logging.getLogger("jobplane.dev")
 
-#: Milliseconds Ctrl-C waits for running jobs before leaving them to the next start.
-SHUTDOWN_GRACE_MS = 5000
-
 
 def run_dev(settings: Settings, *, host: str, port: int, threads: int) -> None:
     """Migrate, then serve API + relay + workers until Ctrl-C; a restart resumes the work."""
@@ -53,8 +50,9 @@ def run_dev(settings: Settings, *, host: str, port: int, threads: int) -> None:
     try:
         server.run()
     finally:
-        logger.info("stopping: relay, then workers (grace %d ms)", SHUTDOWN_GRACE_MS)
+        grace_ms = max(1, int(settings.shutdown_grace * 1000))
+        logger.info("stopping: relay, then workers (running jobs get %d ms)", grace_ms)
         relay.stop()
         relay_thread.join(timeout=5)
-        worker.stop(timeout=SHUTDOWN_GRACE_MS)
+        worker.stop(timeout=grace_ms)
         engine.dispose()

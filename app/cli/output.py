@@ -57,3 +57,13 @@ def print_task(task: dict[str, Any]) -> None:
         if key == "status":
             text = click.style(text, fg=STATUS_COLORS.get(text), bold=True)
         click.echo(f"{key.ljust(width)}  {text}")
+
+
+LEVEL_COLORS = {"WARNING": "yellow", "ERROR": "red", "CRITICAL": "red"}
+
+
+def print_log(page: dict[str, Any]) -> None:
+    for line in page["lines"]:
+        level = click.style(line["level"].ljust(8), fg=LEVEL_COLORS.get(line["level"]))
+        click.echo(f"{line['createdAt']}  {level}  {line['message']}")
+    click.echo(f"{len(page['lines'])} of {page['total']} line(s), page {page['page']}")

@@ -76,7 +76,11 @@ def worker(processes: int, threads: int, queues: str) -> None:
     # Read by workers.boot in every worker process: tasks may be sent to queues other
     # than their job's default, and a worker only consumes queues it declared.
     os.environ["JOBPLANE_WORKER_QUEUES"] = ",".join(queue_list)
+    grace_ms = int(get_settings().shutdown_grace * 1000)
     argv = ["workers.boot", "--processes", str(processes), "--threads", str(threads)]
+    # On SIGTERM, running jobs get this long to finish; the lifecycle middleware then
+    # puts the rest back to pending without counting their attempt.
+    argv += ["--worker-shutdown-timeout", str(max(grace_ms, 1))]
     if queue_list:
         argv += ["--queues", *queue_list]
     sys.exit(dramatiq_cli.main(dramatiq_cli.make_argument_parser().parse_args(argv)))
