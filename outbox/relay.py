@@ -109,7 +109,8 @@ class Relay:
                 logger.exception("relay batch failed; retrying in %.1f s", backoff)
                 self._stopped.wait(backoff)
                 continue
-            if self.sweeper is not None and time.monotonic() >= next_sweep:
+            sweeping = self.sweeper is not None and self.settings.sweep_interval > 0
+            if sweeping and time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + self.settings.sweep_interval
                 self._sweep()
             if taken < self.settings.relay_batch_size:

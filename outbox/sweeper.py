@@ -84,8 +84,10 @@ class Sweeper:
             if known is None:
                 return 0  # first sight of this broker: nothing was published under another
             task_ids = store.republish_pending(conn, published_before=now, now=now)
-        logger.warning(
-            "the broker lost its data (epoch %s → %s): republishing %d task(s)",
+        # A new epoch also means a new in-memory broker (each `jobplane dev` start).
+        log = logger.warning if task_ids else logger.info
+        log(
+            "the broker lost its messages (epoch %s → %s): republished %d task(s)",
             known,
             current,
             len(task_ids),

@@ -25,7 +25,7 @@ from tests import services
 
 # Tests set what they need explicitly; nothing leaks in from the developer's shell.
 for _name in [name for name in os.environ if name.startswith("JOBPLANE_")]:
-    if _name != "JOBPLANE_TEST_PG":
+    if not _name.startswith("JOBPLANE_TEST_"):
         del os.environ[_name]
 get_settings.cache_clear()
 

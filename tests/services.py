@@ -17,8 +17,9 @@ import redis
 
 PG_ADMIN_URL = os.environ.get("JOBPLANE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
-#: The Redis database the tests own; FLUSHDB'd around each test.
-REDIS_DB = 9
+#: The Redis database the tests own; FLUSHDB'd around each test. Two test runs at
+#: once on one machine need different ones (JOBPLANE_TEST_REDIS_DB).
+REDIS_DB = int(os.environ.get("JOBPLANE_TEST_REDIS_DB", "9"))
 
 START_PG = "pg_ctlcluster --skip-systemctl-redirect {version} main start"
 START_REDIS = "redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no"

@@ -134,8 +134,9 @@ class TaskLogHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         ctx = bound()
-        # The flag stops the database driver's own logging from recursing here.
-        if ctx is None or getattr(_local, "emitting", False):
+        # The flag stops the database driver's own logging from recursing here;
+        # Dramatiq's own lines about the message repeat what the lifecycle logs.
+        if ctx is None or getattr(_local, "emitting", False) or record.name.startswith("dramatiq"):
             return
         _local.emitting = True
         try:

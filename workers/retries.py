@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import random
 
+from dramatiq.middleware import TimeLimitExceeded
+
 from app.registry import JobSpec
 
 
 def deserves_retry(spec: JobSpec, error: BaseException) -> bool:
-    """Whether ``error`` is one the job retries for (any exception, unless ``retry_for``)."""
+    """Whether ``error`` is one the job retries for (any exception, unless ``retry_for``).
+
+    A time limit counts as a failed attempt like any error; other interrupts
+    (cancellation, KeyboardInterrupt, SystemExit) never get a retry.
+    """
+    if isinstance(error, TimeLimitExceeded):
+        return spec.retry_for is None or issubclass(TimeLimitExceeded, spec.retry_for)
     if not isinstance(error, Exception):
-        return False  # KeyboardInterrupt, SystemExit: the process is going away
+        return False
     return spec.retry_for is None or isinstance(error, spec.retry_for)
 
 

@@ -58,6 +58,9 @@ async def _validation_error(_request: Request, error: Exception) -> JSONResponse
     assert isinstance(error, RequestValidationError)
     parts = []
     for item in error.errors():
+        if item["type"] == "json_invalid":
+            parts.append(f"the body is not valid JSON ({item.get('ctx', {}).get('error', '')})")
+            continue
         where = ".".join(str(part) for part in item["loc"] if part != "body")
         parts.append(f"{where or 'body'}: {item['msg']}")
     return problem(422, "invalid_request", "; ".join(parts))

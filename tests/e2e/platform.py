@@ -45,8 +45,9 @@ class Process:
         self.popen.wait(timeout=10)
 
     def terminate(self, timeout: float = 30) -> int:
+        """SIGTERM to the main process only, as ``docker stop`` or systemd send it."""
         if self.popen.poll() is None:
-            os.killpg(self.popen.pid, signal.SIGTERM)
+            self.popen.send_signal(signal.SIGTERM)
         try:
             return self.popen.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from dramatiq.middleware import TimeLimitExceeded
 
 from app.api.schemas import percent
 from app.cli.admin import parse_param
 from app.domain import ALLOWED_FROM, TERMINAL_STATES, TaskStatus, can_transition
 from app.registry import JobSpec
 from app.settings import Settings
+from workers.context import TaskCancelled
 from workers.retries import backoff_seconds, deserves_retry
 
 
@@ -64,6 +66,12 @@ def test_retry_for_limits_which_errors_are_retried() -> None:
     assert not deserves_retry(spec, ValueError())
     assert deserves_retry(_spec(), ValueError())
     assert not deserves_retry(_spec(), KeyboardInterrupt())
+    assert not deserves_retry(_spec(), TaskCancelled())
+
+
+def test_a_time_limit_is_a_failed_attempt_that_follows_the_retry_policy() -> None:
+    assert deserves_retry(_spec(), TimeLimitExceeded())
+    assert not deserves_retry(_spec(retry_for=(ConnectionError,)), TimeLimitExceeded())
 
 
 @pytest.mark.parametrize(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 from workers import current_job, job
+
+logger = logging.getLogger(__name__)
 
 
 @job("demo.noop")
@@ -19,14 +22,25 @@ def echo(**params: Any) -> dict[str, Any]:
     return params
 
 
+#: demo.sleep sleeps in slices this long: Python can only interrupt a thread (for a
+#: cancellation or a time limit) between two bytecodes, never inside one long C call.
+SLEEP_SLICE = 0.05
+
+
 @job("demo.sleep")
 def sleep(seconds: float = 1.0, steps: int = 1) -> dict[str, Any]:
-    """Sleeps ``seconds`` in ``steps`` equal parts, reporting progress after each."""
+    """Sleeps ``seconds`` in ``steps`` equal parts, reporting progress after each.
+
+    It never checks for cancellation itself: it shows that a cancel stops it anyway.
+    """
     ctx = current_job()
     steps = max(1, int(steps))
     for step in range(1, steps + 1):
-        time.sleep(seconds / steps)
+        deadline = time.monotonic() + seconds / steps
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, SLEEP_SLICE))
         ctx.progress(step, steps)
+        logger.info("step %d of %d done", step, steps)
     return {"slept": seconds, "steps": steps}
 
 
@@ -37,7 +51,9 @@ class DemoFailure(RuntimeError):
 @job("demo.fail")
 def fail(times: int = 1) -> dict[str, Any]:
     """Fails the first ``times`` attempts, then succeeds."""
-    attempt = current_job().attempt
+    ctx = current_job()
+    attempt = ctx.attempt
+    ctx.log.info("attempt %d started", attempt)
     if attempt <= times:
         raise DemoFailure(f"failing on purpose (attempt {attempt} of the first {times})")
     return {"attempt": attempt}
