@@ -17,13 +17,16 @@ class TaskStatus(enum.StrEnum):
     COMPLETED = "completed"  #: the body returned; ``result`` holds its value
     FAILED = "failed"  #: the last allowed attempt raised; ``error`` says why
     CANCELLED = "cancelled"  #: cancelled by an admin before or while it ran
+    SKIPPED = "skipped"  #: a scheduled run catch-up decided not to run; ``error`` says why
 
     @property
     def is_terminal(self) -> bool:
         return self in TERMINAL_STATES
 
 
-TERMINAL_STATES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+TERMINAL_STATES = frozenset(
+    {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.SKIPPED}
+)
 
 #: For each target state, the states a task may move to it from. Every UPDATE that
 #: changes a status is guarded by this table (``WHERE status IN ALLOWED_FROM[to]``).
@@ -34,6 +37,8 @@ ALLOWED_FROM: dict[TaskStatus, frozenset[TaskStatus]] = {
     TaskStatus.COMPLETED: frozenset({TaskStatus.RUNNING}),
     TaskStatus.FAILED: frozenset({TaskStatus.RUNNING, TaskStatus.PENDING}),
     TaskStatus.CANCELLED: frozenset({TaskStatus.PENDING, TaskStatus.RUNNING}),
+    # a skipped run is written as such by catch-up; no task becomes skipped later
+    TaskStatus.SKIPPED: frozenset(),
 }
 
 

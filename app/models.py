@@ -160,6 +160,15 @@ class TaskLog(Base):
     __table_args__ = (Index("ix_task_logs_task_id_id", "task_id", "id"),)
 
 
+class ScheduleState(Base):
+    """What the platform remembers of a schedule: catch-up never reaches before first_seen_at."""
+
+    __tablename__ = "schedules"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class KeyValue(Base):
     """Small platform state shared by processes (e.g. the broker epoch last seen)."""
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 FOUR_HOURS = 4 * 3600
@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     broker_url: str = "memory://"
     #: When set, every ``/api/`` route needs ``Authorization: Bearer <token>``.
     api_token: str | None = None
+    #: Optional second token that may only read: GET routes accept it, POST routes
+    #: answer 403. Needs ``api_token`` to be set as well.
+    read_only_token: str | None = None
     #: Comma-separated import paths of the user's job modules.
     jobs: str = ""
     #: Where the admin CLI finds the API.
@@ -59,10 +62,18 @@ class Settings(BaseSettings):
     #: as JSON: ``{"reports.build": 4}``; 0 removes a limit.
     concurrency: dict[str, int] = Field(default_factory=dict)
 
-    @field_validator("api_token")
+    @field_validator("api_token", "read_only_token")
     @classmethod
     def _empty_token_means_none(cls, value: str | None) -> str | None:
         return value or None
+
+    @model_validator(mode="after")
+    def _read_only_token_needs_api_token(self) -> Settings:
+        if self.read_only_token is not None and self.api_token is None:
+            raise ValueError("JOBPLANE_READ_ONLY_TOKEN needs JOBPLANE_API_TOKEN to be set too")
+        if self.read_only_token is not None and self.read_only_token == self.api_token:
+            raise ValueError("JOBPLANE_READ_ONLY_TOKEN must differ from JOBPLANE_API_TOKEN")
+        return self
 
     @property
     def job_modules(self) -> list[str]:

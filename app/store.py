@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, delete, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from app.domain import ALLOWED_FROM, InvalidTransition, TaskNotFound, TaskStatus
-from app.models import KeyValue, Outbox, Task, TaskLog
+from app.models import KeyValue, Outbox, ScheduleState, Task, TaskLog
 
 PENDING = TaskStatus.PENDING.value
 RUNNING = TaskStatus.RUNNING.value
@@ -69,6 +70,8 @@ class TaskFilter:
     status: str | None = None
     type: str | None = None
     queue: str | None = None
+    #: Part of a task id (a case-insensitive substring match).
+    search: str | None = None
 
 
 def list_tasks(
@@ -84,6 +87,8 @@ def list_tasks(
         )
         if value is not None
     ]
+    if filters.search:
+        conditions.append(Task.id.icontains(filters.search, autoescape=True))
     page = conn.execute(
         select(Task)
         .where(*conditions)
@@ -482,8 +487,8 @@ def cancel_requested(conn: Connection, task_ids: Iterable[str]) -> list[str]:
 
 
 def restart_task(conn: Connection, task_id: str, now: datetime) -> Row[Any]:
-    """A new run of a failed or cancelled task, with its retries counted afresh."""
-    terminal = [TaskStatus.FAILED.value, TaskStatus.CANCELLED.value]
+    """A new run of a failed, cancelled or skipped task, with its retries counted afresh."""
+    terminal = [TaskStatus.FAILED.value, TaskStatus.CANCELLED.value, TaskStatus.SKIPPED.value]
     row = conn.execute(
         update(Task)
         .where(Task.id == task_id, Task.status.in_(terminal))
@@ -506,7 +511,8 @@ def restart_task(conn: Connection, task_id: str, now: datetime) -> Row[Any]:
         if current is None:
             raise TaskNotFound(f"no task with id {task_id!r}")
         raise InvalidTransition(
-            f"only a failed or cancelled task can be retried; task {task_id} is {current.status}",
+            "only a failed, cancelled or skipped task can be retried; "
+            f"task {task_id} is {current.status}",
             status=current.status,
         )
     _insert_outbox(conn, [row], now)
@@ -626,3 +632,133 @@ def release_unfinished(
             _insert_outbox(conn, [row], now)
             released.append(row.id)
     return released
+
+
+# -- schedules -----------------------------------------------------------------------
+
+
+def schedule_first_seen(conn: Connection, name: str, now: datetime, *, record: bool) -> datetime:
+    """When the platform first saw schedule ``name``; ``now`` (recorded if asked) if never."""
+    seen = conn.execute(
+        select(ScheduleState.first_seen_at).where(ScheduleState.name == name)
+    ).scalar_one_or_none()
+    if seen is not None:
+        return seen
+    if record:
+        conn.execute(
+            _insert_ignoring_conflict(conn, ScheduleState, ["name"]).values(
+                name=name, first_seen_at=now
+            )
+        )
+        return schedule_first_seen(conn, name, now, record=False)
+    return now
+
+
+def recorded_runs(
+    conn: Connection, name: str, start: datetime, end: datetime
+) -> dict[datetime, tuple[str, str]]:
+    """Runs of schedule ``name`` with a fire time in [start, end]: fire time → (id, status)."""
+    rows = conn.execute(
+        select(Task.fire_time, Task.id, Task.status).where(
+            Task.schedule_name == name, Task.fire_time >= start, Task.fire_time <= end
+        )
+    ).all()
+    return {row.fire_time: (row.id, row.status) for row in rows}
+
+
+def insert_scheduled_run(conn: Connection, task: dict[str, Any], *, with_outbox: bool) -> bool:
+    """Insert a run unless its (schedule, fire time) exists; True if this call inserted it."""
+    inserted = conn.execute(
+        _insert_ignoring_conflict(conn, Task, ["schedule_name", "fire_time"])
+        .values(**task)
+        .returning(Task.id)
+    ).first()
+    if inserted is None:
+        return False
+    if with_outbox:
+        _insert_outbox(
+            conn,
+            [_OutboxSource(task["id"], task["dispatch"], task["run_after"])],
+            task["created_at"],
+        )
+    return True
+
+
+@dataclass(frozen=True)
+class _OutboxSource:
+    id: str
+    dispatch: int
+    run_after: datetime
+
+
+def _insert_ignoring_conflict(conn: Connection, model: type[Any], columns: list[str]) -> Any:
+    """INSERT … ON CONFLICT (columns) DO NOTHING, in the connection's dialect."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(model).on_conflict_do_nothing(index_elements=columns)
+
+
+def schedule_runs_summary(conn: Connection, name: str) -> tuple[Any, int]:
+    """The latest run of a schedule (by fire time, then creation) and its skipped count."""
+    last = conn.execute(
+        select(Task.id, Task.fire_time, Task.status, Task.created_at)
+        .where(Task.schedule_name == name)
+        .order_by(Task.created_at.desc())
+        .limit(1)
+    ).first()
+    skipped = conn.execute(
+        select(func.count())
+        .select_from(Task)
+        .where(Task.schedule_name == name, Task.status == TaskStatus.SKIPPED.value)
+    ).scalar_one()
+    return last, skipped
+
+
+# -- the admin surface: stats, live changes, metrics -----------------------------------
+
+
+def workers_seen(conn: Connection, since: datetime) -> list[Row[Any]]:
+    """Workers that heartbeat a task since ``since``: name, last heartbeat, tasks running."""
+    running = func.count().filter(Task.status == RUNNING)
+    return list(
+        conn.execute(
+            select(Task.worker, func.max(Task.heartbeat_at).label("last_heartbeat_at"), running)
+            .where(Task.worker.is_not(None), Task.heartbeat_at >= since)
+            .group_by(Task.worker)
+            .order_by(Task.worker)
+        ).all()
+    )
+
+
+def count_by_status_and_type(conn: Connection) -> list[Row[Any]]:
+    """Rows of (status, type, count) over every task."""
+    return list(
+        conn.execute(select(Task.status, Task.type, func.count()).group_by(Task.status, Task.type))
+    )
+
+
+def changed_tasks(
+    conn: Connection, *, since: datetime, now: datetime, watch: Iterable[str], limit: int
+) -> list[Row[Any]]:
+    """Tasks that may have changed since ``since``, for the live dashboard.
+
+    There is no ``updated_at`` column: these are the running tasks, the ones created,
+    started, finished or cancelled since then, the pending ones that became due (an
+    admin's retry), and the ``watch`` ids (those running at the previous look, to see
+    them go back to pending). The caller compares them with what it sent before.
+    """
+    conditions = [
+        Task.status == RUNNING,
+        Task.created_at >= since,
+        Task.started_at >= since,
+        Task.completed_at >= since,
+        Task.cancelled_at >= since,
+        (Task.status == PENDING) & (Task.run_after >= since) & (Task.run_after <= now),
+    ]
+    ids = list(watch)
+    if ids:
+        conditions.append(Task.id.in_(ids))
+    return list(
+        conn.execute(
+            select(Task).where(or_(*conditions)).order_by(Task.created_at.desc()).limit(limit)
+        ).all()
+    )

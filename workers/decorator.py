@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from app.registry import DEFAULT_QUEUE, JobSpec, register
+from app.schedules import Schedule
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -26,7 +27,11 @@ def job(
     min_backoff: float = 1.0,
     max_backoff: float = 300.0,
     concurrency: int | None = None,
-    **options: Any,
+    periodic: Any = None,
+    timezone: str | None = None,
+    misfire: str = "all",
+    max_lateness: float | None = None,
+    catch_up_window: float | None = None,
 ) -> Callable[[F], F]:
     """Register the decorated function as job type ``name``.
 
@@ -41,10 +46,27 @@ def job(
       concurrency: most tasks of this type running at once across every worker and
         host (default: no limit; ``JOBPLANE_CONCURRENCY`` overrides it). A task over
         the limit waits, pending, without using an attempt.
-      options: further options kept on the job spec (e.g. schedules, concurrency).
+      periodic: a schedule, ``periodiq.cron("30 15 * * 1-5")``; runs are tasks like any other.
+      timezone: the IANA timezone the cron expression is read in (default UTC).
+      misfire: what catch-up does with runs missed while no scheduler ran: ``"all"``
+        (run each), ``"latest"`` (run the newest only), ``"skip"`` (record them skipped).
+      max_lateness: seconds; a run later than this is recorded skipped, whatever the policy.
+      catch_up_window: seconds catch-up looks back (default 24 h, never before the
+        platform first saw the schedule).
 
     The function itself is returned unchanged: call it directly in your own tests.
     """
+
+    options: dict[str, Any] = {}
+    if periodic is not None:
+        options = {
+            "periodic": periodic,
+            "timezone": timezone,
+            "misfire": misfire,
+            "max_lateness": max_lateness,
+            "catch_up_window": catch_up_window,
+        }
+        Schedule.from_options(name, options)  # a mistake fails at import, with the reason
 
     def decorate(fn: F) -> F:
         register(

@@ -30,11 +30,14 @@ def list_tasks(
     status: TaskStatus | None = None,
     type: Annotated[str | None, Query(max_length=200)] = None,
     queue: Annotated[str | None, Query(max_length=100)] = None,
+    search: Annotated[str | None, Query(max_length=36, description="part of a task id")] = None,
     page: Annotated[int, Query(ge=1)] = 1,
     page_size: Annotated[int, Query(alias="pageSize", ge=1, le=MAX_PAGE_SIZE)] = 50,
 ) -> TaskPage:
-    """Tasks, newest first, filtered by status, type and queue."""
-    filters = store.TaskFilter(status=status.value if status else None, type=type, queue=queue)
+    """Tasks, newest first, filtered by status, type, queue and part of the id."""
+    filters = store.TaskFilter(
+        status=status.value if status else None, type=type, queue=queue, search=search
+    )
     with engine.connect() as conn:
         rows, total = store.list_tasks(
             conn, filters, offset=(page - 1) * page_size, limit=page_size

@@ -1,4 +1,9 @@
-"""Bearer-token access control for every ``/api/`` route."""
+"""Bearer-token access control for every ``/api/`` route.
+
+Two tokens from the settings: ``api_token`` may do everything; ``read_only_token``
+(optional) may only read (GET, HEAD). Missing or unknown token: 401. A read-only token
+on a route that changes something: 403.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,22 @@ from fastapi import Request
 
 from app.domain import JobplaneError
 
+#: Methods a read-only token may use.
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
 
 class Unauthorized(JobplaneError):
     """A valid bearer token is required."""
 
 
+class Forbidden(JobplaneError):
+    """This token may not do that."""
+
+
 def require_token(request: Request) -> None:
-    """Accept the request if no token is configured or it carries the right one."""
-    expected: str | None = request.app.state.settings.api_token
+    """Accept the request if no token is configured or it carries a token allowed to do it."""
+    settings = request.app.state.settings
+    expected: str | None = settings.api_token
     if expected is None:
         return
     header = request.headers.get("authorization", "")
@@ -24,6 +37,15 @@ def require_token(request: Request) -> None:
         raise Unauthorized(
             "missing bearer token: send 'Authorization: Bearer <JOBPLANE_API_TOKEN>'"
         )
+    given = token.strip().encode()
     # Constant time, so response timing does not reveal how much of a guess was right.
-    if not hmac.compare_digest(token.strip().encode(), expected.encode()):
+    if hmac.compare_digest(given, expected.encode()):
+        return
+    read_only: str | None = settings.read_only_token
+    if read_only is None or not hmac.compare_digest(given, read_only.encode()):
         raise Unauthorized("invalid bearer token")
+    if request.method not in READ_METHODS:
+        raise Forbidden(
+            "this token is read-only: a read-write token (JOBPLANE_API_TOKEN) is needed"
+            f" to {request.method} {request.url.path}"
+        )

@@ -10,8 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from app import domain
-from app.api.auth import Unauthorized
+from app import domain, schedules
+from app.api.auth import Forbidden, Unauthorized
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +20,9 @@ RETRY_AFTER = "5"
 
 _STATUS: list[tuple[type[domain.JobplaneError], int, str]] = [
     (Unauthorized, 401, "unauthorized"),
+    (Forbidden, 403, "forbidden"),
     (domain.TaskNotFound, 404, "task_not_found"),
+    (schedules.ScheduleNotFound, 404, "schedule_not_found"),
     (domain.UnknownJobType, 422, "unknown_job_type"),
     (domain.ParamsTooLarge, 413, "params_too_large"),
     (domain.InvalidParams, 422, "invalid_params"),

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from app.api import admin, errors, health, tasks
+from app.api import admin, dashboard, errors, events, health, metrics, schedules, stats, tasks
 from app.db import make_engine
 from app.registry import load_jobs
 from app.settings import Settings, get_settings
@@ -36,5 +36,10 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     errors.install(app)
     app.include_router(tasks.router)
     app.include_router(admin.router)
+    app.include_router(schedules.router)
     app.include_router(health.router)
+    app.include_router(stats.router)
+    app.include_router(events.router)
+    app.include_router(metrics.router)
+    dashboard.install(app)
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 from sqlalchemy import Row
 
@@ -142,3 +142,50 @@ class LogPage(Camel):
     total: int
     page: int
     page_size: int
+
+
+class LastRun(Camel):
+    task_id: str
+    fire_time: datetime | None
+    status: str
+
+
+class ScheduleInfo(Camel):
+    """A schedule and how its runs went."""
+
+    name: str
+    job: str
+    cron: str
+    timezone: str
+    misfire: str
+    max_lateness: float | None = Field(description="seconds; null: no limit")
+    catch_up_window: float = Field(description="seconds")
+    next_fire_time: datetime | None
+    last_run: LastRun | None
+    missed_count: int = Field(description="fire times in the window with no run recorded yet")
+    skipped_count: int = Field(description="runs recorded skipped")
+
+
+class ScheduleList(Camel):
+    schedules: list[ScheduleInfo]
+
+
+class CatchUpRequest(Camel):
+    dry_run: bool = False
+    now: AwareDatetime | None = Field(None, description="evaluate as of this time (ISO-8601)")
+
+
+class RunDecision(Camel):
+    schedule: str
+    fire_time: datetime | None = Field(description="in the schedule's timezone, with its offset")
+    outcome: str = Field(
+        description="enqueued | would_enqueue | already_recorded | skipped_late | not_due "
+        "| not_scheduled_today"
+    )
+    reason: str
+    timezone: str
+    task_id: str | None
+
+
+class CatchUpResult(Camel):
+    runs: list[RunDecision]

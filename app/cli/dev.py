@@ -13,10 +13,12 @@ from app.api.main import create_app
 from app.db import make_engine
 from app.migrate import upgrade
 from app.registry import load_jobs
+from app.schedules import all_schedules
 from app.settings import Settings
 from outbox.relay import Relay
 from outbox.sweeper import Sweeper
 from workers.broker import worker_broker
+from workers.scheduler import Scheduler
 
 logger = logging.getLogger("jobplane.dev")
 
@@ -36,8 +38,13 @@ def run_dev(settings: Settings, *, host: str, port: int, threads: int) -> None:
     relay = Relay(engine, broker, settings, sweeper=sweeper)
     relay_thread = threading.Thread(target=relay.run, name="jobplane-relay", daemon=True)
     worker = dramatiq.Worker(broker, worker_threads=threads)
+    scheduler = Scheduler(engine, settings, all_schedules())
+    scheduler_thread = threading.Thread(
+        target=scheduler.run, name="jobplane-scheduler", daemon=True
+    )
     relay_thread.start()
     worker.start()
+    scheduler_thread.start()
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings, engine=engine), host=host, port=port, access_log=False)
     )
@@ -52,7 +59,9 @@ def run_dev(settings: Settings, *, host: str, port: int, threads: int) -> None:
     finally:
         grace_ms = max(1, int(settings.shutdown_grace * 1000))
         logger.info("stopping: relay, then workers (running jobs get %d ms)", grace_ms)
+        scheduler.stop()
         relay.stop()
         relay_thread.join(timeout=5)
+        scheduler_thread.join(timeout=5)
         worker.stop(timeout=grace_ms)
         engine.dispose()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from app.cli import admin, processes
+from app.cli import admin, processes, schedules
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,8 +18,10 @@ for command in (
     processes.relay,
     processes.worker,
     processes.migrate,
+    processes.scheduler,
     admin.submit,
     admin.tasks,
+    schedules.schedules,
 ):
     cli.add_command(command)
 

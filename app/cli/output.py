@@ -67,3 +67,52 @@ def print_log(page: dict[str, Any]) -> None:
         level = click.style(line["level"].ljust(8), fg=LEVEL_COLORS.get(line["level"]))
         click.echo(f"{line['createdAt']}  {level}  {line['message']}")
     click.echo(f"{len(page['lines'])} of {page['total']} line(s), page {page['page']}")
+
+
+OUTCOME_STYLE = {
+    "enqueued": ("enqueued now", "green"),
+    "would_enqueue": ("would enqueue", "green"),
+    "already_recorded": ("ran / recorded", None),
+    "skipped_late": ("recorded skipped", "yellow"),
+    "not_due": ("not due yet", "cyan"),
+    "not_scheduled_today": ("not scheduled today", None),
+}
+
+
+def print_schedules(schedules: list[dict[str, Any]]) -> None:
+    if not schedules:
+        click.echo("no schedules are declared")
+        return
+    for s in schedules:
+        last = s["lastRun"]
+        last_text = f"{last['status']} ({last['fireTime'] or 'run now'})" if last else "never"
+        click.secho(s["name"], bold=True)
+        click.echo(f"  cron {s['cron']}  ({s['timezone']}, misfire={s['misfire']})")
+        click.echo(f"  next {s['nextFireTime'] or 'never'}   last {last_text}")
+        if s["missedCount"] or s["skippedCount"]:
+            click.secho(f"  missed {s['missedCount']}, skipped {s['skippedCount']}", fg="yellow")
+
+
+def print_catch_up(runs: list[dict[str, Any]], *, dry_run: bool, now: str | None) -> None:
+    """Per schedule, each planned time in its own timezone and what happened; a summary."""
+    title = "catch-up (dry run: nothing written)" if dry_run else "catch-up"
+    click.secho(f"{title} as of {now or 'now'}", bold=True)
+    current = None
+    for run in runs:
+        if run["schedule"] != current:
+            current = run["schedule"]
+            click.echo("")
+            click.secho(f"{current}", bold=True)
+        label, color = OUTCOME_STYLE.get(run["outcome"], (run["outcome"], None))
+        when = run["fireTime"] or "-"
+        task = f"  task {run['taskId']}" if run.get("taskId") else ""
+        reason = f"  ({run['reason']})" if run["reason"] else ""
+        click.echo(f"  {when}  " + click.style(label, fg=color) + reason + task)
+    counts: dict[str, int] = {}
+    for run in runs:
+        counts[run["outcome"]] = counts.get(run["outcome"], 0) + 1
+    click.echo("")
+    summary = ", ".join(
+        f"{OUTCOME_STYLE.get(o, (o, None))[0]}: {n}" for o, n in sorted(counts.items())
+    )
+    click.secho(f"summary: {summary or 'no schedules'}", bold=True)

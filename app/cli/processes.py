@@ -91,7 +91,7 @@ def worker(processes: int, threads: int, queues: str) -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--threads", default=4, show_default=True, type=int, help="worker threads")
 def dev(host: str, port: int, threads: int) -> None:
-    """Run everything in one process: API, relay, worker threads (SQLite, in-memory broker)."""
+    """Run everything in one process: API, relay, workers, scheduler (SQLite, in-memory broker)."""
     from app.cli.dev import run_dev
 
     _logging()
@@ -105,3 +105,24 @@ def _redact(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return url.split("@")[-1]
+
+
+@click.command()
+def scheduler() -> None:
+    """Record schedule runs as they fall due, after catching up what was missed."""
+    import signal
+
+    from app.db import make_engine
+    from app.registry import load_jobs
+    from app.schedules import all_schedules
+    from workers.scheduler import Scheduler
+
+    _logging()
+    settings = get_settings()
+    load_jobs(settings.job_modules)
+    the_scheduler = Scheduler(make_engine(settings.database_url), settings, all_schedules())
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: the_scheduler.stop())
+    names = ", ".join(s.name for s in the_scheduler.schedules) or "none"
+    logging.getLogger("jobplane").info("scheduler started; schedules: %s", names)
+    the_scheduler.run()

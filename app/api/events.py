@@ -1,0 +1,142 @@
+"""A live stream of task changes and stats for the dashboard (Server-Sent Events).
+
+Each stream looks at the database once a second: it sends ``stats`` every time and
+``tasks`` with the tasks whose visible state changed since its previous look. There is
+no ``updated_at`` column, so "changed" means: running now, or created, started,
+finished, cancelled or due again within the last few seconds, or running at the
+previous look (see ``store.changed_tasks``); each stream remembers what it sent and
+sends only differences. A stream ends after ``maxSeconds``; clients reconnect.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+
+from app import store
+from app.api.auth import require_token
+from app.api.schemas import Problem, TaskSummary
+from app.api.stats import collect_stats
+from app.api.tasks import EngineDep
+from app.models import utcnow
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(
+    prefix="/api/admin",
+    tags=["admin"],
+    dependencies=[Depends(require_token)],
+    responses={401: {"model": Problem}},
+)
+
+POLL_INTERVAL = 1.0  #: seconds between two looks at the database
+#: A row whose timestamp is up to this many seconds older than the previous look still
+#: counts as new: a transaction commits a moment after it took its timestamps.
+SLACK = 5.0
+MAX_TASKS = 500  #: most tasks one look reads
+DEFAULT_STREAM_SECONDS = 30.0  #: a stream's default life; short, so a stopping server never waits long
+
+UNAVAILABLE = "the database is unreachable; the stream ends, reconnect shortly"
+
+EVENTS_DESCRIPTION = """\
+`text/event-stream`. Events:
+
+- `stats`: the same JSON as `GET /api/admin/stats`, every second;
+- `tasks`: `{"tasks": [...]}`, list entries as in `GET /api/admin/tasks`, for the tasks
+  whose state changed since the previous look (the first look sends the running and
+  recently changed ones);
+- `error`: `{"error", "message"}` when the database cannot be read; the stream then ends.
+
+Send the token in the `Authorization` header (read the stream with `fetch`, not
+`EventSource`, which cannot send headers). The stream ends after `maxSeconds`.
+"""
+
+
+class TaskWatcher:
+    """What one stream sent, to send only what changed since."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.sent: dict[str, dict[str, Any]] = {}
+        self.running: set[str] = set()
+        self.last_look = utcnow() - timedelta(seconds=SLACK)
+
+    def look(self) -> str:
+        """The events of one look at the database, encoded for the stream."""
+        now = utcnow()
+        with self.engine.connect() as conn:
+            stats = collect_stats(conn, now)
+            rows = store.changed_tasks(
+                conn,
+                since=self.last_look - timedelta(seconds=SLACK),
+                now=now,
+                watch=self.running,
+                limit=MAX_TASKS,
+            )
+        self.last_look = now
+        current = {
+            row.id: TaskSummary.from_row(row).model_dump(mode="json", by_alias=True)
+            for row in rows
+        }
+        changed = [task for task_id, task in current.items() if self.sent.get(task_id) != task]
+        self.sent = current
+        self.running = {task_id for task_id, task in current.items() if task["status"] == "running"}
+        events = [encode("stats", stats.model_dump(mode="json", by_alias=True))]
+        if changed:
+            events.append(encode("tasks", {"tasks": changed}))
+        return "".join(events)
+
+
+def encode(event: str, data: Any) -> str:
+    """One Server-Sent Event (its JSON holds no newline)."""
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+async def _stream(watcher: TaskWatcher, seconds: float) -> AsyncIterator[str]:
+    yield "retry: 1000\n\n"  # EventSource-style clients reconnect after 1 s
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            yield await run_in_threadpool(watcher.look)
+        except SQLAlchemyError as error:
+            logger.error("events stream: database unavailable: %s", error)
+            yield encode("error", {"error": "database_unavailable", "message": UNAVAILABLE})
+            return
+        if time.monotonic() + POLL_INTERVAL > deadline:
+            return
+        await anyio.sleep(POLL_INTERVAL)
+
+
+@router.get(
+    "/events",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": EVENTS_DESCRIPTION,
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        }
+    },
+)
+def events(
+    engine: EngineDep,
+    max_seconds: Annotated[
+        float, Query(alias="maxSeconds", gt=0, le=3600, description="when the stream ends")
+    ] = DEFAULT_STREAM_SECONDS,
+) -> StreamingResponse:
+    """Live task changes and stats, as Server-Sent Events."""
+    return StreamingResponse(
+        _stream(TaskWatcher(engine), max_seconds),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )

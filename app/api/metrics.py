@@ -1,0 +1,92 @@
+"""Prometheus metrics at ``/metrics``, computed from the database at scrape time.
+
+The database is the source of truth, so the API serves the platform's numbers for
+every process: tasks by status and type, the outbox backlog and its oldest row, the
+workers seen. Relays and workers serve no metrics of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from app import registry, store
+from app.api.stats import WORKERS_SEEN_WINDOW
+from app.domain import TaskStatus
+from app.models import utcnow
+
+router = APIRouter(tags=["health"])
+
+
+class DatabaseCollector(Collector):
+    """Gauges read from the database at each scrape (nothing is kept in memory)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("jobplane_database_up", "1 if the database answered this scrape.")
+        now = utcnow()
+        try:
+            with self.engine.connect() as conn:
+                by_status_type = store.count_by_status_and_type(conn)
+                backlog, oldest = store.outbox_backlog(conn)
+                workers = store.workers_seen(conn, now - timedelta(seconds=WORKERS_SEEN_WINDOW))
+        except SQLAlchemyError:
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield _tasks(by_status_type)
+        yield GaugeMetricFamily(
+            "jobplane_outbox_backlog", "Outbox rows not yet published.", value=backlog
+        )
+        age = max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
+        yield GaugeMetricFamily(
+            "jobplane_outbox_oldest_age_seconds",
+            "Age of the oldest outbox row (0 when the outbox is empty).",
+            value=age,
+        )
+        yield GaugeMetricFamily(
+            "jobplane_workers_seen",
+            f"Workers that heartbeat a task in the last {WORKERS_SEEN_WINDOW:.0f} s.",
+            value=len(workers),
+        )
+
+
+def _tasks(rows: list[tuple[str, str, int]]) -> GaugeMetricFamily:
+    """Every (status, type) pair of the known types and statuses, zeros included."""
+    counts = {(status, job_type): count for status, job_type, count in rows}
+    types = sorted({*registry.known_types(), *(job_type for _, job_type in counts)})
+    statuses = sorted({*(status.value for status in TaskStatus), *(s for s, _ in counts)})
+    family = GaugeMetricFamily(
+        "jobplane_tasks", "Tasks by status and job type.", labels=["status", "type"]
+    )
+    for status in statuses:
+        for job_type in types:
+            family.add_metric([status, job_type], counts.get((status, job_type), 0))
+    return family
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"description": "Prometheus text format", "content": {"text/plain": {}}}},
+)
+def metrics(request: Request) -> Response:
+    """Prometheus metrics: tasks by status and type, outbox backlog and age, workers seen."""
+    scrape = CollectorRegistry(auto_describe=False)
+    scrape.register(DatabaseCollector(request.app.state.engine))
+    ProcessCollector(registry=scrape)
+    PlatformCollector(registry=scrape)
+    encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+    return Response(encoder(scrape), media_type=content_type)

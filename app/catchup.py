@@ -1,0 +1,171 @@
+"""Catch-up: for each schedule, every fire time in its window without a run, then the policy.
+
+``plan`` decides (pure, testable with any clock); ``catch_up`` reads what is recorded,
+plans, and writes the decisions in the caller's transaction: enqueued runs as pending
+tasks with their outbox rows, skipped runs as ``skipped`` tasks carrying the reason.
+Every run is unique on (schedule, fire time), so catching up twice, or two schedulers
+at once, never enqueues a run twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection
+
+from app import service, store
+from app.domain import TaskStatus
+from app.schedules import ON_TIME, Schedule
+from app.service import Submission
+from app.settings import Settings
+
+ENQUEUE, WOULD_ENQUEUE = "enqueued", "would_enqueue"
+RECORDED, SKIPPED = "already_recorded", "skipped_late"
+NOT_DUE, NOT_TODAY = "not_due", "not_scheduled_today"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What catch-up did (or would do) about one fire time of one schedule."""
+
+    schedule: str
+    fire_time: datetime | None
+    outcome: str
+    reason: str
+    timezone: str
+    task_id: str | None = None
+
+
+def plan(
+    schedule: Schedule,
+    now: datetime,
+    first_seen: datetime,
+    recorded: dict[datetime, tuple[str, str]],
+) -> list[Decision]:
+    """Decide every fire time in the schedule's window, plus today's outlook.
+
+    ``recorded`` maps fire times that already have a run to (task id, status).
+    """
+    start = max(now - schedule.catch_up_window, first_seen - timedelta(microseconds=1))
+    due = schedule.fire_times(start, now)
+    missed = [fire for fire in due if fire not in recorded]
+    newest = _newest_runnable(schedule, missed, now)
+    decisions = [_decide(schedule, fire, now, recorded, newest) for fire in due]
+    return decisions + _outlook(schedule, now)
+
+
+def _newest_runnable(schedule: Schedule, missed: list[datetime], now: datetime) -> datetime | None:
+    runnable = [
+        fire
+        for fire in missed
+        if schedule.max_lateness is None or now - fire <= schedule.max_lateness
+    ]
+    return max(runnable, default=None)
+
+
+def _decide(
+    schedule: Schedule,
+    fire: datetime,
+    now: datetime,
+    recorded: dict[datetime, tuple[str, str]],
+    newest: datetime | None,
+) -> Decision:
+    def decision(outcome: str, reason: str, task_id: str | None = None) -> Decision:
+        return Decision(schedule.name, fire, outcome, reason, schedule.timezone.key, task_id)
+
+    if fire in recorded:
+        task_id, status = recorded[fire]
+        return decision(RECORDED, f"run recorded: {status}", task_id)
+    late = now - fire
+    if schedule.max_lateness is not None and late > schedule.max_lateness:
+        return decision(
+            SKIPPED, f"{_span(late)} late, over max_lateness of {_span(schedule.max_lateness)}"
+        )
+    if late <= ON_TIME:
+        return decision(ENQUEUE, "on time")
+    if schedule.misfire == "skip":
+        return decision(SKIPPED, f"missed by {_span(late)} (misfire=skip)")
+    if schedule.misfire == "latest" and fire != newest:
+        assert newest is not None
+        local = newest.astimezone(schedule.timezone)
+        return decision(
+            SKIPPED, f"superseded by the run of {local:%Y-%m-%d %H:%M} (misfire=latest)"
+        )
+    return decision(ENQUEUE, f"missed by {_span(late)} (misfire={schedule.misfire})")
+
+
+def _outlook(schedule: Schedule, now: datetime) -> list[Decision]:
+    """Today, in the schedule's timezone: its next run if still to come, or no run at all."""
+    today = now.astimezone(schedule.timezone).date()
+    fires_today = schedule.fires_on(today)
+    tz = schedule.timezone.key
+    if not fires_today:
+        return [Decision(schedule.name, None, NOT_TODAY, f"no run on {today:%A} ({tz})", tz)]
+    upcoming = [fire for fire in fires_today if fire > now]
+    if upcoming:
+        local = upcoming[0].astimezone(schedule.timezone)
+        return [
+            Decision(schedule.name, upcoming[0], NOT_DUE, f"next run at {local:%H:%M} {tz}", tz)
+        ]
+    return []
+
+
+def _span(delta: timedelta) -> str:
+    """A duration as a person writes it: 45s, 12m, 4h 11m, 1d 2h."""
+    total = int(delta.total_seconds())
+    if total < 60:
+        return f"{total}s"
+    days, rest = divmod(total // 60, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    parts = [(days, "d"), (hours, "h"), (minutes, "m")]
+    return " ".join(f"{value}{unit}" for value, unit in parts if value)
+
+
+def catch_up(
+    conn: Connection,
+    schedules: Sequence[Schedule],
+    settings: Settings,
+    now: datetime,
+    *,
+    dry_run: bool = False,
+) -> list[Decision]:
+    """Plan every schedule and, unless ``dry_run``, record the decisions."""
+    decisions: list[Decision] = []
+    for schedule in schedules:
+        first_seen = store.schedule_first_seen(conn, schedule.name, now, record=not dry_run)
+        start = now - schedule.catch_up_window - timedelta(seconds=1)
+        recorded = store.recorded_runs(conn, schedule.name, start, now)
+        planned = plan(schedule, now, first_seen, recorded)
+        decisions += [
+            _preview(d) if dry_run else _record(conn, schedule, d, settings, now) for d in planned
+        ]
+    return decisions
+
+
+def _preview(decision: Decision) -> Decision:
+    return replace(decision, outcome=WOULD_ENQUEUE) if decision.outcome == ENQUEUE else decision
+
+
+def _record(
+    conn: Connection, schedule: Schedule, decision: Decision, settings: Settings, now: datetime
+) -> Decision:
+    if decision.outcome not in (ENQUEUE, SKIPPED):
+        return decision
+    task = service.build_task(Submission(type=schedule.job), settings, now)
+    task.update(schedule_name=schedule.name, fire_time=decision.fire_time)
+    if decision.outcome == SKIPPED:
+        task.update(status=TaskStatus.SKIPPED.value, error=decision.reason, completed_at=now)
+    if not store.insert_scheduled_run(conn, task, with_outbox=decision.outcome == ENQUEUE):
+        # Another scheduler recorded this run between our read and our write.
+        return replace(decision, outcome=RECORDED, reason="run recorded concurrently")
+    return replace(decision, task_id=task["id"])
+
+
+def run_now(conn: Connection, schedule: Schedule, settings: Settings, now: datetime) -> str:
+    """Enqueue a run of ``schedule`` outside its cron times; returns the task id."""
+    task = service.build_task(Submission(type=schedule.job), settings, now)
+    task["schedule_name"] = schedule.name
+    store.insert_tasks(conn, [task])
+    return str(task["id"])

@@ -1,0 +1,64 @@
+"""``jobplane schedules …``: list schedules, run one now, catch up (through the API)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import click
+
+from app.cli.admin import _client, _connection_options
+from app.cli.client import fail
+from app.cli.output import print_catch_up, print_json, print_schedules, print_task
+
+
+@click.group()
+def schedules() -> None:
+    """List schedules, run one now, catch up missed runs."""
+
+
+@schedules.command("ls")
+@_connection_options
+def list_schedules(url: str | None, token: str | None, as_json: bool) -> None:
+    """List schedules with their next and last runs."""
+    answer = _client(url, token).request("GET", "/api/admin/schedules")
+    if as_json:
+        print_json(answer)
+    else:
+        print_schedules(answer["schedules"])
+
+
+@schedules.command("run")
+@click.argument("name")
+@_connection_options
+def run_schedule(name: str, url: str | None, token: str | None, as_json: bool) -> None:
+    """Run schedule NAME now, as a normal task."""
+    task = _client(url, token).request("POST", f"/api/admin/schedules/{name}/run")
+    if as_json:
+        print_json(task)
+    else:
+        print_task(task)
+
+
+@schedules.command("catch-up")
+@click.option("--dry-run", is_flag=True, help="say what would happen; write nothing")
+@click.option("--now", "now", default=None, help="evaluate as of this ISO-8601 time (with offset)")
+@_connection_options
+def catch_up(
+    dry_run: bool, now: str | None, url: str | None, token: str | None, as_json: bool
+) -> None:
+    """Enqueue (or record skipped) every run the schedules missed."""
+    body: dict[str, Any] = {"dryRun": dry_run}
+    if now is not None:
+        try:
+            moment = datetime.fromisoformat(now)
+        except ValueError:
+            fail(f"--now must be an ISO-8601 time, got {now!r}", 2)
+        if moment.tzinfo is None:
+            fail("--now needs a UTC offset, e.g. 2025-12-16T19:41:00+08:00", 2)
+        body["now"] = moment.isoformat()
+    answer = _client(url, token).request("POST", "/api/admin/schedules/catch-up", json=body)
+    if as_json:
+        print_json(answer)
+    else:
+        print_catch_up(answer["runs"], dry_run=dry_run, now=now)

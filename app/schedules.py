@@ -1,0 +1,163 @@
+"""Schedules: when a cron schedule fires, and what catch-up does about missed runs.
+
+A schedule is declared on a job with periodiq's ``cron()`` plus jobplane's options
+(``timezone``, ``misfire``, ``max_lateness``, ``catch_up_window``). Periodiq parses the
+cron expression; everything after that is ours: fire times are computed here in the
+schedule's own timezone, every run is a task row identified by (schedule, fire time),
+and catch-up decides, per missed fire time, whether to enqueue it or record it skipped.
+
+DST rule: a wall-clock time that does not exist (the spring-forward gap) fires at the
+same offset after the gap, e.g. 02:30 → 03:30; a time that happens twice (fall back)
+fires once, at its first occurrence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from app.domain import JobplaneError
+from app.registry import JobSpec, all_jobs
+
+MISFIRE_POLICIES = ("all", "latest", "skip")  #: what catch-up does with missed runs
+DEFAULT_CATCH_UP_WINDOW = timedelta(hours=24)
+#: A run this late or less is on time (a tick), not missed: the policy does not apply.
+ON_TIME = timedelta(seconds=60)
+#: How far ahead ``next_fire_time`` looks before deciding a schedule never fires.
+HORIZON_DAYS = 5 * 366
+
+_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("dom", 1, 31), ("month", 1, 12), ("dow", 0, 7))
+
+
+class InvalidSchedule(JobplaneError):
+    """A schedule's declaration is not valid."""
+
+
+class ScheduleNotFound(JobplaneError):
+    """No schedule has that name."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A job's cron schedule, in its own timezone."""
+
+    name: str
+    job: str
+    cron: Any  #: periodiq's CronSpec: minute, hour, dom, month, dow value lists
+    timezone: ZoneInfo
+    misfire: str = "all"
+    max_lateness: timedelta | None = None
+    catch_up_window: timedelta = DEFAULT_CATCH_UP_WINDOW
+
+    @property
+    def cron_text(self) -> str:
+        return str(self.cron)
+
+    @classmethod
+    def from_options(cls, job: str, options: dict[str, Any]) -> Schedule:
+        """The schedule of job ``job`` from its decorator options; explains any mistake."""
+        spec = options["periodic"]
+        _check_cron(job, spec)
+        zone = options.get("timezone") or "UTC"
+        try:
+            tz = ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise InvalidSchedule(
+                f"job {job!r}: unknown timezone {zone!r} (use an IANA name)"
+            ) from None
+        misfire = options.get("misfire", "all")
+        if misfire not in MISFIRE_POLICIES:
+            raise InvalidSchedule(
+                f"job {job!r}: misfire must be one of {', '.join(MISFIRE_POLICIES)}"
+            )
+        return cls(
+            name=job,
+            job=job,
+            cron=spec,
+            timezone=tz,
+            misfire=misfire,
+            max_lateness=_seconds(options.get("max_lateness")),
+            catch_up_window=_seconds(options.get("catch_up_window")) or DEFAULT_CATCH_UP_WINDOW,
+        )
+
+    def fire_times(self, start: datetime, end: datetime) -> list[datetime]:
+        """Every fire time in (start, end], in UTC, oldest first."""
+        found: set[datetime] = set()
+        day = start.astimezone(self.timezone).date()
+        while day <= end.astimezone(self.timezone).date():
+            for instant in self._fires_on(day):
+                if start < instant <= end:
+                    found.add(instant)
+            day += timedelta(days=1)
+        return sorted(found)
+
+    def fires_on(self, day: date) -> list[datetime]:
+        """The fire times of one local calendar day, in UTC."""
+        return sorted(set(self._fires_on(day)))
+
+    def next_fire_time(self, after: datetime) -> datetime | None:
+        """The first fire time after ``after`` (None if it never fires again)."""
+        day = after.astimezone(self.timezone).date()
+        for _ in range(HORIZON_DAYS):
+            later = [instant for instant in self._fires_on(day) if instant > after]
+            if later:
+                return min(later)
+            day += timedelta(days=1)
+        return None
+
+    def _fires_on(self, day: date) -> Iterable[datetime]:
+        if not self._runs_on(day):
+            return
+        for hour in self.cron.hour:
+            for minute in self.cron.minute:
+                wall = datetime.combine(day, time(hour, minute)).replace(tzinfo=self.timezone)
+                # fold=0: a time in the DST gap maps past it; a repeated time to its first.
+                yield wall.astimezone(UTC)
+
+    def _runs_on(self, day: date) -> bool:
+        """Standard cron: with both day fields restricted, either may match."""
+        if day.month not in self.cron.month:
+            return False
+        dom_ok = day.day in self.cron.dom
+        # cron: 0 and 7 are Sunday; Python: Monday is 0.
+        dow_ok = (day.weekday() + 1) % 7 in {value % 7 for value in self.cron.dow}
+        if self.cron.is_dom_restricted and self.cron.is_dow_restricted:
+            return dom_ok or dow_ok
+        return dom_ok and dow_ok
+
+
+def _check_cron(job: str, spec: Any) -> None:
+    for field, low, high in _FIELDS:
+        values = getattr(spec, field, None)
+        if not values or any(not low <= value <= high for value in values):
+            raise InvalidSchedule(
+                f"job {job!r}: cron field {field} of {str(spec)!r} must be within {low}-{high}"
+            )
+
+
+def _seconds(value: float | timedelta | None) -> timedelta | None:
+    if value is None or isinstance(value, timedelta):
+        return value
+    return timedelta(seconds=value)
+
+
+def is_scheduled(spec: JobSpec) -> bool:
+    return spec.options.get("periodic") is not None
+
+
+def all_schedules() -> list[Schedule]:
+    """The schedules of every registered job, by name."""
+    return [
+        Schedule.from_options(spec.name, spec.options) for spec in all_jobs() if is_scheduled(spec)
+    ]
+
+
+def get_schedule(name: str) -> Schedule:
+    for schedule in all_schedules():
+        if schedule.name == name:
+            return schedule
+    known = ", ".join(s.name for s in all_schedules()) or "(none)"
+    raise ScheduleNotFound(f"no schedule named {name!r}; known schedules: {known}")

@@ -1,0 +1,153 @@
+"""The scheduler on PostgreSQL, with an injected clock: catch-up, dedupe, leadership."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from periodiq import cron
+from sqlalchemy import Engine, func, select
+
+from app.db import make_engine
+from app.models import ScheduleState, Task
+from app.registry import load_jobs
+from app.schedules import Schedule
+from app.settings import Settings
+from tests.conftest import row_counts
+from workers.leader import LeaderLock
+from workers.scheduler import Scheduler
+
+load_jobs(["tests.schedule_jobs"])  # the schedules' jobs must be registered to build tasks
+
+T0 = datetime(2025, 12, 16, 10, 0, 30, tzinfo=UTC)
+
+
+def hourly(misfire: str) -> Schedule:
+    return Schedule.from_options(
+        "sync_shioaji_futures", {"periodic": cron("0 * * * *"), "misfire": misfire}
+    )
+
+
+def runs(engine: Engine) -> list[tuple[datetime, str]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(Task.fire_time, Task.status)
+            .where(Task.fire_time.is_not(None))
+            .order_by(Task.fire_time)
+        ).all()
+    return [(row.fire_time, row.status) for row in rows]
+
+
+@pytest.mark.parametrize(
+    ("misfire", "enqueued", "skipped"),
+    [("all", 3, 0), ("latest", 1, 2), ("skip", 0, 3)],
+)
+def test_runs_missed_while_the_scheduler_was_down_follow_the_policy_once(
+    pg_engine: Engine, pg_settings: Settings, misfire: str, enqueued: int, skipped: int
+) -> None:
+    # Given a scheduler that first ran at 10:00:30, then was down for 11:00, 12:00, 13:00
+    scheduler = Scheduler(pg_engine, pg_settings, [hourly(misfire)])
+    scheduler.tick(T0)
+    assert runs(pg_engine) == []
+
+    # When it starts again at 13:30
+    scheduler.tick(T0 + timedelta(hours=3, minutes=29, seconds=30))
+
+    # Then the policy decided each missed run, and every decision is a row
+    statuses = [status for _, status in runs(pg_engine)]
+    assert statuses.count("pending") == enqueued
+    assert statuses.count("skipped") == skipped
+    assert [fire.hour for fire, _ in runs(pg_engine)] == [11, 12, 13]
+    assert row_counts(pg_engine)["outbox"] == enqueued
+    # And a second start enqueues nothing more
+    before = row_counts(pg_engine)
+    scheduler.tick(T0 + timedelta(hours=3, minutes=31))
+    assert row_counts(pg_engine) == before
+
+
+def test_two_schedulers_at_once_record_each_fire_time_exactly_once(
+    pg_url: str, pg_settings: Settings
+) -> None:
+    every_minute = Schedule.from_options("sync_shioaji_futures", {"periodic": cron("* * * * *")})
+    engines = [make_engine(pg_url) for _ in range(2)]
+    schedulers = [Scheduler(engine, pg_settings, [every_minute]) for engine in engines]
+    try:
+        for scheduler in schedulers:
+            scheduler.tick(T0)
+        for minute in range(1, 11):
+            now = T0 + timedelta(minutes=minute)
+            barrier = threading.Barrier(2)
+
+            def tick(
+                scheduler: Scheduler, at: datetime = now, gate: threading.Barrier = barrier
+            ) -> None:
+                gate.wait()
+                scheduler.tick(at)
+
+            threads = [threading.Thread(target=tick, args=(s,)) for s in schedulers]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        fires = [fire for fire, _ in runs(engines[0])]
+        assert len(fires) == 10
+        assert len(set(fires)) == 10
+    finally:
+        for engine in engines:
+            engine.dispose()
+
+
+def test_a_dry_run_writes_nothing(pg_engine: Engine, pg_settings: Settings) -> None:
+    from app.catchup import catch_up
+
+    scheduler = Scheduler(pg_engine, pg_settings, [hourly("all")])
+    scheduler.tick(T0)
+    before = row_counts(pg_engine)
+    with pg_engine.begin() as conn:
+        decisions = catch_up(
+            conn,
+            scheduler.schedules,
+            pg_settings,
+            T0 + timedelta(hours=3, minutes=30),
+            dry_run=True,
+        )
+        unseen = catch_up(
+            conn,
+            [Schedule.from_options("sync_daily_prices", {"periodic": cron("0 * * * *")})],
+            pg_settings,
+            T0,
+            dry_run=True,
+        )
+    assert [d.outcome for d in decisions if d.fire_time and d.fire_time < T0 + timedelta(hours=4)][
+        :3
+    ] == ["would_enqueue"] * 3
+    assert unseen is not None
+    assert row_counts(pg_engine) == before
+    with pg_engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(ScheduleState)).scalar_one() == 1
+
+
+@pytest.fixture
+def two_engines(pg_url: str) -> Iterator[tuple[Engine, Engine]]:
+    engines = (make_engine(pg_url), make_engine(pg_url))
+    yield engines
+    for engine in engines:
+        engine.dispose()
+
+
+def test_one_scheduler_leads_and_another_takes_over_when_it_dies(
+    two_engines: tuple[Engine, Engine],
+) -> None:
+    first, second = LeaderLock(two_engines[0]), LeaderLock(two_engines[1])
+    assert first.acquire() is True
+    assert second.acquire() is False
+    assert first.acquire() is True  # still the leader
+
+    # When the leader's session ends (the process died), the standby takes over
+    assert first._conn is not None
+    first._conn.invalidate()  # the server side closes the session, as on a crash
+    first._conn = None
+    assert second.acquire() is True
+    second.release()

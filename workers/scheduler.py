@@ -1,0 +1,111 @@
+"""``jobplane scheduler``: records every schedule's runs as they fall due.
+
+Each wake-up is a catch-up as of now (``app.catchup``): fire times that arrived are
+recorded as tasks, unique on (schedule, fire time). So the start-up catch-up, an
+ordinary tick, a restart inside a tick, and a second scheduler all reduce to the
+same idempotent step. Periodiq's own scheduler loop (host timezone only, nothing
+stored, ticks lost while it is down) and its middleware (which drops periodic
+messages older than 30 s) are not used; periodiq's ``cron()`` declares schedules.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from sqlalchemy import Engine
+
+from app import catchup
+from app.models import utcnow
+from app.schedules import Schedule
+from app.settings import Settings
+from workers.leader import LeaderLock
+
+logger = logging.getLogger(__name__)
+
+MAX_SLEEP = 30.0  #: seconds between wake-ups at most, so new leadership or clocks are seen
+STANDBY_POLL = 1.0  #: seconds between a standby scheduler's attempts to lead
+ERROR_BACKOFF = 5.0  #: seconds to wait after a failed tick
+
+
+class Scheduler:
+    """Turns due fire times into tasks; one leader among several (PostgreSQL)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        schedules: Sequence[Schedule],
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        leader: LeaderLock | None = None,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.schedules = list(schedules)
+        self.clock = clock
+        self.leader = leader or LeaderLock(engine)
+        self._stopped = threading.Event()
+
+    def tick(self, now: datetime | None = None) -> list[catchup.Decision]:
+        """Record every run due as of ``now``; returns the decisions."""
+        now = now or self.clock()
+        with self.engine.begin() as conn:
+            decisions = catchup.catch_up(conn, self.schedules, self.settings, now)
+        self._log(decisions)
+        return decisions
+
+    def seconds_to_next_fire(self, now: datetime) -> float:
+        upcoming = [s.next_fire_time(now) for s in self.schedules]
+        soonest = min((fire for fire in upcoming if fire is not None), default=None)
+        if soonest is None:
+            return MAX_SLEEP
+        return max(0.0, min(MAX_SLEEP, (soonest - now).total_seconds()))
+
+    def run(self) -> None:
+        """Lead (or wait to), tick, sleep until the next fire time; until ``stop()``."""
+        if not self.schedules:
+            logger.info("no schedules are declared; the scheduler has nothing to do")
+        try:
+            while not self._stopped.is_set():
+                self._stopped.wait(self._step())
+        finally:
+            self.leader.release()
+
+    def _step(self) -> float:
+        try:
+            if not self.leader.acquire():
+                return STANDBY_POLL
+            self.tick()
+            # Wake just after the fire time, so the run is due when recorded.
+            return self.seconds_to_next_fire(self.clock()) + 0.01
+        except Exception:
+            logger.exception("scheduler tick failed; retrying in %.0f s", ERROR_BACKOFF)
+            return ERROR_BACKOFF
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    @staticmethod
+    def _log(decisions: list[catchup.Decision]) -> None:
+        for decision in decisions:
+            if decision.outcome == catchup.ENQUEUE:
+                logger.info(
+                    "%s: run of %s enqueued (%s)",
+                    decision.schedule,
+                    decision.fire_time,
+                    decision.reason,
+                )
+            elif decision.outcome == catchup.SKIPPED and decision.task_id:
+                logger.warning(
+                    "%s: run of %s recorded skipped: %s",
+                    decision.schedule,
+                    decision.fire_time,
+                    decision.reason,
+                )
+        counts = Counter(d.outcome for d in decisions if d.task_id)
+        if counts:
+            logger.info("catch-up: %s", ", ".join(f"{n} {o}" for o, n in sorted(counts.items())))
