@@ -15,7 +15,7 @@ from typing import Any
 from app.domain import JobplaneError, UnknownJobType
 
 #: Job modules that are always loaded.
-BUILTIN_JOB_MODULES = ("workers.jobs.demo",)
+BUILTIN_JOB_MODULES = ("workers.jobs.demo", "workers.jobs.maintenance")
 
 DEFAULT_QUEUE = "default"
 

@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     #: empty, is published again (the backstop for a broker that lost it).
     unclaimed_grace: float = Field(1800.0, gt=0)
 
+    #: Finished tasks (with their logs) are deleted this many days after they ended.
+    retention_days: float = Field(7.0, gt=0)
     #: How often a worker looks for cancellations of the tasks it runs (seconds).
     cancel_check_interval: float = Field(0.5, gt=0)
     #: Seconds a stopping worker (SIGTERM) lets running jobs finish; the rest go back

@@ -20,6 +20,8 @@ from app.models import KeyValue, Outbox, ScheduleState, Task, TaskLog
 
 PENDING = TaskStatus.PENDING.value
 RUNNING = TaskStatus.RUNNING.value
+#: platform_state key: when a relay's sweeper last ran (ISO-8601).
+RELAY_SEEN_KEY = "relay_seen_at"
 
 
 def _from(target: TaskStatus) -> list[str]:
@@ -713,20 +715,56 @@ def schedule_runs_summary(conn: Connection, name: str) -> tuple[Any, int]:
     return last, skipped
 
 
+# -- maintenance ---------------------------------------------------------------------
+
+
+def delete_finished_before(conn: Connection, cutoff: datetime, limit: int) -> int:
+    """Delete up to ``limit`` finished tasks that ended before ``cutoff``, with their
+    logs and outbox rows; returns how many tasks went. Live tasks are never touched.
+
+    Small batches, each in its own transaction, keep locks short on a busy table.
+    """
+    finished = [status.value for status in TaskStatus if status.is_terminal]
+    ended = func.coalesce(Task.completed_at, Task.cancelled_at, Task.created_at)
+    ids = list(
+        conn.execute(
+            select(Task.id).where(Task.status.in_(finished), ended < cutoff).limit(limit)
+        ).scalars()
+    )
+    if not ids:
+        return 0
+    conn.execute(delete(TaskLog).where(TaskLog.task_id.in_(ids)))
+    conn.execute(delete(Outbox).where(Outbox.task_id.in_(ids)))
+    result = conn.execute(delete(Task).where(Task.id.in_(ids), Task.status.in_(finished)))
+    return result.rowcount
+
+
+def put_state(conn: Connection, key: str, value: str, now: datetime) -> None:
+    """Set ``key`` to ``value``, whatever it held."""
+    updated = conn.execute(
+        update(KeyValue).where(KeyValue.key == key).values(value=value, updated_at=now)
+    )
+    if updated.rowcount == 0:
+        conn.execute(
+            _insert_ignoring_conflict(conn, KeyValue, ["key"]).values(
+                key=key, value=value, updated_at=now
+            )
+        )
+
+
 # -- the admin surface: stats, live changes, metrics -----------------------------------
 
 
 def workers_seen(conn: Connection, since: datetime) -> list[Row[Any]]:
     """Workers that heartbeat a task since ``since``: name, last heartbeat, tasks running."""
-    running = func.count().filter(Task.status == RUNNING)
-    return list(
-        conn.execute(
-            select(Task.worker, func.max(Task.heartbeat_at).label("last_heartbeat_at"), running)
-            .where(Task.worker.is_not(None), Task.heartbeat_at >= since)
-            .group_by(Task.worker)
-            .order_by(Task.worker)
-        ).all()
-    )
+    running = func.count().filter(Task.status == RUNNING).label("running")
+    rows: Sequence[Any] = conn.execute(
+        select(Task.worker, func.max(Task.heartbeat_at).label("last_heartbeat_at"), running)
+        .where(Task.worker.is_not(None), Task.heartbeat_at >= since)
+        .group_by(Task.worker)
+        .order_by(Task.worker)
+    ).all()
+    return list(rows)
 
 
 def count_by_status_and_type(conn: Connection) -> list[Row[Any]]:

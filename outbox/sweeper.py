@@ -57,6 +57,10 @@ class Sweeper:
         found["woke_stranded_waiting"] += self.wake_stranded()
         found = +found  # drop zeros
         self.counts.update(found)
+        with self.engine.begin() as conn:
+            # Read by the scheduler, which stands in for the sweeper while no relay runs.
+            now = self.clock()
+            store.put_state(conn, store.RELAY_SEEN_KEY, now.isoformat(), now)
         return found
 
     def recover_dead_workers(self, *, stale_before: datetime | None = None) -> Counter[str]:

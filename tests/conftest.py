@@ -20,6 +20,7 @@ from app.api.main import create_app
 from app.db import make_engine
 from app.migrate import upgrade
 from app.models import Outbox, Task, TaskLog
+from app.registry import load_jobs
 from app.settings import Settings, get_settings
 from tests import services
 
@@ -28,6 +29,7 @@ for _name in [name for name in os.environ if name.startswith("JOBPLANE_")]:
     if not _name.startswith("JOBPLANE_TEST_"):
         del os.environ[_name]
 get_settings.cache_clear()
+load_jobs()  # the built-in jobs, as every jobplane process has them
 
 _RUN = f"{os.getpid()}"
 _counter = itertools.count()

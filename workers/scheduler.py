@@ -6,6 +6,9 @@ ordinary tick, a restart inside a tick, and a second scheduler all reduce to the
 same idempotent step. Periodiq's own scheduler loop (host timezone only, nothing
 stored, ticks lost while it is down) and its middleware (which drops periodic
 messages older than 30 s) are not used; periodiq's ``cron()`` declares schedules.
+
+While no relay runs (none has swept for ``RELAY_SILENCE``), each tick also recovers
+running tasks whose worker died, which the relay's sweeper would otherwise do.
 """
 
 from __future__ import annotations
@@ -14,11 +17,11 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
-from app import catchup
+from app import catchup, store
 from app.models import utcnow
 from app.schedules import Schedule
 from app.settings import Settings
@@ -29,6 +32,8 @@ logger = logging.getLogger(__name__)
 MAX_SLEEP = 30.0  #: seconds between wake-ups at most, so new leadership or clocks are seen
 STANDBY_POLL = 1.0  #: seconds between a standby scheduler's attempts to lead
 ERROR_BACKOFF = 5.0  #: seconds to wait after a failed tick
+#: A relay that has not swept for this long is taken to be gone.
+RELAY_SILENCE = timedelta(minutes=2)
 
 
 class Scheduler:
@@ -55,8 +60,19 @@ class Scheduler:
         now = now or self.clock()
         with self.engine.begin() as conn:
             decisions = catchup.catch_up(conn, self.schedules, self.settings, now)
+            self._recover_if_no_relay(conn, now)
         self._log(decisions)
         return decisions
+
+    def _recover_if_no_relay(self, conn: Connection, now: datetime) -> None:
+        """Stand in for the relay's sweeper, for dead workers' tasks, while none runs."""
+        seen = store.read_state(conn, store.RELAY_SEEN_KEY)
+        if seen is not None and now - datetime.fromisoformat(seen) < RELAY_SILENCE:
+            return
+        stale_before = now - timedelta(seconds=self.settings.heartbeat_timeout)
+        recovery = store.recover_stale_running(conn, stale_before, now)
+        for task_id in (*recovery.retried, *recovery.failed):
+            logger.warning("no relay is sweeping: recovered task %s from a lost worker", task_id)
 
     def seconds_to_next_fire(self, now: datetime) -> float:
         upcoming = [s.next_fire_time(now) for s in self.schedules]
