@@ -1,0 +1,37 @@
+"""The broker a worker runs: which of Dramatiq's middleware apply to platform jobs."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import dramatiq
+from dramatiq.middleware import AgeLimit, Retries, TimeLimit
+
+from app.db import make_engine
+from app.settings import Settings
+from outbox.publisher import publish
+from workers.broker import make_broker, worker_broker
+from workers.lifecycle import TaskLifecycle
+
+
+def test_dramatiq_never_retries_or_expires_a_platform_job() -> None:
+    broker = worker_broker(Settings(), lambda: make_engine("sqlite://"))
+    kinds = {type(m) for m in broker.middleware}
+    assert Retries not in kinds  # retries live in the database, with their backoff
+    assert AgeLimit not in kinds  # a late message is never dropped by age
+    assert {TaskLifecycle, TimeLimit} <= kinds
+    # The claim comes first, so a dropped message never starts a timer.
+    assert isinstance(broker.middleware[0], TaskLifecycle)
+    assert "demo.sleep" in broker.actors
+
+
+def test_every_message_carries_its_tasks_time_limit_not_dramatiqs_ten_minutes() -> None:
+    broker = make_broker("memory://")
+    row = SimpleNamespace(
+        task_id="t", dispatch=3, type="demo.sleep", queue="q", timeout_seconds=14400
+    )
+    publish(broker, row)  # type: ignore[arg-type]
+    message = dramatiq.Message.decode(broker.queues["q"].get_nowait())
+    assert message.options["time_limit"] == 14400 * 1000
+    assert message.kwargs == {"task_id": "t", "dispatch": 3}
+    assert (message.actor_name, message.args) == ("demo.sleep", ())
