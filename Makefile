@@ -14,12 +14,18 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+## Debian's headless Chromium for the dashboard's browser test (Playwright drives it and
+## never downloads a browser). Installed only when missing; needs root (apt-get).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
 ## Run the whole platform on SQLite + the in-process broker, with the API at :8000.
 dev: install
 	$(BIN)/jobplane dev
 
 ## Run every test (starts local PostgreSQL/Redis if installed but stopped).
-test: install
+test: install $(CHROMIUM)
 	$(BIN)/pytest
 
 ## Benchmarks on PostgreSQL + Redis; figures are printed, see bench/README.md.

@@ -22,6 +22,8 @@ router = APIRouter(
 )
 
 MAX_PAGE_SIZE = 500
+#: Highest page number accepted (the offset must fit the database's integers).
+MAX_PAGE = 1_000_000
 
 
 @router.get("/tasks", response_model=TaskPage)
@@ -31,7 +33,7 @@ def list_tasks(
     type: Annotated[str | None, Query(max_length=200)] = None,
     queue: Annotated[str | None, Query(max_length=100)] = None,
     search: Annotated[str | None, Query(max_length=36, description="part of a task id")] = None,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     page_size: Annotated[int, Query(alias="pageSize", ge=1, le=MAX_PAGE_SIZE)] = 50,
 ) -> TaskPage:
     """Tasks, newest first, filtered by status, type, queue and part of the id."""
@@ -69,7 +71,7 @@ def task_logs(
     task_id: str,
     engine: EngineDep,
     level: LogLevel | None = None,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     page_size: Annotated[int, Query(alias="pageSize", ge=1, le=MAX_PAGE_SIZE)] = 100,
 ) -> LogPage:
     """A task's log lines, oldest first, optionally of one level."""

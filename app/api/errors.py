@@ -8,7 +8,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import domain, schedules
 from app.api.auth import Forbidden, Unauthorized
@@ -68,6 +69,24 @@ async def _validation_error(_request: Request, error: Exception) -> JSONResponse
     return problem(422, "invalid_request", "; ".join(parts))
 
 
+async def _http_error(_request: Request, error: Exception) -> JSONResponse:
+    """Starlette's own errors (unknown path, unreadable body…), as JSON like ours."""
+    assert isinstance(error, StarletteHTTPException)
+    code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(
+        error.status_code, "http_error"
+    )
+    response = problem(error.status_code, code, str(error.detail))
+    response.headers.update(error.headers or {})
+    return response
+
+
+async def _data_error(_request: Request, error: Exception) -> JSONResponse:
+    """A value the database refuses (a NUL character, a number out of range): bad input."""
+    assert isinstance(error, DataError)
+    reason = str(error.orig).strip().splitlines()[0] if error.orig else "invalid value"
+    return problem(422, "invalid_request", f"a value in the request is not acceptable: {reason}")
+
+
 async def _database_error(_request: Request, error: Exception) -> JSONResponse:
     logger.error("database unavailable: %s", error)
     return problem(503, "database_unavailable", "the database is unreachable; try again shortly")
@@ -76,5 +95,7 @@ async def _database_error(_request: Request, error: Exception) -> JSONResponse:
 def install(app: FastAPI) -> None:
     app.add_exception_handler(domain.JobplaneError, _jobplane_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(OperationalError, _database_error)
     app.add_exception_handler(DBAPIError, _database_error)

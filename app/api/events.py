@@ -45,7 +45,9 @@ POLL_INTERVAL = 1.0  #: seconds between two looks at the database
 #: counts as new: a transaction commits a moment after it took its timestamps.
 SLACK = 5.0
 MAX_TASKS = 500  #: most tasks one look reads
-DEFAULT_STREAM_SECONDS = 30.0  #: a stream's default life; short, so a stopping server never waits long
+DEFAULT_STREAM_SECONDS = (
+    30.0  #: a stream's default life; short, so a stopping server never waits long
+)
 
 UNAVAILABLE = "the database is unreachable; the stream ends, reconnect shortly"
 
@@ -86,8 +88,7 @@ class TaskWatcher:
             )
         self.last_look = now
         current = {
-            row.id: TaskSummary.from_row(row).model_dump(mode="json", by_alias=True)
-            for row in rows
+            row.id: TaskSummary.from_row(row).model_dump(mode="json", by_alias=True) for row in rows
         }
         changed = [task for task_id, task in current.items() if self.sent.get(task_id) != task]
         self.sent = current

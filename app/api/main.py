@@ -8,7 +8,18 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from app.api import admin, dashboard, errors, events, health, metrics, schedules, stats, tasks
+from app.api import (
+    admin,
+    dashboard,
+    errors,
+    events,
+    health,
+    metrics,
+    openapi,
+    schedules,
+    stats,
+    tasks,
+)
 from app.db import make_engine
 from app.registry import load_jobs
 from app.settings import Settings, get_settings
@@ -42,4 +53,5 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(events.router)
     app.include_router(metrics.router)
     dashboard.install(app)
+    openapi.install(app)
     return app

@@ -7,8 +7,9 @@ workers seen. Relays and workers serve no metrics of their own.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
@@ -63,7 +64,7 @@ class DatabaseCollector(Collector):
         )
 
 
-def _tasks(rows: list[tuple[str, str, int]]) -> GaugeMetricFamily:
+def _tasks(rows: Iterable[Any]) -> GaugeMetricFamily:
     """Every (status, type) pair of the known types and statuses, zeros included."""
     counts = {(status, job_type): count for status, job_type, count in rows}
     types = sorted({*registry.known_types(), *(job_type for _, job_type in counts)})

@@ -64,7 +64,7 @@ def collect_stats(conn: Connection, now: datetime) -> Stats:
     backlog, oldest = store.outbox_backlog(conn)
     since = now - timedelta(seconds=WORKERS_SEEN_WINDOW)
     workers = [
-        WorkerSeen(worker=row[0], last_heartbeat_at=row[1], running=row[2])
+        WorkerSeen(worker=row.worker, last_heartbeat_at=row.last_heartbeat_at, running=row.running)
         for row in store.workers_seen(conn, since)
     ]
     return Stats(

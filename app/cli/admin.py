@@ -8,7 +8,13 @@ from typing import Any
 import click
 
 from app.cli.client import Client, fail
-from app.cli.output import print_json, print_log, print_task, print_task_table
+from app.cli.output import (
+    STATUS_COLORS,
+    print_json,
+    print_log,
+    print_task,
+    print_task_table,
+)
 from app.settings import get_settings
 
 
@@ -88,6 +94,7 @@ def tasks() -> None:
 @click.option("--status", default=None)
 @click.option("--type", "job_type", default=None)
 @click.option("--queue", default=None)
+@click.option("--search", default=None, help="part of a task id")
 @click.option("--page", type=int, default=1, show_default=True)
 @click.option("--page-size", type=int, default=50, show_default=True)
 @_connection_options
@@ -95,6 +102,7 @@ def list_tasks(
     status: str | None,
     job_type: str | None,
     queue: str | None,
+    search: str | None,
     page: int,
     page_size: int,
     url: str | None,
@@ -106,6 +114,7 @@ def list_tasks(
         "status": status,
         "type": job_type,
         "queue": queue,
+        "search": search,
         "page": page,
         "pageSize": page_size,
     }
@@ -182,3 +191,39 @@ def retry_task(task_id: str, url: str | None, token: str | None, as_json: bool) 
         print_json(task)
     else:
         click.echo(f"retrying {task_id}: {task['status']}")
+
+
+@click.command()
+@_connection_options
+def stats(url: str | None, token: str | None, as_json: bool) -> None:
+    """Tasks by status, the outbox backlog and the workers seen recently."""
+    answer = _client(url, token).request("GET", "/api/admin/stats")
+    if as_json:
+        print_json(answer)
+    else:
+        print_stats(answer)
+
+
+def print_stats(answer: dict[str, Any]) -> None:
+    """The stats for people: counts by status, outbox, one line per worker."""
+    width = max(len(status) for status in answer["counts"])
+    click.secho("TASKS", bold=True)
+    for status, count in answer["counts"].items():
+        label = click.style(status.ljust(width), fg=STATUS_COLORS.get(status))
+        click.echo(f"  {label}  {count:>8}")
+    click.echo(f"  {'total'.ljust(width)}  {answer['total']:>8}")
+    outbox = answer["outbox"]
+    age = outbox["oldestAgeSeconds"]
+    oldest = f", oldest {age:.1f} s old" if age is not None else ""
+    click.secho("OUTBOX", bold=True)
+    click.echo(f"  {outbox['backlog']} row(s) waiting{oldest}")
+    workers = answer["workers"]
+    window = answer["workersWindowSeconds"]
+    click.secho(f"WORKERS (heartbeat in the last {window:.0f} s)", bold=True)
+    for worker in workers:
+        click.echo(
+            f"  {worker['worker']}  last heartbeat {worker['lastHeartbeatAt']}"
+            f"  running {worker['running']}"
+        )
+    if not workers:
+        click.echo("  none")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import signal
 import threading
 
@@ -22,9 +23,20 @@ from workers.scheduler import Scheduler
 
 logger = logging.getLogger("jobplane.dev")
 
+#: Seconds a stopping server waits for open responses (event streams) before cutting them.
+STREAMS_GRACE = 3
+
+
+def with_token(settings: Settings) -> tuple[Settings, bool]:
+    """``settings`` with an API token: its own, or a new random one (True: generated)."""
+    if settings.api_token:
+        return settings, False
+    return settings.model_copy(update={"api_token": secrets.token_urlsafe(24)}), True
+
 
 def run_dev(settings: Settings, *, host: str, port: int, threads: int) -> None:
     """Migrate, then serve API + relay + workers until Ctrl-C; a restart resumes the work."""
+    settings, generated = with_token(settings)
     upgrade(settings.database_url)
     engine = make_engine(settings.database_url)
     load_jobs(settings.job_modules)
@@ -46,9 +58,22 @@ def run_dev(settings: Settings, *, host: str, port: int, threads: int) -> None:
     worker.start()
     scheduler_thread.start()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings, engine=engine), host=host, port=port, access_log=False)
+        uvicorn.Config(
+            create_app(settings, engine=engine),
+            host=host,
+            port=port,
+            access_log=False,
+            # Open dashboard event streams would otherwise hold Ctrl-C up.
+            timeout_graceful_shutdown=STREAMS_GRACE,
+        )
     )
-    logger.info("jobplane is running: API at http://%s:%d/ (docs at /docs)", host, port)
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    logger.info("jobplane is running: API at %s/ (docs at /docs)", url)
+    if generated:
+        logger.info("dashboard: %s/#token=%s", url, settings.api_token)
+        logger.info("for the CLI: export JOBPLANE_API_TOKEN=%s", settings.api_token)
+    else:  # the operator's own token: not for the log
+        logger.info("dashboard: %s/ (log in with JOBPLANE_API_TOKEN)", url)
     # uvicorn handles Ctrl-C / SIGTERM while it serves, then re-raises the signal to
     # the handler that was there before it: make that one a no-op, so the clean stop
     # below runs and the process exits 0.

@@ -21,6 +21,7 @@ for command in (
     processes.scheduler,
     admin.submit,
     admin.tasks,
+    admin.stats,
     schedules.schedules,
 ):
     cli.add_command(command)

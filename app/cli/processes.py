@@ -37,7 +37,15 @@ def api(host: str, port: int) -> None:
     from app.api.main import create_app
 
     _logging()
-    uvicorn.run(create_app(), host=host, port=port, log_level="info", access_log=False)
+    # Open dashboard event streams must not hold a stop up for their full length.
+    uvicorn.run(
+        create_app(),
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=False,
+        timeout_graceful_shutdown=3,
+    )
 
 
 @click.command()

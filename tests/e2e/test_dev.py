@@ -13,6 +13,8 @@ import httpx
 
 from tests.conftest import free_port, wait_until
 
+TOKEN = "dev-test-token"
+
 
 class Dev:
     def __init__(self, workdir: Path) -> None:
@@ -22,11 +24,19 @@ class Dev:
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "dev", "--port", str(self.port)],
             cwd=workdir,
-            env={**env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+            env={
+                **env,
+                "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+                "JOBPLANE_API_TOKEN": TOKEN,
+            },
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
+        self.http = httpx.Client(
+            base_url=f"http://127.0.0.1:{self.port}",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=10,
+        )
         wait_until(self._up, timeout=60, what="jobplane dev to serve HTTP")
 
     def _up(self) -> bool:

@@ -1,0 +1,249 @@
+"""The dashboard in a real browser: Debian's headless Chromium driven by Playwright.
+
+The platform is ``jobplane dev`` (SQLite, in-process broker) started without a token,
+so it makes one up and prints the link that logs a browser in; the tests use that link.
+Playwright never downloads a browser here: it drives ``/usr/bin/chromium``
+(``apt-get install chromium``; ``make test`` installs it when missing).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.conftest import free_port, wait_until
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+LINK = re.compile(r"dashboard: (http://\S+/#token=(\S+))")
+
+
+class DevPlatform:
+    """``jobplane dev`` in a directory of its own, with the log-in link it printed."""
+
+    def __init__(self, workdir: Path) -> None:
+        port = free_port()
+        self.log_path = workdir / "dev.log"
+        self._log = self.log_path.open("ab")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("JOBPLANE_")}
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "dev", "--port", str(port)],
+            cwd=workdir,
+            env={**env, "PYTHONPATH": str(ROOT)},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self.url = f"http://127.0.0.1:{port}"
+        match = wait_until(self._link, timeout=60, what="jobplane dev to print its link")
+        self.link, self.token = match.group(1), match.group(2)
+        self.api = httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=10
+        )
+        wait_until(self._up, timeout=30, what="jobplane dev to answer")
+
+    def _link(self) -> re.Match[str] | None:
+        assert self.popen.poll() is None, f"jobplane dev exited:\n{self.log_path.read_text()}"
+        return LINK.search(self.log_path.read_text())
+
+    def _up(self) -> bool:
+        try:
+            return self.api.get("/healthz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def submit(self, job_type: str, **params: object) -> str:
+        answer = self.api.post("/api/tasks", json={"type": job_type, "params": params})
+        assert answer.status_code == 201, answer.text
+        task_id: str = answer.json()["taskId"]
+        return task_id
+
+    def stop(self) -> None:
+        self.api.close()
+        self.popen.send_signal(signal.SIGINT)
+        try:
+            self.popen.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+        self._log.close()
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevPlatform]:
+    platform = DevPlatform(tmp_path_factory.mktemp("dev"))
+    yield platform
+    platform.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (make test does it)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser, dev: DevPlatform) -> Iterator[Page]:
+    """A fresh browser session, logged in through the link ``jobplane dev`` printed."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(dev.link)
+    expect(page.locator("#app")).to_be_visible()
+    expect(page.locator("#live")).to_have_text("live")
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors: {errors}"
+
+
+def row(page: Page, task_id: str) -> str:
+    return f'#task-rows tr[data-task-id="{task_id}"]'
+
+
+def test_the_printed_link_logs_in_and_keeps_the_token_out_of_the_address_bar(
+    browser: Browser, dev: DevPlatform
+) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    # Given the page opened without a token: it asks for one
+    page.goto(dev.url)
+    expect(page.locator("#login")).to_be_visible()
+    # When a wrong token is given, it says so and stays on the form
+    page.fill("#token-input", "wrong")
+    page.click("#login-form button[type=submit]")
+    expect(page.locator("#login-error")).to_contain_text("refused")
+    # When the right one is given, the dashboard shows
+    page.fill("#token-input", dev.token)
+    page.click("#login-form button[type=submit]")
+    expect(page.locator("#app")).to_be_visible()
+    expect(page.locator("#counts button[data-status=pending]")).to_be_visible()
+    # And the printed link logs in too, then leaves no token in the address bar
+    page.goto(dev.link)
+    expect(page.locator("#app")).to_be_visible()
+    assert "token" not in page.url
+    assert page.evaluate("sessionStorage.getItem('jobplane.token')") == dev.token
+    context.close()
+
+
+def test_a_submitted_job_s_progress_bar_reaches_100_without_a_reload(page: Page) -> None:
+    page.evaluate("window.notReloaded = true")
+    # When demo.sleep with 10 steps is submitted through the form
+    page.click("#open-submit")
+    page.select_option("#submit-type", "demo.sleep")
+    page.fill("#submit-params", '{"seconds": 5, "steps": 10}')
+    page.click("#submit-go")
+    notice = page.locator("#notice")
+    expect(notice).to_contain_text("Submitted demo.sleep")
+    task_id = page.locator("#notice .open-task").get_attribute("data-task-id")
+    assert task_id
+    bar = page.locator(f"{row(page, task_id)} .progress")
+
+    # Then its progress bar moves part-way, then reaches 100 %, and it completes
+    page.wait_for_function(
+        "sel => { const p = document.querySelector(sel); "
+        "return p && +p.dataset.percent > 0 && +p.dataset.percent < 100; }",
+        arg=f"{row(page, task_id)} .progress",
+        timeout=20_000,
+    )
+    expect(bar).to_have_attribute("aria-valuenow", "100", timeout=20_000)
+    expect(page.locator(f"{row(page, task_id)} .status")).to_have_text("completed")
+    # Without the page having been reloaded
+    assert page.evaluate("window.notReloaded") is True
+
+    # And its page shows its params, result and log tail
+    page.click(f"{row(page, task_id)} td.id a")
+    panel = page.locator("#panel")
+    expect(panel.locator(".params")).to_contain_text('"steps": 10')
+    expect(panel.locator(".result")).to_contain_text('"slept": 5')
+    expect(panel.locator("#panel-log")).to_contain_text("step 10 of 10 done")
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.click("#panel-close")
+    page.locator("#tasks").screenshot(path=str(ARTIFACTS / "dashboard-tasks.png"))
+    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+
+def test_a_running_job_is_cancelled_from_its_row(page: Page, dev: DevPlatform) -> None:
+    # Given a demo.sleep of 60 s that the page shows running
+    task_id = dev.submit("demo.sleep", seconds=60, steps=60)
+    status = page.locator(f"{row(page, task_id)} .status")
+    expect(status).to_have_text("running", timeout=20_000)
+    # When its Cancel button is clicked and the confirmation accepted
+    page.click(f"{row(page, task_id)} button.cancel")
+    expect(page.locator("#confirm-dialog")).to_be_visible()
+    expect(page.locator("#confirm-text")).to_contain_text(f"Cancel task {task_id[:8]}")
+    page.click("#confirm-yes")
+    # Then the page says so, and the row turns cancelled without a reload
+    expect(page.locator("#notice")).to_contain_text(task_id[:8])
+    expect(status).to_have_text("cancelled", timeout=20_000)
+    assert dev.api.get(f"/api/tasks/{task_id}").json()["status"] == "cancelled"
+
+
+def test_an_action_the_api_refuses_shows_its_message(page: Page, dev: DevPlatform) -> None:
+    # Given a task the page lists as completed
+    task_id = dev.submit("demo.noop")
+    expect(page.locator(f"{row(page, task_id)} .status")).to_have_text("completed")
+    # When a bad submission is tried, the API's message shows in the form
+    page.click("#open-submit")
+    page.select_option("#submit-type", "demo.sleep")
+    page.fill("#submit-params", '{"nope": 1}')
+    page.click("#submit-go")
+    expect(page.locator("#submit-error")).to_contain_text("Not submitted: 422")
+    page.fill("#submit-params", "{not json")
+    page.click("#submit-go")
+    expect(page.locator("#submit-error")).to_contain_text("not valid JSON")
+    page.click("#submit-cancel")
+
+
+def test_a_schedule_runs_now(page: Page, dev: DevPlatform) -> None:
+    # Given the schedules table (jobplane dev declares the maintenance clean-up)
+    schedule = page.locator("#schedule-rows tr").first
+    expect(schedule).to_be_visible()
+    name = schedule.get_attribute("data-schedule")
+    # When its Run now is confirmed
+    schedule.locator("button.run-now").click()
+    page.click("#confirm-yes")
+    # Then a task of that schedule starts
+    expect(page.locator("#notice")).to_contain_text(f"Schedule {name} started")
+    runs = dev.api.get("/api/admin/schedules").json()["schedules"]
+    assert next(s for s in runs if s["name"] == name)["lastRun"] is not None
+
+
+def test_the_dashboard_fits_a_phone_screen(browser: Browser, dev: DevPlatform) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = context.new_page()
+    page.goto(dev.link)
+    expect(page.locator("#task-rows tr").first).to_be_visible()
+    # Nothing is wider than the screen; the table keeps its status and progress
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    expect(page.locator("#task-rows tr .progress").first).to_be_visible()
+    expect(page.locator("#open-submit")).to_be_visible()
+    for button in page.locator("#task-rows button").all():  # Cancel / Retry reachable
+        box = button.bounding_box()
+        assert box is not None and box["x"] + box["width"] <= 390
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
+    context.close()
