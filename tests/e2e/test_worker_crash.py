@@ -32,7 +32,9 @@ def test_a_task_whose_worker_is_killed_mid_job_completes_on_a_second_attempt(
 
     # Then the task is recovered and completes, its lost attempt counted
     done = wait_until(
-        lambda: (t := task())["status"] in ("completed", "failed") and t, timeout=60, what="completion"
+        lambda: (t := task())["status"] in ("completed", "failed") and t,
+        timeout=60,
+        what="completion",
     )
     assert done["status"] == "completed"
     assert done["attempts"] == 2

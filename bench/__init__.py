@@ -1,0 +1,1 @@
+"""Benchmarks and crash/recovery runs against real PostgreSQL and Redis (not timed tests)."""

@@ -1,0 +1,561 @@
+"""What the benchmark scripts share: real processes, a scratch database, Redis, CPU accounting.
+
+Nothing here imports jobplane: the scripts drive the platform from outside, as an
+operator would, through its CLI, its HTTP API and the database it writes.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+JOBPLANE = str(BIN / "jobplane")
+
+PG_ADMIN_URL = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_HOST = os.environ.get("BENCH_REDIS_HOST", "127.0.0.1")
+REDIS_PORT = int(os.environ.get("BENCH_REDIS_PORT", "6379"))
+
+T = TypeVar("T")
+
+
+class BenchError(RuntimeError):
+    """A run could not be completed (a process died, a deadline passed)."""
+
+
+def wait_for(condition: Callable[[], T], *, timeout: float, what: str, interval: float = 0.05) -> T:
+    """Poll ``condition`` until it returns something truthy; BenchError after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so ``finally`` blocks clean up as on Ctrl-C."""
+
+    def handler(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+# -- processes -----------------------------------------------------------------------
+
+
+class Proc:
+    """One process (and its children) in a session of its own, output to a log file."""
+
+    def __init__(self, name: str, argv: Sequence[str], env: dict[str, str], log_dir: Path):
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = log_dir / f"{name}.log"
+        self._log = self.log_path.open("ab")
+        self.started = time.time()
+        self.popen = subprocess.Popen(
+            self.argv,
+            env=env,
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: a signal reaches its children
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def check_alive(self) -> None:
+        if not self.alive():
+            raise BenchError(
+                f"{self.name} exited with {self.popen.returncode}; last lines of "
+                f"{self.log_path}:\n{self.tail()}"
+            )
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def tail(self, lines: int = 20) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def signal_group(self, signum: int) -> None:
+        try:
+            os.killpg(self.popen.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group and reap the leader."""
+        self.signal_group(signal.SIGKILL)
+        try:
+            self.popen.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM the group, then SIGKILL whatever is left after ``timeout`` s."""
+        if self.alive():
+            self.signal_group(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()  # stragglers in the group (Dramatiq's worker children)
+        self.close_log()
+
+    def close_log(self) -> None:
+        if not self._log.closed:
+            self._log.close()
+
+
+class Procs:
+    """Every process a run started; ``close()`` ends them all, newest first."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.running: list[Proc] = []
+        self._names: dict[str, int] = defaultdict(int)
+
+    def start(self, name: str, argv: Sequence[str], env: dict[str, str]) -> Proc:
+        self._names[name] += 1
+        unique = name if self._names[name] == 1 else f"{name}-{self._names[name]}"
+        proc = Proc(unique, argv, env, self.log_dir)
+        self.running.append(proc)
+        return proc
+
+    def stop(self, proc: Proc, timeout: float = 15.0) -> None:
+        proc.stop(timeout)
+        if proc in self.running:
+            self.running.remove(proc)
+
+    def kill(self, proc: Proc) -> None:
+        """SIGKILL ``proc``'s group at once (a crash, not a shutdown)."""
+        proc.kill()
+        proc.close_log()
+        if proc in self.running:
+            self.running.remove(proc)
+
+    def close(self) -> None:
+        for proc in reversed(self.running):
+            proc.stop(timeout=5)
+        self.running.clear()
+
+
+def base_env() -> dict[str, str]:
+    """The environment of a child: ours, without any JOBPLANE_ setting from the shell."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBPLANE_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def api_healthy(port: int) -> bool:
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+        conn.request("GET", "/healthz")
+        ok = conn.getresponse().status == 200
+        conn.close()
+        return ok
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# -- the scratch database and Redis --------------------------------------------------
+
+
+class ScratchDatabase:
+    """A fresh PostgreSQL database of this run, dropped (WITH FORCE) by ``drop()``."""
+
+    def __init__(self, prefix: str) -> None:
+        self.name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        base = PG_ADMIN_URL.rsplit("/", 1)[0]
+        self.conninfo = f"{base}/{self.name}"
+        self.url = self.conninfo.replace("postgresql://", "postgresql+psycopg://", 1)
+        admin(f'CREATE DATABASE "{self.name}"')
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def connect(self) -> psycopg.Connection[Any]:
+        """One autocommit connection of the bench's own, reused for every poll."""
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.conninfo, autocommit=True, application_name="bench")
+        return self._conn
+
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[Any]:
+        return self.connect().execute(sql, params).fetchall()  # type: ignore[arg-type]
+
+    def scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Any:
+        rows = self.query(sql, params)
+        return rows[0][0] if rows else None
+
+    def migrate(self, env: dict[str, str], log_dir: Path) -> None:
+        log = log_dir / "migrate.log"
+        with log.open("ab") as out:
+            code = subprocess.call(
+                [JOBPLANE, "migrate"],
+                env={**env, "JOBPLANE_DATABASE_URL": self.url},
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=120,
+            )
+        if code != 0:
+            raise BenchError(f"jobplane migrate failed ({code}); see {log}")
+
+    def drop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+def admin(sql: str) -> None:
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql)  # type: ignore[arg-type]
+
+
+def redis_url(db: int) -> str:
+    return f"redis://{REDIS_HOST}:{REDIS_PORT}/{db}"
+
+
+def redis_client(db: int) -> redis.Redis:
+    return redis.Redis(REDIS_HOST, REDIS_PORT, db=db)
+
+
+OWNER_KEY = "jobplane:bench:owner"
+
+
+def claim_redis_db(db: int) -> redis.Redis:
+    """FLUSHDB Redis db ``db`` for this run, unless another live bench run holds it.
+
+    Two runs on one Redis db would flush each other's messages and counters; the owner
+    key (our pid) is dropped by the FLUSHDB at the end, and a dead owner is ignored.
+    """
+    client = redis_client(db)
+    owner = client.get(OWNER_KEY)
+    if owner:
+        pid = int(owner)
+        try:
+            alive = pid != os.getpid() and (os.kill(pid, 0) or True)
+        except OSError:
+            alive = False
+        if alive:
+            raise BenchError(
+                f"Redis db {db} is in use by another bench run (pid {pid}); wait for it, or "
+                "choose other dbs (BENCH_REDIS_DB, BENCH_RAW_REDIS_DB, BENCH_CHAOS_REDIS_DB)"
+            )
+    client.flushdb()
+    client.set(OWNER_KEY, str(os.getpid()))
+    return client
+
+
+def server_versions() -> dict[str, str]:
+    with psycopg.connect(PG_ADMIN_URL) as conn:
+        pg = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+    info: Any = redis.Redis(REDIS_HOST, REDIS_PORT).info("server")
+    return {"postgresql": str(pg), "redis": str(info["redis_version"])}
+
+
+# -- HTTP ----------------------------------------------------------------------------
+
+
+class Http:
+    """A keep-alive HTTP/1.1 connection (stdlib: far less client CPU than httpx)."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self.host, self.port = host, port
+        self.conn = http.client.HTTPConnection(host, port, timeout=60)
+        self.reconnects = 0
+
+    def post(self, path: str, body: Any) -> tuple[int, Any]:
+        payload = json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"}
+        for attempt in (1, 2):
+            try:
+                self.conn.request("POST", path, payload, headers)
+                response = self.conn.getresponse()
+                data = response.read()
+                return response.status, json.loads(data) if data else None
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                # A keep-alive connection the server closed while idle: reconnect once.
+                self.conn.close()
+                self.reconnects += 1
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+# -- CPU accounting ------------------------------------------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class CpuSnapshot:
+    at: float
+    #: pid -> (comm, process group, CPU seconds so far)
+    procs: dict[int, tuple[str, int, float]]
+    #: the machine's busy and total jiffies, all cores
+    busy: int
+    total: int
+
+
+def cpu_snapshot() -> CpuSnapshot:
+    procs: dict[int, tuple[str, int, float]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                raw = stat.read().decode(errors="replace")
+        except OSError:
+            continue
+        comm = raw[raw.index("(") + 1 : raw.rindex(")")]
+        fields = raw[raw.rindex(")") + 2 :].split()
+        # fields[0] is state (field 3); pgrp is field 5, utime 14, stime 15
+        pgrp, utime, stime = int(fields[2]), int(fields[11]), int(fields[12])
+        procs[int(entry.name)] = (comm, pgrp, (utime + stime) / CLOCK_TICKS)
+    with open("/proc/stat") as stat:
+        values = [int(v) for v in stat.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    total = sum(values[:8])
+    return CpuSnapshot(time.time(), procs, total - idle, total)
+
+
+@dataclass
+class CpuUsage:
+    """CPU seconds spent between two snapshots, by the groups a run cares about."""
+
+    seconds: dict[str, float]
+    wall: float
+    #: what "other" was, by command name (other sessions' tests, py-spy …)
+    others: dict[str, float]
+    machine_busy: float  #: fraction of all cores busy over the window (0..1)
+    cores: int = field(default_factory=lambda: os.cpu_count() or 1)
+
+    def per_item_ms(self, items: int) -> dict[str, float]:
+        return {name: 1000 * secs / items for name, secs in self.seconds.items()}
+
+
+def cpu_usage(before: CpuSnapshot, after: CpuSnapshot, groups: dict[int, str]) -> CpuUsage:
+    """CPU used by each process group in ``groups`` (pgid -> name), PostgreSQL, Redis,
+    this bench process (its client threads) and everything else."""
+    me = os.getpid()
+    used: dict[str, float] = defaultdict(float)
+    others: dict[str, float] = defaultdict(float)
+    for pid, (comm, pgrp, secs) in after.procs.items():
+        earlier = before.procs.get(pid)
+        delta = secs - earlier[2] if earlier and earlier[0] == comm else secs
+        if delta <= 0:
+            continue
+        if pgrp in groups:
+            name = groups[pgrp]
+        elif pid == me:
+            name = "bench client"
+        elif comm == "postgres":
+            name = "postgresql"
+        elif comm.startswith("redis-server"):
+            name = "redis"
+        else:
+            name = "other"
+            others[comm] += delta
+        used[name] += delta
+    span = after.total - before.total
+    busy = (after.busy - before.busy) / span if span else 0.0
+    return CpuUsage(dict(used), after.at - before.at, dict(others), busy)
+
+
+def format_cpu(usage: CpuUsage, items: int, what: str = "job") -> str:
+    order = sorted(usage.seconds.items(), key=lambda kv: -kv[1])
+    total = sum(usage.seconds.values())
+    lines = [
+        f"    CPU over {usage.wall:.1f} s: machine {100 * usage.machine_busy:.0f}% busy "
+        f"({usage.cores} cores); {1000 * total / items:.2f} ms CPU per {what} in all"
+    ]
+    for name, secs in order:
+        lines.append(
+            f"      {name:<16} {secs:7.2f} s  {1000 * secs / items:6.3f} ms/{what}  "
+            f"{100 * secs / usage.wall:5.0f}% of a core"
+        )
+    if usage.others:
+        top = sorted(usage.others.items(), key=lambda kv: -kv[1])[:4]
+        lines.append("      other: " + ", ".join(f"{comm} {secs:.2f} s" for comm, secs in top))
+    return "\n".join(lines)
+
+
+# -- statistics ----------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """The ``p``-th percentile (0..100), linear between the closest ranks."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * p / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def summary(values: Iterable[float]) -> dict[str, float]:
+    data = list(values)
+    return {
+        "n": len(data),
+        "p50": percentile(data, 50),
+        "p95": percentile(data, 95),
+        "p99": percentile(data, 99),
+        "max": max(data) if data else float("nan"),
+        "mean": sum(data) / len(data) if data else float("nan"),
+    }
+
+
+def machine() -> dict[str, Any]:
+    model = "?"
+    with open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as info:
+        mem_kb = int(info.readline().split()[1])
+    return {
+        "cores": os.cpu_count(),
+        "cpu": model,
+        "ram_gib": round(mem_kb / 1024 / 1024, 1),
+        "python": sys.version.split()[0],
+        **server_versions(),
+    }
+
+
+def loadavg() -> str:
+    with open("/proc/loadavg") as load:
+        return " ".join(load.read().split()[:3])
+
+
+# -- a jobplane platform of real processes --------------------------------------------
+
+#: Dramatiq's idle consumer backs off up to this many ms between fetches (default 1,000).
+WORKER_TIMEOUT_MS = "100"
+
+
+class Platform:
+    """``jobplane api``, ``relay`` and ``worker`` processes on one database and Redis db.
+
+    With ``app_names``, each process's connections carry ``application_name=<role>``,
+    so PostgreSQL's views and logs tell them apart.
+    """
+
+    def __init__(
+        self,
+        procs: Procs,
+        db: ScratchDatabase,
+        redis_db: int,
+        *,
+        settings: dict[str, str] | None = None,
+        app_names: bool = False,
+    ) -> None:
+        self.procs = procs
+        self.db = db
+        self.redis_db = redis_db
+        self.settings = settings or {}
+        self.app_names = app_names
+        self.api_port: int | None = None
+
+    def env(self, role: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+        url = self.db.url + (f"?application_name={role}" if self.app_names else "")
+        return {
+            **base_env(),
+            "JOBPLANE_DATABASE_URL": url,
+            "JOBPLANE_BROKER_URL": redis_url(self.redis_db),
+            **{f"JOBPLANE_{k.upper()}": v for k, v in self.settings.items()},
+            **(extra or {}),
+        }
+
+    def migrate(self) -> None:
+        self.db.migrate(self.env("migrate"), self.procs.log_dir)
+
+    def start_api(self) -> Proc:
+        port = free_port()
+        proc = self.procs.start("api", [JOBPLANE, "api", "--port", str(port)], self.env("api"))
+        wait_for(
+            lambda: proc.check_alive() or api_healthy(port),
+            timeout=60,
+            what="the API to answer /healthz",
+        )
+        self.api_port = port
+        return proc
+
+    def start_relay(self, *, wait: bool = True) -> Proc:
+        proc = self.procs.start("relay", [JOBPLANE, "relay"], self.env("relay"))
+        if wait:
+            wait_for(
+                lambda: proc.check_alive() or "relay started" in proc.log_text(),
+                timeout=60,
+                what="the relay to start",
+            )
+        return proc
+
+    def start_worker(self, processes: int = 1, threads: int = 8, *, wait: bool = True) -> Proc:
+        argv = [JOBPLANE, "worker", "--processes", str(processes), "--threads", str(threads)]
+        env = self.env("worker", {"dramatiq_worker_timeout": WORKER_TIMEOUT_MS})
+        proc = self.procs.start("worker", argv, env)
+        if wait:
+            wait_worker_ready(proc, processes)
+        return proc
+
+    def status_counts(self, since: float | None = None) -> dict[str, int]:
+        if since is None:
+            rows = self.db.query("SELECT status, count(*) FROM tasks GROUP BY status")
+        else:
+            rows = self.db.query(
+                "SELECT status, count(*) FROM tasks WHERE created_at >= to_timestamp(%s) "
+                "GROUP BY status",
+                (since,),
+            )
+        return {str(status): int(count) for status, count in rows}
+
+    def outbox_count(self) -> int:
+        return int(self.db.scalar("SELECT count(*) FROM outbox"))
+
+
+def wait_worker_ready(proc: Proc, processes: int, timeout: float = 60) -> None:
+    """Until each of Dramatiq's worker processes logged that it is ready."""
+    wait_for(
+        lambda: (
+            proc.check_alive()
+            or proc.log_text().count("Worker process is ready for action") >= processes
+        ),
+        timeout=timeout,
+        what=f"{proc.name} to be ready",
+    )

@@ -1,0 +1,112 @@
+"""A relay killed after publishing a batch, before committing it, loses nothing and
+starts nothing twice: its rows are published again, and the duplicates are dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+from sqlalchemy import Engine, func, select
+
+from app.models import Outbox, Task
+from outbox.relay import CRASH_AFTER_PUBLISH_ENV
+from tests import services
+from tests.conftest import wait_until
+
+TASKS = 50
+#: Dramatiq's Redis layout: every message of queue "default" until it is acked.
+DEFAULT_MESSAGES = "dramatiq:default.msgs"
+#: The worker's line for a message it drops: "… task <id> (dispatch <n>): <reason>".
+DROPPED = re.compile(r"task ([0-9a-f-]{36}) \(dispatch 1\): (.+)$", re.MULTILINE)
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = services.redis_client()
+    yield client
+    client.close()
+
+
+def outbox_rows(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(Outbox)).scalar_one())
+
+
+def published_tasks(engine: Engine) -> int:
+    with engine.connect() as conn:
+        query = select(func.count()).select_from(Task).where(Task.published_at.is_not(None))
+        return int(conn.execute(query).scalar_one())
+
+
+def test_a_relay_killed_between_publishing_and_committing_starts_no_task_twice(
+    pg_url: str,
+    redis_url: str,
+    pg_engine: Engine,
+    redis_client: redis.Redis,
+    platform_factory: Callable[..., Any],
+) -> None:
+    # Given 50 submitted tasks and no relay yet
+    platform = platform_factory(pg_url, redis_url)
+    platform.start_api()
+    client = platform.client()
+    batch = {"tasks": [{"type": "demo.echo", "params": {"n": n}} for n in range(TASKS)]}
+    created = client.post("/api/tasks/batch", json=batch)
+    assert created.status_code == 201
+    task_ids = created.json()["taskIds"]
+
+    # When a relay publishes them and is killed (SIGKILL) before its commit
+    crashing = platform.start_relay(env={CRASH_AFTER_PUBLISH_ENV: "1"})
+    wait_until(lambda: crashing.popen.poll() is not None, timeout=30, what="the relay to die")
+
+    # Then every message reached the broker, but the outbox still holds every row
+    assert crashing.popen.returncode == -9
+    assert redis_client.hlen(DEFAULT_MESSAGES) == TASKS
+    assert outbox_rows(pg_engine) == TASKS
+    assert published_tasks(pg_engine) == 0
+
+    # When a healthy relay starts
+    platform.start_relay()
+
+    # Then it publishes every row again: each task is on the broker twice
+    wait_until(lambda: outbox_rows(pg_engine) == 0, timeout=30, what="the outbox to drain")
+    assert published_tasks(pg_engine) == TASKS
+    assert redis_client.hlen(DEFAULT_MESSAGES) == 2 * TASKS
+
+    # When a worker starts
+    worker = platform.start_worker()
+
+    # Then every task completes after exactly one start
+    def tasks() -> list[dict[str, Any]]:
+        page = client.get("/api/admin/tasks", params={"pageSize": 500}).json()
+        return list(page["tasks"])
+
+    wait_until(
+        lambda: all(t["status"] == "completed" for t in tasks()),
+        timeout=30,
+        what="every task to complete",
+    )
+    done = tasks()
+    assert sorted(t["taskId"] for t in done) == sorted(task_ids)
+    assert {t["attempts"] for t in done} == {1}
+
+    # and each task's second message was dropped as a duplicate, none left on the broker
+    def dropped() -> list[tuple[str, str]]:
+        return DROPPED.findall(worker.log())
+
+    wait_until(
+        lambda: redis_client.hlen(DEFAULT_MESSAGES) == 0 and len(dropped()) >= TASKS,
+        timeout=30,
+        what="the duplicates to be dropped",
+    )
+    assert Counter(task_id for task_id, _ in dropped()) == Counter(task_ids)
+    assert {reason for _, reason in dropped()} <= {
+        "task is running",
+        "task is completed",
+        "task was claimed concurrently",
+    }
+    assert {t["attempts"] for t in tasks()} == {1}

@@ -1,0 +1,158 @@
+"""What ``outbox.broker_state`` reads from a broker, checked against real brokers.
+
+These functions rely on details outside Dramatiq's public API (the Redis key layout,
+the stub broker's queues). If a Dramatiq upgrade changes them, these tests fail loudly
+instead of the sweeper silently republishing, or never republishing, lost work.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import dramatiq
+import pytest
+import redis
+from dramatiq.broker import Consumer, MessageProxy
+from dramatiq.brokers.stub import StubBroker
+
+from outbox import broker_state
+from tests import services
+from tests.conftest import wait_until
+from workers.broker import make_broker
+
+
+@pytest.fixture
+def redis_broker(redis_url: str) -> Iterator[dramatiq.Broker]:
+    broker = make_broker(redis_url)
+    yield broker
+    broker.client.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = services.redis_client()
+    yield client
+    client.close()
+
+
+def enqueue(broker: dramatiq.Broker, queue: str = "default") -> dramatiq.Message[object]:
+    broker.declare_queue(queue)
+    return broker.enqueue(
+        dramatiq.Message(
+            queue_name=queue,
+            actor_name="demo.noop",
+            args=(),
+            kwargs={"task_id": str(uuid.uuid4()), "dispatch": 1},
+            options={},
+            message_id=str(uuid.uuid4()),
+        )
+    )
+
+
+def receive(consumer: Consumer) -> MessageProxy:
+    """The next message of ``consumer`` (its ``next`` returns None while it polls)."""
+    return wait_until(lambda: next(consumer), timeout=10, what="a message")  # type: ignore[no-any-return]
+
+
+def test_a_redis_queue_holds_a_message_from_enqueue_until_it_is_acked(
+    redis_broker: dramatiq.Broker,
+) -> None:
+    # Given an empty queue
+    redis_broker.declare_queue("default")
+    assert broker_state.queue_holds_messages(redis_broker, "default") is False
+
+    # When a message is enqueued
+    sent = enqueue(redis_broker)
+
+    # Then the queue holds it
+    assert broker_state.queue_holds_messages(redis_broker, "default") is True
+
+    # When a consumer takes it, it still does: it is being processed, not yet acked
+    consumer = redis_broker.consume("default", timeout=100)
+    try:
+        message = receive(consumer)
+        assert message.message_id == sent.message_id
+        assert broker_state.queue_holds_messages(redis_broker, "default") is True
+
+        # When the consumer acks it
+        consumer.ack(message)
+    finally:
+        consumer.close()
+
+    # Then the queue holds nothing
+    assert broker_state.queue_holds_messages(redis_broker, "default") is False
+
+
+def test_a_redis_queue_is_told_apart_from_the_other_queues(
+    redis_broker: dramatiq.Broker,
+) -> None:
+    # Given a message on queue "reports"
+    enqueue(redis_broker, "reports")
+
+    # Then only "reports" holds a message
+    assert broker_state.queue_holds_messages(redis_broker, "reports") is True
+    assert broker_state.queue_holds_messages(redis_broker, "default") is False
+
+
+def test_the_redis_epoch_stays_the_same_until_redis_loses_its_data(
+    redis_broker: dramatiq.Broker, redis_url: str, redis_client: redis.Redis
+) -> None:
+    # Given the epoch of a Redis broker
+    epoch = broker_state.broker_epoch(redis_broker)
+
+    # Then it is the same at every call, and for every process on that Redis
+    assert broker_state.broker_epoch(redis_broker) == epoch
+    other = make_broker(redis_url)
+    try:
+        assert broker_state.broker_epoch(other) == epoch
+    finally:
+        other.client.close()  # type: ignore[attr-defined]
+    assert redis_client.get(broker_state.EPOCH_KEY) == epoch.encode()
+
+    # When Redis loses its data
+    redis_client.flushdb()
+
+    # Then the epoch is a new one, stable from then on
+    new_epoch = broker_state.broker_epoch(redis_broker)
+    assert new_epoch != epoch
+    assert broker_state.broker_epoch(redis_broker) == new_epoch
+
+
+def test_a_stub_queue_holds_a_message_from_enqueue_until_it_is_acked() -> None:
+    # Given an in-memory broker with an empty queue
+    broker = StubBroker()
+    broker.declare_queue("default")
+    assert broker_state.queue_holds_messages(broker, "default") is False
+    assert broker_state.queue_holds_messages(broker, "never-declared") is False
+
+    # When a message is enqueued
+    sent = enqueue(broker)
+
+    # Then the queue holds it, also while a consumer processes it
+    assert broker_state.queue_holds_messages(broker, "default") is True
+    consumer = broker.consume("default", timeout=100)
+    try:
+        message = receive(consumer)
+        assert message.message_id == sent.message_id
+        assert broker_state.queue_holds_messages(broker, "default") is True
+
+        # When the consumer acks it
+        consumer.ack(message)
+    finally:
+        consumer.close()
+
+    # Then the queue holds nothing
+    assert broker_state.queue_holds_messages(broker, "default") is False
+
+
+def test_the_stub_epoch_is_one_per_broker_object() -> None:
+    # Given an in-memory broker
+    broker = StubBroker()
+    epoch = broker_state.broker_epoch(broker)
+
+    # Then its epoch does not change while it lives
+    assert broker_state.broker_epoch(broker) == epoch
+
+    # and a new broker (a restarted process, which lost the messages) has another
+    assert broker_state.broker_epoch(StubBroker()) != epoch

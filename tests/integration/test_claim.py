@@ -1,0 +1,283 @@
+"""The claim: a real Dramatiq worker over Redis, with the task lifecycle, on PostgreSQL.
+
+Invariant 2: at-least-once delivery, at-most-once start per attempt. Every message that
+cannot claim its row (a duplicate, a stale one, one for a missing or cancelled task) is
+dropped, says why, and never starts the body.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import dramatiq
+import pytest
+from sqlalchemy import Connection, Engine, Row, update
+
+from app import service, store
+from app.models import Task, utcnow
+from app.registry import load_jobs
+from app.settings import Settings
+from outbox import broker_state
+from outbox.publisher import publish
+from outbox.relay import Relay
+from tests.conftest import wait_until
+from workers.broker import make_broker, worker_broker
+
+
+@pytest.fixture(autouse=True)
+def _jobs() -> None:
+    load_jobs()
+
+
+@pytest.fixture
+def publisher(redis_url: str) -> Iterator[dramatiq.Broker]:
+    """The relay's side of the broker: a plain Redis broker that only enqueues."""
+    broker = make_broker(redis_url)
+    yield broker
+    broker.client.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def start_worker(
+    pg_engine: Engine, pg_settings: Settings
+) -> Iterator[Callable[[], dramatiq.Broker]]:
+    """Start a Dramatiq worker (2 threads) running every job with the task lifecycle."""
+    started: list[tuple[dramatiq.Broker, dramatiq.Worker]] = []
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+
+    def start() -> dramatiq.Broker:
+        broker = worker_broker(pg_settings, lambda: pg_engine)
+        broker.emit_after("process_boot")  # what Dramatiq's CLI does in each worker process
+        worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
+        worker.start()
+        started.append((broker, worker))
+        return broker
+
+    yield start
+    for broker, worker in started:
+        worker.stop(timeout=10_000)
+        broker.client.close()  # type: ignore[attr-defined]
+    for handler in root.handlers[:]:
+        if handler not in handlers:  # the task-log handler the process boot added
+            root.removeHandler(handler)
+
+
+@pytest.fixture
+def lifecycle_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.INFO, logger="workers.lifecycle")
+    return caplog
+
+
+def submit(engine: Engine, settings: Settings, job: str = "demo.noop", **params: Any) -> str:
+    with engine.begin() as conn:
+        row, _ = service.submit(
+            conn, service.Submission(type=job, params=params), settings, utcnow()
+        )
+    return str(row.id)
+
+
+def publish_message(
+    broker: dramatiq.Broker, task_id: str, dispatch: int = 1, job: str = "demo.noop"
+) -> None:
+    """Publish one message as the relay does, for any task id and dispatch number."""
+    row = SimpleNamespace(
+        queue="default", type=job, task_id=task_id, dispatch=dispatch, timeout_seconds=60
+    )
+    publish(broker, row)  # type: ignore[arg-type]
+
+
+def task(engine: Engine, task_id: str) -> Row[Any]:
+    with engine.connect() as conn:
+        row = store.get_task(conn, task_id)
+    assert row is not None
+    return row
+
+
+def drops(caplog: pytest.LogCaptureFixture, task_id: str) -> list[tuple[int, str]]:
+    """(dispatch, reason) of each message of ``task_id`` the lifecycle said it dropped."""
+    line = re.compile(rf"task {task_id} \(dispatch (\d+)\): (.+)$")
+    found = [
+        line.search(record.getMessage())
+        for record in caplog.records
+        if record.name == "workers.lifecycle" and record.levelno == logging.INFO
+    ]
+    return [(int(match[1]), match[2]) for match in found if match]
+
+
+def test_a_duplicate_message_does_not_start_the_body_twice(
+    pg_engine: Engine,
+    pg_settings: Settings,
+    publisher: dramatiq.Broker,
+    start_worker: Callable[[], dramatiq.Broker],
+    lifecycle_log: pytest.LogCaptureFixture,
+) -> None:
+    # Given a task whose message was published twice (a relay that crashed before its commit)
+    task_id = submit(pg_engine, pg_settings, "demo.sleep", seconds=0.3)
+    publish_message(publisher, task_id, job="demo.sleep")
+    publish_message(publisher, task_id, job="demo.sleep")
+
+    # When a worker with two threads takes both messages
+    start_worker()
+
+    # Then the task completes after one start, and the other message is dropped, saying why
+    wait_until(lambda: task(pg_engine, task_id).status == "completed", what="completion")
+    (dropped,) = wait_until(lambda: drops(lifecycle_log, task_id), what="the drop to be logged")
+    assert dropped in [
+        (1, "task is running"),
+        (1, "task is completed"),
+        (1, "task was claimed concurrently"),
+    ]
+    done = task(pg_engine, task_id)
+    assert done.attempts == 1
+    assert done.result == {"slept": 0.3, "steps": 1}
+    wait_until(
+        lambda: not broker_state.queue_holds_messages(publisher, "default"),
+        what="both messages to be acked",
+    )
+
+
+def test_a_stale_message_cannot_claim_a_republished_task(
+    pg_engine: Engine,
+    pg_settings: Settings,
+    publisher: dramatiq.Broker,
+    start_worker: Callable[[], dramatiq.Broker],
+    lifecycle_log: pytest.LogCaptureFixture,
+) -> None:
+    # Given a task published once, then republished (dispatch 2) before any worker ran
+    task_id = submit(pg_engine, pg_settings)
+    relay = Relay(pg_engine, publisher, pg_settings)
+    assert relay.drain() == 1
+    now = utcnow()
+    with pg_engine.begin() as conn:
+        store.republish_pending(conn, published_before=now + timedelta(seconds=1), now=now)
+
+    # When a worker receives the first publication's message
+    start_worker()
+
+    # Then the stale message is dropped and the task stays pending, never started
+    (dropped,) = wait_until(lambda: drops(lifecycle_log, task_id), what="the drop to be logged")
+    assert dropped == (1, "stale message (dispatch 1, task is at 2)")
+    wait_until(
+        lambda: not broker_state.queue_holds_messages(publisher, "default"),
+        what="the stale message to be acked",
+    )
+    stale = task(pg_engine, task_id)
+    assert (stale.status, stale.attempts, stale.dispatch) == ("pending", 0, 2)
+
+    # When the republication is published
+    assert relay.drain() == 1
+
+    # Then its message runs the task, once
+    wait_until(lambda: task(pg_engine, task_id).status == "completed", what="completion")
+    assert task(pg_engine, task_id).attempts == 1
+
+
+def test_a_message_for_a_missing_task_is_dropped_without_error(
+    pg_engine: Engine,
+    pg_settings: Settings,
+    publisher: dramatiq.Broker,
+    start_worker: Callable[[], dramatiq.Broker],
+    lifecycle_log: pytest.LogCaptureFixture,
+) -> None:
+    # Given a message for a task id that has no row
+    missing = str(uuid.uuid4())
+    publish_message(publisher, missing)
+
+    # When a worker receives it
+    start_worker()
+
+    # Then it is dropped as "no such task", acked, and nothing is logged as an error
+    (dropped,) = wait_until(lambda: drops(lifecycle_log, missing), what="the drop to be logged")
+    assert dropped == (1, "no such task")
+    wait_until(
+        lambda: not broker_state.queue_holds_messages(publisher, "default"),
+        what="the message to be acked",
+    )
+    assert [r.getMessage() for r in lifecycle_log.records if r.levelno >= logging.ERROR] == []
+
+    # and the worker goes on running the next task
+    task_id = submit(pg_engine, pg_settings)
+    publish_message(publisher, task_id)
+    wait_until(lambda: task(pg_engine, task_id).status == "completed", what="the next task")
+
+
+def cancel_as_the_api_does(conn: Connection, task_id: str) -> None:
+    store.cancel_task(conn, task_id, utcnow())
+
+
+def request_cancellation_only(conn: Connection, task_id: str) -> None:
+    """A cancel request still pending on the row (the status left for a worker to change)."""
+    conn.execute(update(Task).where(Task.id == task_id).values(cancel_requested=True))
+
+
+@pytest.mark.parametrize(
+    ("cancel", "status"),
+    [
+        pytest.param(cancel_as_the_api_does, "cancelled", id="cancelled"),
+        pytest.param(request_cancellation_only, "pending", id="cancel-requested"),
+    ],
+)
+def test_the_message_of_a_cancelled_task_is_dropped(
+    cancel: Callable[[Connection, str], None],
+    status: str,
+    pg_engine: Engine,
+    pg_settings: Settings,
+    publisher: dramatiq.Broker,
+    start_worker: Callable[[], dramatiq.Broker],
+    lifecycle_log: pytest.LogCaptureFixture,
+) -> None:
+    # Given a published task that was cancelled before any worker took it
+    task_id = submit(pg_engine, pg_settings)
+    assert Relay(pg_engine, publisher, pg_settings).drain() == 1
+    with pg_engine.begin() as conn:
+        cancel(conn, task_id)
+
+    # When a worker receives its message
+    start_worker()
+
+    # Then the message is dropped and the task never starts
+    (dropped,) = wait_until(lambda: drops(lifecycle_log, task_id), what="the drop to be logged")
+    assert dropped == (1, "task is cancelled")
+    wait_until(
+        lambda: not broker_state.queue_holds_messages(publisher, "default"),
+        what="the message to be acked",
+    )
+    cancelled = task(pg_engine, task_id)
+    assert (cancelled.status, cancelled.attempts, cancelled.started_at) == (status, 0, None)
+
+
+def test_only_one_of_many_concurrent_claims_of_one_publication_wins(
+    pg_engine: Engine, pg_settings: Settings
+) -> None:
+    # Given a pending task and eight workers holding the same message
+    task_id = submit(pg_engine, pg_settings)
+    start = threading.Barrier(8)
+    won: list[bool] = []
+
+    def claim(worker: int) -> None:
+        start.wait()
+        with pg_engine.begin() as conn:
+            row = store.claim_task(conn, task_id, 1, worker=f"w{worker}", now=utcnow())
+        won.append(row is not None)
+
+    # When they all claim it at once
+    threads = [threading.Thread(target=claim, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    # Then exactly one claim succeeds and the task was started once
+    assert sorted(won) == [False] * 7 + [True]
+    claimed = task(pg_engine, task_id)
+    assert (claimed.status, claimed.attempts) == ("running", 1)
+    with pg_engine.connect() as conn:
+        assert store.why_not_claimable(conn, task_id, 1, utcnow()) == "task is running"

@@ -1,0 +1,324 @@
+"""The outbox relay against real PostgreSQL and Redis: what it publishes, when, how often.
+
+Invariant 1 (a message only for a committed row) and the relay's half of invariant 3
+(a relay that dies or cannot reach the broker loses nothing).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import dramatiq
+import pytest
+import redis
+from sqlalchemy import Engine, Row, func, select
+
+from app import service
+from app.models import Outbox, Task, utcnow
+from app.registry import load_jobs
+from app.settings import Settings
+from outbox import broker_state
+from outbox.relay import Relay
+from outbox.sweeper import Sweeper
+from tests import services
+from tests.conftest import row_counts, wait_until
+from workers.broker import make_broker
+
+#: Dramatiq's Redis layout: every message of queue "default" until it is acked.
+DEFAULT_MESSAGES = "dramatiq:default.msgs"
+
+
+class Rollback(Exception):
+    """Raised inside a transaction to roll it back."""
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = utcnow()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture(autouse=True)
+def _jobs() -> None:
+    load_jobs()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = services.redis_client()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def brokers() -> Iterator[list[dramatiq.Broker]]:
+    """Brokers a test makes; their connections are closed at the end."""
+    made: list[dramatiq.Broker] = []
+    yield made
+    for broker in made:
+        broker.client.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def new_broker(brokers: list[dramatiq.Broker], redis_url: str) -> Any:
+    def make(url: str = redis_url) -> dramatiq.Broker:
+        broker = make_broker(url)
+        brokers.append(broker)
+        return broker
+
+    return make
+
+
+def submit(engine: Engine, settings: Settings, count: int = 1, **options: Any) -> list[str]:
+    """Commit ``count`` demo.noop submissions; their task ids."""
+    with engine.begin() as conn:
+        now = options.pop("now", None) or utcnow()
+        submissions = [service.Submission(type="demo.noop", **options)] * count
+        return service.submit_batch(conn, submissions, settings, now)
+
+
+def published_messages(client: redis.Redis) -> list[dramatiq.Message[Any]]:
+    return [dramatiq.Message.decode(data) for data in client.hvals(DEFAULT_MESSAGES)]
+
+
+def tasks(engine: Engine) -> list[Row[Any]]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(Task)).all())
+
+
+def outbox_rows(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(Outbox)).scalar_one())
+
+
+def test_a_submission_whose_transaction_rolls_back_publishes_nothing(
+    pg_engine: Engine, pg_settings: Settings, new_broker: Any, redis_client: redis.Redis
+) -> None:
+    # Given a submission whose transaction fails after the task was written
+    with pytest.raises(Rollback), pg_engine.begin() as conn:
+        row, created = service.submit(
+            conn, service.Submission(type="demo.noop"), pg_settings, utcnow()
+        )
+        assert created and row is not None
+        raise Rollback
+
+    # When a relay drains the outbox
+    broker = new_broker()
+    taken = Relay(pg_engine, broker, pg_settings).drain()
+
+    # Then nothing was written and nothing was published
+    assert taken == 0
+    assert row_counts(pg_engine) == {"tasks": 0, "outbox": 0, "task_logs": 0}
+    assert broker_state.queue_holds_messages(broker, "default") is False
+    assert redis_client.hlen(DEFAULT_MESSAGES) == 0
+    assert redis_client.dbsize() == 0
+
+
+def test_a_committed_submission_is_published_exactly_once_and_leaves_the_outbox(
+    pg_engine: Engine, pg_settings: Settings, new_broker: Any, redis_client: redis.Redis
+) -> None:
+    # Given one committed submission
+    (task_id,) = submit(pg_engine, pg_settings)
+    broker = new_broker()
+    relay = Relay(pg_engine, broker, pg_settings)
+
+    # When the relay drains the outbox twice
+    first, second = relay.drain(), relay.drain()
+
+    # Then one message carries the task id and its dispatch number, once
+    assert (first, second) == (1, 0)
+    messages = published_messages(redis_client)
+    assert [(m.actor_name, m.kwargs) for m in messages] == [
+        ("demo.noop", {"task_id": task_id, "dispatch": 1})
+    ]
+    assert broker_state.queue_holds_messages(broker, "default") is True
+    # and the outbox row is gone, the task marked as published
+    assert outbox_rows(pg_engine) == 0
+    (task,) = tasks(pg_engine)
+    assert task.status == "pending"
+    assert task.published_at is not None
+
+
+def test_a_delayed_submission_is_not_published_before_it_is_due(
+    pg_engine: Engine, pg_settings: Settings, new_broker: Any, redis_client: redis.Redis
+) -> None:
+    # Given a submission delayed by a minute, and a relay on a clock the test moves
+    clock = Clock()
+    (task_id,) = submit(pg_engine, pg_settings, delay_seconds=60, now=clock.now)
+    relay = Relay(pg_engine, new_broker(), pg_settings, clock=clock)
+
+    # When the relay drains 59 s later
+    clock.advance(59)
+    early = relay.drain()
+
+    # Then nothing is published yet and the outbox row waits
+    assert early == 0
+    assert redis_client.hlen(DEFAULT_MESSAGES) == 0
+    assert outbox_rows(pg_engine) == 1
+
+    # When it drains again once the delay has passed
+    clock.advance(2)
+    due = relay.drain()
+
+    # Then the task is published
+    assert due == 1
+    assert [m.kwargs["task_id"] for m in published_messages(redis_client)] == [task_id]
+    assert outbox_rows(pg_engine) == 0
+
+
+def test_two_relays_draining_the_same_table_at_once_publish_each_row_once(
+    pg_engine: Engine, pg_settings: Settings, new_broker: Any, redis_client: redis.Redis
+) -> None:
+    # Given 1,000 committed submissions and two relays taking small batches
+    task_ids = submit(pg_engine, pg_settings, 1000)
+    settings = pg_settings.model_copy(update={"relay_batch_size": 20})
+    relays = [Relay(pg_engine, new_broker(), settings) for _ in range(2)]
+    start = threading.Barrier(len(relays))
+    errors: list[BaseException] = []
+
+    def drain(relay: Relay) -> None:
+        start.wait()
+        try:
+            relay.drain()
+        except BaseException as error:  # reported by the main thread
+            errors.append(error)
+
+    # When both drain the outbox concurrently
+    threads = [threading.Thread(target=drain, args=(relay,)) for relay in relays]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    # Then every task was published exactly once, and both relays did part of it
+    assert errors == []
+    assert sum(relay.published for relay in relays) == 1000
+    assert all(relay.published > 0 for relay in relays)
+    assert redis_client.hlen(DEFAULT_MESSAGES) == 1000
+    published = Counter(m.kwargs["task_id"] for m in published_messages(redis_client))
+    assert set(published) == set(task_ids)
+    assert max(published.values()) == 1
+    assert outbox_rows(pg_engine) == 0
+
+
+class PausingRelay(Relay):
+    """A relay that stops after publishing its first batch, before committing it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    def _publish_all(self, rows: list[Row[Any]]) -> None:
+        super()._publish_all(rows)
+        if not self.holding.is_set():
+            self.holding.set()
+            assert self.release.wait(timeout=30)
+
+
+def test_a_relay_skips_the_rows_another_relay_is_publishing(
+    pg_engine: Engine, pg_settings: Settings, new_broker: Any, redis_client: redis.Redis
+) -> None:
+    # Given 30 submissions and a relay holding a batch of 10 of them, uncommitted
+    task_ids = submit(pg_engine, pg_settings, 30)
+    settings = pg_settings.model_copy(update={"relay_batch_size": 10})
+    slow = PausingRelay(pg_engine, new_broker(), settings)
+    slow_thread = threading.Thread(target=slow.drain)
+    slow_thread.start()
+    try:
+        assert slow.holding.wait(timeout=30)
+
+        # When a second relay drains the outbox meanwhile
+        other = Relay(pg_engine, new_broker(), settings)
+        taken = other.drain()
+    finally:
+        slow.release.set()
+        slow_thread.join(timeout=30)
+
+    # Then it took only the 20 rows the first one did not hold, and each task has one message
+    assert taken == 20
+    assert (slow.published, other.published) == (10, 20)
+    published = Counter(m.kwargs["task_id"] for m in published_messages(redis_client))
+    assert sorted(published) == sorted(task_ids)
+    assert set(published.values()) == {1}
+    assert outbox_rows(pg_engine) == 0
+
+
+def test_a_relay_whose_broker_is_down_keeps_the_rows_for_a_later_relay(
+    pg_engine: Engine, pg_settings: Settings, new_broker: Any, redis_client: redis.Redis
+) -> None:
+    # Given 5 committed submissions and a relay whose broker cannot be reached
+    task_ids = submit(pg_engine, pg_settings, 5)
+    down = Relay(pg_engine, new_broker("redis://127.0.0.1:1/0"), pg_settings)
+
+    # When it tries to publish them
+    with pytest.raises(redis.ConnectionError):
+        down.relay_once()
+
+    # Then the rows are all still there, none marked as published
+    assert outbox_rows(pg_engine) == 5
+    assert all(task.published_at is None for task in tasks(pg_engine))
+    assert down.published == 0
+
+    # When a relay with a working broker runs later
+    later = Relay(pg_engine, new_broker(), pg_settings)
+    taken = later.drain()
+
+    # Then it publishes every one of them, once
+    assert taken == 5
+    assert sorted(m.kwargs["task_id"] for m in published_messages(redis_client)) == sorted(task_ids)
+    assert outbox_rows(pg_engine) == 0
+
+
+def test_a_broker_that_loses_its_data_right_after_the_first_batch_gets_it_again(
+    pg_engine: Engine, pg_settings: Settings, new_broker: Any, redis_client: redis.Redis
+) -> None:
+    # Given a backlog of 10 submissions waiting for a relay (with its sweeper) to start,
+    # and a Redis that loses its data just after the relay's first batch
+    task_ids = submit(pg_engine, pg_settings, 10)
+    settings = pg_settings.model_copy(update={"sweep_interval": 0.1, "relay_poll_interval": 0.1})
+    broker = new_broker()
+
+    class FlushedAfterFirstBatch(Relay):
+        flushed = False
+
+        def _publish_all(self, rows: list[Row[Any]]) -> None:
+            super()._publish_all(rows)
+            if not self.flushed:
+                self.flushed = True
+                redis_client.flushdb()
+
+    sweeper = Sweeper(pg_engine, broker, settings)
+    relay = FlushedAfterFirstBatch(pg_engine, broker, settings, sweeper=sweeper)
+
+    # When the relay runs
+    thread = threading.Thread(target=relay.run)
+    thread.start()
+    try:
+        # Then the sweeper notices the loss and every task is on the broker again
+        wait_until(
+            lambda: redis_client.hlen(DEFAULT_MESSAGES) == 10,
+            timeout=10,
+            what="the lost messages to be published again",
+        )
+    finally:
+        relay.stop()
+        thread.join(timeout=10)
+        relay.wakeup.close()
+    assert relay.flushed
+    assert sweeper.counts["republished_after_broker_loss"] == 10
+    published = {
+        m.kwargs["task_id"]: m.kwargs["dispatch"] for m in published_messages(redis_client)
+    }
+    assert published == dict.fromkeys(task_ids, 2)
