@@ -11,6 +11,7 @@ import inspect
 import json
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -49,6 +50,24 @@ class Submission:
         """A digest of the submission, to tell a repeated request from a different one."""
         canonical = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+#: Columns a new task starts without: with them, a built task is the whole row.
+UNSET_COLUMNS: dict[str, Any] = dict.fromkeys(
+    (
+        "result",
+        "error",
+        "published_at",
+        "heartbeat_at",
+        "worker",
+        "started_at",
+        "completed_at",
+        "cancelled_at",
+        "schedule_name",
+        "fire_time",
+        "waiting_since",
+    )
+)
 
 
 def new_task_id() -> str:
@@ -93,6 +112,7 @@ def build_task(
         "created_at": now,
         "idempotency_key": idempotency_key,
         "request_hash": submission.fingerprint() if idempotency_key else None,
+        **UNSET_COLUMNS,
     }
 
 
@@ -103,8 +123,8 @@ def submit(
     now: datetime,
     *,
     idempotency_key: str | None = None,
-) -> tuple[Row[Any], bool]:
-    """Write one task and its outbox row; returns the task and whether it is new.
+) -> tuple[Mapping[str, Any], bool]:
+    """Write one task and its outbox row; returns the task's row and whether it is new.
 
     With an ``idempotency_key`` already used for the same submission, returns that
     task unchanged; used for another submission, raises ``IdempotencyConflict``.
@@ -113,7 +133,7 @@ def submit(
     if idempotency_key is not None:
         existing = store.find_by_idempotency_key(conn, idempotency_key)
         if existing is not None:
-            return _same_submission(existing, task), False
+            return _same_submission(existing, task)._asdict(), False
         try:
             with conn.begin_nested():
                 store.insert_tasks(conn, [task])
@@ -122,12 +142,10 @@ def submit(
             existing = store.find_by_idempotency_key(conn, idempotency_key)
             if existing is None:
                 raise
-            return _same_submission(existing, task), False
+            return _same_submission(existing, task)._asdict(), False
     else:
         store.insert_tasks(conn, [task])
-    row = store.get_task(conn, task["id"])
-    assert row is not None
-    return row, True
+    return task, True
 
 
 def submit_batch(

@@ -75,7 +75,7 @@ class Relay:
             if not rows:
                 return 0
             live = [row for row in rows if row.status == TaskStatus.PENDING.value]
-            self._publish_all(live)
+            self._publish(live)
             if self._crash_after_publish:
                 os.kill(os.getpid(), signal.SIGKILL)
             store.finish_outbox_batch(
@@ -84,9 +84,8 @@ class Relay:
         self.published += len(live)
         return len(rows)
 
-    def _publish_all(self, rows: list[Row[Any]]) -> None:
-        for row in rows:
-            publish(self.broker, row)
+    def _publish(self, rows: list[Row[Any]]) -> None:
+        publish(self.broker, *rows)
 
     def drain(self) -> int:
         """Publish every due row now; returns how many rows were taken."""

@@ -25,8 +25,12 @@ class Forbidden(JobplaneError):
     """This token may not do that."""
 
 
-def require_token(request: Request) -> None:
-    """Accept the request if no token is configured or it carries a token allowed to do it."""
+async def require_token(request: Request) -> None:
+    """Accept the request if no token is configured or it carries a token allowed to do it.
+
+    ``async`` only so that FastAPI runs it on the event loop, not in a thread: it does
+    no I/O.
+    """
     settings = request.app.state.settings
     expected: str | None = settings.api_token
     if expected is None:

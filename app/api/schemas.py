@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -70,7 +71,7 @@ class TaskSummary(Camel):
     cancelled_at: datetime | None
 
     @classmethod
-    def from_row(cls, row: Row[Any]) -> TaskSummary:
+    def from_row(cls, row: Row[Any] | Mapping[str, Any]) -> TaskSummary:
         return cls.model_validate(_fields(row, cls))
 
 
@@ -89,12 +90,12 @@ class TaskDetail(TaskSummary):
     fire_time: datetime | None
 
     @classmethod
-    def from_row(cls, row: Row[Any]) -> TaskDetail:
+    def from_row(cls, row: Row[Any] | Mapping[str, Any]) -> TaskDetail:
         return cls.model_validate(_fields(row, cls))
 
 
-def _fields(row: Row[Any], model: type[Camel]) -> dict[str, Any]:
-    data = row._asdict()
+def _fields(row: Row[Any] | Mapping[str, Any], model: type[Camel]) -> dict[str, Any]:
+    data = dict(row._mapping if isinstance(row, Row) else row)
     data["task_id"] = data["id"]
     data["task_type"] = data["type"]
     data["percent"] = percent(data["progress"], data["total"], data["status"])

@@ -24,7 +24,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def engine_of(request: Request) -> Engine:
+async def engine_of(request: Request) -> Engine:  # async: no thread hop for a lookup
     engine: Engine = request.app.state.engine
     return engine
 

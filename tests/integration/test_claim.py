@@ -81,7 +81,7 @@ def submit(engine: Engine, settings: Settings, job: str = "demo.noop", **params:
         row, _ = service.submit(
             conn, service.Submission(type=job, params=params), settings, utcnow()
         )
-    return str(row.id)
+    return str(row["id"])
 
 
 def publish_message(

@@ -220,8 +220,8 @@ class PausingRelay(Relay):
         self.holding = threading.Event()
         self.release = threading.Event()
 
-    def _publish_all(self, rows: list[Row[Any]]) -> None:
-        super()._publish_all(rows)
+    def _publish(self, rows: list[Row[Any]]) -> None:
+        super()._publish(rows)
         if not self.holding.is_set():
             self.holding.set()
             assert self.release.wait(timeout=30)
@@ -293,8 +293,8 @@ def test_a_broker_that_loses_its_data_right_after_the_first_batch_gets_it_again(
     class FlushedAfterFirstBatch(Relay):
         flushed = False
 
-        def _publish_all(self, rows: list[Row[Any]]) -> None:
-            super()._publish_all(rows)
+        def _publish(self, rows: list[Row[Any]]) -> None:
+            super()._publish(rows)
             if not self.flushed:
                 self.flushed = True
                 redis_client.flushdb()
