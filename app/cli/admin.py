@@ -14,6 +14,7 @@ from app.cli.output import (
     print_log,
     print_task,
     print_task_table,
+    show,
 )
 from app.settings import get_settings
 
@@ -118,13 +119,8 @@ def list_tasks(
         "page": page,
         "pageSize": page_size,
     }
-    answer = _client(url, token).request(
-        "GET", "/api/admin/tasks", params={k: v for k, v in query.items() if v is not None}
-    )
-    if as_json:
-        print_json(answer)
-    else:
-        print_task_table(answer)
+    answer = _client(url, token).request("GET", "/api/admin/tasks", params=query)
+    show(answer, as_json, print_task_table)
 
 
 @tasks.command("show")
@@ -133,10 +129,7 @@ def list_tasks(
 def show_task(task_id: str, url: str | None, token: str | None, as_json: bool) -> None:
     """Show one task in full."""
     task = _client(url, token).request("GET", f"/api/admin/tasks/{task_id}")
-    if as_json:
-        print_json(task)
-    else:
-        print_task(task)
+    show(task, as_json, print_task)
 
 
 @tasks.command("logs")
@@ -159,12 +152,9 @@ def task_logs(
     answer = _client(url, token).request(
         "GET",
         f"/api/admin/tasks/{task_id}/logs",
-        params={k: v for k, v in query.items() if v is not None},
+        params=query,
     )
-    if as_json:
-        print_json(answer)
-    else:
-        print_log(answer)
+    show(answer, as_json, print_log)
 
 
 @tasks.command("cancel")
@@ -198,10 +188,7 @@ def retry_task(task_id: str, url: str | None, token: str | None, as_json: bool) 
 def stats(url: str | None, token: str | None, as_json: bool) -> None:
     """Tasks by status, the outbox backlog and the workers seen recently."""
     answer = _client(url, token).request("GET", "/api/admin/stats")
-    if as_json:
-        print_json(answer)
-    else:
-        print_stats(answer)
+    show(answer, as_json, print_stats)
 
 
 def print_stats(answer: dict[str, Any]) -> None:

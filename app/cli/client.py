@@ -21,7 +21,12 @@ class Client:
         self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        """The JSON answer of a successful request; otherwise exit with a clear message."""
+        """The JSON answer of a successful request; otherwise exit with a clear message.
+
+        Query parameters that are None are left out.
+        """
+        if "params" in kwargs:
+            kwargs["params"] = {k: v for k, v in kwargs["params"].items() if v is not None}
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.HTTPError as error:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -27,6 +28,14 @@ COLUMNS = [
 
 def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+def show(answer: Any, as_json: bool, for_people: Callable[[Any], None]) -> None:
+    """JSON for scripts (``--json``), else ``for_people``'s rendering."""
+    if as_json:
+        print_json(answer)
+    else:
+        for_people(answer)
 
 
 def print_task_table(page: dict[str, Any]) -> None:

@@ -11,6 +11,8 @@ import click
 from app.settings import get_settings
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: Longest idle back-off of a worker's Redis consumer, in ms (Dramatiq's default: 1,000).
+IDLE_POLL_MS = 100
 
 
 def _logging() -> None:
@@ -81,6 +83,9 @@ def worker(processes: int, threads: int, queues: str) -> None:
     from dramatiq import cli as dramatiq_cli
 
     queue_list = [q.strip() for q in queues.split(",") if q.strip()]
+    # Dramatiq's Redis consumer, finding its queue empty, backs off up to this many ms
+    # (its default: 1,000), which is how late the first job after a quiet spell starts.
+    os.environ.setdefault("dramatiq_worker_timeout", str(IDLE_POLL_MS))
     # Read by workers.boot in every worker process: tasks may be sent to queues other
     # than their job's default, and a worker only consumes queues it declared.
     os.environ["JOBPLANE_WORKER_QUEUES"] = ",".join(queue_list)

@@ -9,7 +9,7 @@ import click
 
 from app.cli.admin import _client, _connection_options
 from app.cli.client import fail
-from app.cli.output import print_catch_up, print_json, print_schedules, print_task
+from app.cli.output import print_catch_up, print_schedules, print_task, show
 
 
 @click.group()
@@ -22,10 +22,7 @@ def schedules() -> None:
 def list_schedules(url: str | None, token: str | None, as_json: bool) -> None:
     """List schedules with their next and last runs."""
     answer = _client(url, token).request("GET", "/api/admin/schedules")
-    if as_json:
-        print_json(answer)
-    else:
-        print_schedules(answer["schedules"])
+    show(answer, as_json, lambda a: print_schedules(a["schedules"]))
 
 
 @schedules.command("run")
@@ -34,10 +31,7 @@ def list_schedules(url: str | None, token: str | None, as_json: bool) -> None:
 def run_schedule(name: str, url: str | None, token: str | None, as_json: bool) -> None:
     """Run schedule NAME now, as a normal task."""
     task = _client(url, token).request("POST", f"/api/admin/schedules/{name}/run")
-    if as_json:
-        print_json(task)
-    else:
-        print_task(task)
+    show(task, as_json, print_task)
 
 
 @schedules.command("catch-up")
@@ -58,7 +52,4 @@ def catch_up(
             fail("--now needs a UTC offset, e.g. 2025-12-16T19:41:00+08:00", 2)
         body["now"] = moment.isoformat()
     answer = _client(url, token).request("POST", "/api/admin/schedules/catch-up", json=body)
-    if as_json:
-        print_json(answer)
-    else:
-        print_catch_up(answer["runs"], dry_run=dry_run, now=now)
+    show(answer, as_json, lambda a: print_catch_up(a["runs"], dry_run=dry_run, now=now))
