@@ -1,17 +1,22 @@
-"""What the relay needs to know about a broker beyond Dramatiq's public API.
+"""What the relay needs from a broker beyond Dramatiq's public API.
 
-Two questions: has the broker lost its data since we last looked (its *epoch*), and
-does it hold any message of a queue? Each answer reads a broker-specific detail, kept
-here in one place; ``tests/integration/test_broker_state.py`` fails loudly if a
-Dramatiq upgrade changes what these functions rely on.
+Two questions — has the broker lost its data since we last looked (its *epoch*), and
+does it hold any message of a queue? — and one speed-up: enqueueing a whole batch in
+one Redis round trip. Each reads a broker-specific detail, kept here in one place;
+``tests/integration/test_broker_state.py`` fails loudly if a Dramatiq upgrade changes
+what these functions rely on.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from typing import Any
 
 import dramatiq
+from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
+from dramatiq.common import current_millis
 
 EPOCH_KEY = "jobplane:broker-epoch"
 #: The epoch of a broker that keeps its messages on disk (RabbitMQ durable queues).
@@ -54,3 +59,42 @@ def queue_holds_messages(broker: dramatiq.Broker, queue: str) -> bool:
         return bool(client.hlen(f"{namespace}:{queue}.msgs"))
     counts = broker.get_queue_message_counts(queue)  # type: ignore[attr-defined]
     return any(counts[:2])
+
+
+def enqueue_all(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message[Any]]) -> None:
+    """Enqueue ``messages`` (no delay); on Redis in one pipelined round trip.
+
+    ``RedisBroker.enqueue`` costs one round trip per message, which caps a relay at a
+    few thousand messages a second. Dramatiq has no public batch enqueue, so this does
+    what ``RedisBroker.enqueue`` and its ``_dispatch("enqueue")`` do (Dramatiq 2.2),
+    with every script call in one pipeline.
+    """
+    if not isinstance(broker, RedisBroker):
+        for message in messages:
+            broker.enqueue(message)
+        return
+    dispatch = broker.scripts["dispatch"]
+    pipeline = broker.client.pipeline(transaction=False)
+    sent = []
+    for message in messages:
+        # Each enqueue needs an id of its own in Redis, as RedisBroker.enqueue gives it.
+        redis_id = str(uuid.uuid4())
+        message = message.copy(options={"redis_message_id": redis_id})
+        broker.emit_before("enqueue", message, None)
+        args = [
+            "enqueue",
+            current_millis(),
+            message.queue_name,
+            broker.broker_id,
+            broker.heartbeat_timeout,
+            broker.dead_message_ttl,
+            0,  # no maintenance pass: the workers' fetches run those
+            broker._max_unpack_size(),
+            redis_id,
+            message.encode(),
+        ]
+        dispatch(keys=[broker.namespace], args=args, client=pipeline)
+        sent.append(message)
+    pipeline.execute()
+    for message in sent:
+        broker.emit_after("enqueue", message, None)

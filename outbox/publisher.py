@@ -9,6 +9,8 @@ from typing import Any
 import dramatiq
 from sqlalchemy import Row
 
+from outbox import broker_state
+
 
 def publish(broker: dramatiq.Broker, *rows: Row[Any]) -> None:
     """Enqueue one message per outbox row, on its task's queue.
@@ -18,8 +20,9 @@ def publish(broker: dramatiq.Broker, *rows: Row[Any]) -> None:
     options, where Dramatiq's TimeLimit middleware looks first.
     """
     _declare_queues(broker, rows)
-    for row in rows:
-        broker.enqueue(
+    broker_state.enqueue_all(
+        broker,
+        [
             dramatiq.Message(
                 queue_name=row.queue,
                 actor_name=row.type,
@@ -28,7 +31,9 @@ def publish(broker: dramatiq.Broker, *rows: Row[Any]) -> None:
                 options={"time_limit": row.timeout_seconds * 1000},
                 message_id=str(uuid.uuid4()),
             )
-        )
+            for row in rows
+        ],
+    )
 
 
 def _declare_queues(broker: dramatiq.Broker, rows: Sequence[Row[Any]]) -> None:

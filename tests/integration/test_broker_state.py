@@ -156,3 +156,33 @@ def test_the_stub_epoch_is_one_per_broker_object() -> None:
 
     # and a new broker (a restarted process, which lost the messages) has another
     assert broker_state.broker_epoch(StubBroker()) != epoch
+
+
+def test_a_pipelined_batch_reaches_redis_as_ordinary_messages(
+    redis_broker: dramatiq.Broker,
+) -> None:
+    # Given three messages enqueued in one pipelined round trip
+    redis_broker.declare_queue("default")
+    sent = [
+        dramatiq.Message(
+            queue_name="default",
+            actor_name="demo.noop",
+            args=(),
+            kwargs={"task_id": f"t{i}", "dispatch": 1},
+            options={"time_limit": 5000},
+            message_id=str(uuid.uuid4()),
+        )
+        for i in range(3)
+    ]
+    broker_state.enqueue_all(redis_broker, sent)
+
+    # Then a consumer receives each, intact, in order, and acks them away
+    consumer = redis_broker.consume("default", prefetch=3, timeout=100)
+    received = [receive(consumer) for _ in sent]
+    assert [m.kwargs["task_id"] for m in received] == ["t0", "t1", "t2"]
+    assert all(m.options["time_limit"] == 5000 for m in received)
+    assert broker_state.queue_holds_messages(redis_broker, "default") is True
+    for message in received:
+        consumer.ack(message)
+    consumer.close()
+    assert broker_state.queue_holds_messages(redis_broker, "default") is False
