@@ -51,24 +51,25 @@ class Relay:
         self.engine = engine
         self.broker = broker
         self.settings = settings
-        self.sweeper = sweeper
+        # JOBPLANE_SWEEP_INTERVAL=0 turns the sweeper off, as --no-sweeper does.
+        self.sweeper = sweeper if settings.sweep_interval > 0 else None
         self.wakeup = wakeup or wakeup_for(engine)
         self.clock = clock
         self.published = 0
         self.errors = 0
         self._stopped = threading.Event()
-        self._epoch_checked = False
+        self._swept_once = False
         self._crash_after_publish = os.environ.get(CRASH_AFTER_PUBLISH_ENV) == "1"
 
     def relay_once(self) -> int:
         """Publish one batch of due rows; returns how many rows it took."""
-        if self.sweeper is not None and not self._epoch_checked:
-            # The sweeper must know the broker's epoch before anything is published
-            # under it: a loss right after the first batch would otherwise look like
-            # the first sight of a broker, and its messages would not be republished.
-            republished = self.sweeper.recover_broker_loss()
-            self.sweeper.counts["republished_after_broker_loss"] += republished
-            self._epoch_checked = True
+        if self.sweeper is not None and not self._swept_once:
+            # Sweep before publishing anything: the sweeper must record the broker's
+            # epoch first, or a loss right after the first batch would look like the
+            # first sight of a broker, and its messages would not be published again.
+            # A failure here backs off like a failed batch: nothing is published blind.
+            self.sweeper.sweep()
+            self._swept_once = True
         now = self.clock()
         with self.engine.begin() as conn:
             rows = store.take_outbox_batch(conn, now, self.settings.relay_batch_size)
@@ -97,7 +98,7 @@ class Relay:
     def run(self) -> None:
         """Relay until ``stop()``: a batch, then (if the table is drained) a wait."""
         backoff = 0.0
-        next_sweep = time.monotonic()
+        next_sweep = time.monotonic() + self.settings.sweep_interval  # the first: in relay_once
         while not self._stopped.is_set():
             try:
                 taken = self.relay_once()
@@ -108,8 +109,7 @@ class Relay:
                 logger.exception("relay batch failed; retrying in %.1f s", backoff)
                 self._stopped.wait(backoff)
                 continue
-            sweeping = self.sweeper is not None and self.settings.sweep_interval > 0
-            if sweeping and time.monotonic() >= next_sweep:
+            if self.sweeper is not None and time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + self.settings.sweep_interval
                 self._sweep()
             if taken < self.settings.relay_batch_size:
