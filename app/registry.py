@@ -48,6 +48,10 @@ class JobSpec:
 _jobs: dict[str, JobSpec] = {}
 
 
+class JobModuleError(JobplaneError):
+    """A job module listed in JOBPLANE_JOBS cannot be imported."""
+
+
 class DuplicateJobType(JobplaneError):
     """Two different functions were registered under one job type."""
 
@@ -81,8 +85,15 @@ def all_jobs() -> list[JobSpec]:
 
 def load_jobs(modules: Iterable[str] = ()) -> list[JobSpec]:
     """Import the built-in job modules and ``modules``; return every registered job."""
-    for name in (*BUILTIN_JOB_MODULES, *modules):
+    for name in BUILTIN_JOB_MODULES:
         importlib.import_module(name)
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as error:
+            raise JobModuleError(
+                f"cannot import job module {name!r} (listed in JOBPLANE_JOBS): {error}"
+            ) from error
     return all_jobs()
 
 

@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 FOUR_HOURS = 4 * 3600
+BROKER_SCHEMES = ("memory", "redis", "rediss", "unix", "amqp", "amqps")
 
 
 class Settings(BaseSettings):
@@ -63,6 +64,15 @@ class Settings(BaseSettings):
     #: Per-job-type concurrency limits that override the decorator's ``concurrency``,
     #: as JSON: ``{"reports.build": 4}``; 0 removes a limit.
     concurrency: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("broker_url")
+    @classmethod
+    def _known_broker(cls, value: str) -> str:
+        if value.split(":", 1)[0] not in BROKER_SCHEMES:
+            raise ValueError(
+                f"unsupported broker URL {value!r}: use memory://, redis:// or amqp://"
+            )
+        return value
 
     @field_validator("api_token", "read_only_token")
     @classmethod

@@ -82,6 +82,10 @@ def worker(processes: int, threads: int, queues: str) -> None:
     """Run Dramatiq worker processes for every registered job."""
     from dramatiq import cli as dramatiq_cli
 
+    from app.registry import load_jobs
+
+    # Fail here, with one clear line, rather than in every worker process.
+    load_jobs(get_settings().job_modules)
     queue_list = [q.strip() for q in queues.split(",") if q.strip()]
     # Dramatiq's Redis consumer, finding its queue empty, backs off up to this many ms
     # (its default: 1,000), which is how late the first job after a quiet spell starts.

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 
@@ -68,3 +69,25 @@ def test_errors_have_exit_codes_scripts_can_rely_on(
     assert "cannot reach the API" in down.stderr
     bad = jobplane("submit", "demo.echo", "--param", "novalue", url=url, token="tok")
     assert bad.returncode == 2
+
+
+def test_a_bad_configuration_is_one_clear_line_not_a_traceback(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBPLANE_")}
+    cases = [
+        (["relay"], {"JOBPLANE_BROKER_URL": "kafka://x"}, "JOBPLANE_BROKER_URL"),
+        (["worker", "-p", "1"], {"JOBPLANE_JOBS": "nosuch.jobs"}, "cannot import job module"),
+        (["migrate"], {"JOBPLANE_DATABASE_URL": "bogus"}, "Could not parse"),
+        (["migrate"], {"JOBPLANE_CONCURRENCY": "{not json"}, "concurrency"),
+    ]
+    for args, settings, message in cases:
+        done = subprocess.run(
+            [sys.executable, "-m", "app.cli", *args],
+            env={**env, **settings, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2, (args, done.stderr)
+        assert message in done.stderr
+        assert "Traceback" not in done.stderr
