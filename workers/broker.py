@@ -21,6 +21,13 @@ from workers.lifecycle import TaskLifecycle
 FALLBACK_TIME_LIMIT_MS = 4 * 3600 * 1000
 
 
+#: After this long without a fetch from a worker's consumer, Redis hands the messages it
+#: had taken to other workers (Dramatiq's default: 60 s). Shorter means a killed
+#: worker's prefetched messages run sooner; an alive but busy worker's may be handed
+#: out too, which the claim makes harmless (the copy finds its task taken).
+REDIS_HEARTBEAT_TIMEOUT_MS = 15_000
+
+
 class UnsupportedBrokerURL(ValueError):
     """The broker URL's scheme is not memory://, redis:// or amqp://."""
 
@@ -39,7 +46,9 @@ def make_broker(url: str, middleware: list[Middleware] | None = None) -> dramati
     if scheme in ("redis", "rediss", "unix"):
         from dramatiq.brokers.redis import RedisBroker
 
-        return RedisBroker(url=url, middleware=middleware)
+        return RedisBroker(
+            url=url, middleware=middleware, heartbeat_timeout=REDIS_HEARTBEAT_TIMEOUT_MS
+        )
     if scheme in ("amqp", "amqps"):
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
