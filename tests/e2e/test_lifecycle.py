@@ -102,12 +102,12 @@ def test_a_job_that_keeps_failing_ends_failed_with_its_error(
     platform = running_platform(platform_factory, pg_url, redis_url)
     platform.start_worker()
     client = platform.client()
-    # min backoff is 1 s: 1 + 2 s of waiting for the two retries
-    task_id = submit(client, "demo.fail", params={"times": 5}, maxRetries=2)
+    # 3 retries: 1 + 2 + 4 s of backoff, then the fourth attempt fails too
+    task_id = submit(client, "demo.fail", params={"times": 5}, maxRetries=3)
 
     done = finished(client, task_id)
-    assert (done["status"], done["attempts"], done["retryCount"]) == ("failed", 3, 2)
-    assert done["error"].startswith("DemoFailure: failing on purpose (attempt 3")
+    assert (done["status"], done["attempts"], done["retryCount"]) == ("failed", 4, 3)
+    assert done["error"].startswith("DemoFailure: failing on purpose (attempt 4")
 
 
 def test_a_cancelled_pending_task_never_starts(
