@@ -169,6 +169,20 @@ class ScheduleState(Base):
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class MetricCounter(Base):
+    """A counter that relays, sweepers and schedulers add to; the API's /metrics serves it.
+
+    Pushed through the database so that one scrape of the API sees every process.
+    """
+
+    __tablename__ = "metric_counters"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    #: One label value (e.g. the kind of recovery), or "" for none.
+    label: Mapped[str] = mapped_column(String(200), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
+
+
 class KeyValue(Base):
     """Small platform state shared by processes (e.g. the broker epoch last seen)."""
 

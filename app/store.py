@@ -18,7 +18,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import BindParameter
 
 from app.domain import ALLOWED_FROM, InvalidTransition, TaskNotFound, TaskStatus
-from app.models import KeyValue, Outbox, ScheduleState, Task, TaskLog, UTCDateTime
+from app.models import (
+    KeyValue,
+    MetricCounter,
+    Outbox,
+    ScheduleState,
+    Task,
+    TaskLog,
+    UTCDateTime,
+)
 
 PENDING = TaskStatus.PENDING.value
 RUNNING = TaskStatus.RUNNING.value
@@ -845,5 +853,75 @@ def changed_tasks(
     return list(
         conn.execute(
             select(Task).where(or_(*conditions)).order_by(Task.created_at.desc()).limit(limit)
+        ).all()
+    )
+
+
+# -- metrics pushed through the database ---------------------------------------------
+
+
+def add_to_counters(conn: Connection, increments: dict[tuple[str, str], int]) -> None:
+    """Add to (name, label) counters, creating them at their first increment."""
+    rows = [
+        {"name": name, "label": label, "value": value}
+        for (name, label), value in sorted(increments.items())
+        if value
+    ]
+    if not rows:
+        return
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(MetricCounter)
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=["name", "label"],
+            set_={"value": MetricCounter.value + statement.excluded.value},
+        ),
+        rows,
+    )
+
+
+def read_counters(conn: Connection) -> list[Row[Any]]:
+    """Every pushed counter: rows of (name, label, value)."""
+    return list(conn.execute(select(MetricCounter.name, MetricCounter.label, MetricCounter.value)))
+
+
+def recent_durations(conn: Connection, since: datetime, bounds: Sequence[float]) -> list[Any]:
+    """Per job type, of the tasks created since ``since`` that completed: how many took at
+    most each bound (seconds), how many in all, and their total duration."""
+    seconds = _seconds_between(conn, Task.started_at, Task.completed_at)
+    columns = [func.count().filter(seconds <= bound) for bound in bounds]
+    return list(
+        conn.execute(
+            select(Task.type, *columns, func.count(), func.coalesce(func.sum(seconds), 0.0))
+            .where(
+                Task.status == TaskStatus.COMPLETED.value,
+                Task.created_at >= since,
+                Task.started_at.is_not(None),
+            )
+            .group_by(Task.type)
+        ).all()
+    )
+
+
+def _seconds_between(conn: Connection, start: Any, end: Any) -> Any:
+    if conn.dialect.name == "postgresql":
+        return func.extract("epoch", end - start)
+    return (func.julianday(end) - func.julianday(start)) * 86400.0
+
+
+def retries_by_type(conn: Connection) -> list[Any]:
+    """Rows of (type, retries) over the tasks still kept."""
+    return list(
+        conn.execute(select(Task.type, func.sum(Task.retry_count)).group_by(Task.type)).all()
+    )
+
+
+def schedule_runs_by_status(conn: Connection) -> list[Any]:
+    """Rows of (schedule, status, runs) over the scheduled runs still kept."""
+    return list(
+        conn.execute(
+            select(Task.schedule_name, Task.status, func.count())
+            .where(Task.schedule_name.is_not(None))
+            .group_by(Task.schedule_name, Task.status)
         ).all()
     )

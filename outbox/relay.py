@@ -21,7 +21,7 @@ from typing import Any
 import dramatiq
 from sqlalchemy import Engine, Row
 
-from app import store
+from app import counters, store
 from app.domain import TaskStatus
 from app.models import utcnow
 from app.settings import Settings
@@ -82,6 +82,7 @@ class Relay:
             store.finish_outbox_batch(
                 conn, [row.id for row in rows], [row.task_id for row in live], now
             )
+            store.add_to_counters(conn, {(counters.RELAY_PUBLISHED.name, ""): len(live)})
         self.published += len(live)
         return len(rows)
 
@@ -107,6 +108,7 @@ class Relay:
                 self.errors += 1
                 backoff = min(self.settings.relay_max_backoff, max(0.1, backoff * 2))
                 logger.exception("relay batch failed; retrying in %.1f s", backoff)
+                self._count_error()
                 self._stopped.wait(backoff)
                 continue
             if self.sweeper is not None and time.monotonic() >= next_sweep:
@@ -123,6 +125,14 @@ class Relay:
         if due is not None:
             wait = min(wait, max(0.0, (due - self.clock()).total_seconds()))
         return wait
+
+    def _count_error(self) -> None:
+        """Best effort: the database may be what failed."""
+        try:
+            with self.engine.begin() as conn:
+                store.add_to_counters(conn, {(counters.RELAY_ERRORS.name, ""): 1})
+        except Exception:
+            logger.debug("could not count the relay error", exc_info=True)
 
     def _sweep(self) -> None:
         assert self.sweeper is not None

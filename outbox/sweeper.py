@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 import dramatiq
 from sqlalchemy import Engine
 
-from app import store
+from app import counters, store
 from app.models import utcnow
 from app.settings import Settings
 from outbox import broker_state
@@ -61,6 +61,8 @@ class Sweeper:
             # Read by the scheduler, which stands in for the sweeper while no relay runs.
             now = self.clock()
             store.put_state(conn, store.RELAY_SEEN_KEY, now.isoformat(), now)
+            kind = counters.SWEEPER_RECOVERIES.name
+            store.add_to_counters(conn, {(kind, label): n for label, n in found.items()})
         return found
 
     def recover_dead_workers(self, *, stale_before: datetime | None = None) -> Counter[str]:

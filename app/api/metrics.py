@@ -2,7 +2,9 @@
 
 The database is the source of truth, so the API serves the platform's numbers for
 every process: tasks by status and type, the outbox backlog and its oldest row, the
-workers seen. Relays and workers serve no metrics of their own.
+workers seen, retries, scheduled runs by outcome, recent job durations, and the
+counters relays and sweepers push through the database (``app.counters``). Relays and
+workers serve no metrics endpoint of their own.
 """
 
 from __future__ import annotations
@@ -13,13 +15,18 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeHistogramMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import registry, store
+from app import counters, registry, store
 from app.api.stats import WORKERS_SEEN_WINDOW
 from app.domain import TaskStatus
 from app.models import utcnow
@@ -41,6 +48,10 @@ class DatabaseCollector(Collector):
                 by_status_type = store.count_by_status_and_type(conn)
                 backlog, oldest = store.outbox_backlog(conn)
                 workers = store.workers_seen(conn, now - timedelta(seconds=WORKERS_SEEN_WINDOW))
+                pushed = store.read_counters(conn)
+                durations = store.recent_durations(conn, now - DURATION_WINDOW, DURATION_BUCKETS)
+                retries = store.retries_by_type(conn)
+                runs = store.schedule_runs_by_status(conn)
         except SQLAlchemyError:
             up.add_metric([], 0)
             yield up
@@ -62,6 +73,62 @@ class DatabaseCollector(Collector):
             f"Workers that heartbeat a task in the last {WORKERS_SEEN_WINDOW:.0f} s.",
             value=len(workers),
         )
+        yield from _pushed(pushed)
+        yield _durations(durations)
+        yield _labelled(
+            "jobplane_task_retries", "Retries of the tasks kept, by job type.", ["type"], retries
+        )
+        yield _labelled(
+            "jobplane_schedule_runs",
+            "Scheduled runs kept, by schedule and status (skipped: the misfire policy).",
+            ["schedule", "status"],
+            runs,
+        )
+
+
+#: Upper bounds (seconds) of the job duration histogram's buckets.
+DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0, 3600.0, 14400.0)
+#: The duration histogram covers the tasks created this recently (an indexed range).
+DURATION_WINDOW = timedelta(hours=1)
+
+
+def _pushed(rows: Iterable[Any]) -> Iterator[Metric]:
+    """The counters of ``app.counters``; an unlabelled one is 0 until pushed to."""
+    values = {(name, label): value for name, label, value in rows}
+    for spec in counters.ALL:
+        family = CounterMetricFamily(
+            spec.name, spec.help, labels=[spec.label] if spec.label else []
+        )
+        if spec.label is None:
+            family.add_metric([], values.get((spec.name, ""), 0))
+        else:
+            for (name, label), value in sorted(values.items()):
+                if name == spec.name:
+                    family.add_metric([label], value)
+        yield family
+
+
+def _durations(rows: Iterable[Any]) -> GaugeHistogramMetricFamily:
+    family = GaugeHistogramMetricFamily(
+        "jobplane_task_duration_seconds",
+        "Run time of the tasks created in the last hour that completed, by job type.",
+        labels=["type"],
+    )
+    for job_type, *counts, total, seconds in rows:
+        buckets = [
+            (f"{bound:g}", count) for bound, count in zip(DURATION_BUCKETS, counts, strict=True)
+        ]
+        family.add_metric([job_type], [*buckets, ("+Inf", total)], float(seconds))
+    return family
+
+
+def _labelled(
+    name: str, help_text: str, labels: list[str], rows: Iterable[Any]
+) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, help_text, labels=labels)
+    for *values, count in rows:
+        family.add_metric([str(value) for value in values], count or 0)
+    return family
 
 
 def _tasks(rows: Iterable[Any]) -> GaugeMetricFamily:
