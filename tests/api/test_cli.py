@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from app import store
 from app.cli.client import EXIT_API_ERROR, EXIT_NOT_FOUND, EXIT_UNREACHABLE
 from app.settings import Settings
 
@@ -91,3 +92,40 @@ def test_a_bad_configuration_is_one_clear_line_not_a_traceback(tmp_path: Path) -
         assert done.returncode == 2, (args, done.stderr)
         assert message in done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_logs_cancel_and_retry_from_the_command_line(
+    api_factory: Callable[..., httpx.Client], pg_settings: Settings
+) -> None:
+    from app.db import make_engine
+    from app.models import utcnow
+
+    url = str(api_factory(pg_settings).base_url)
+    task_id = json.loads(jobplane("submit", "demo.echo", "--json", url=url).stdout)["taskId"]
+
+    cancelled = jobplane("tasks", "cancel", task_id, url=url)
+    assert (cancelled.returncode, cancelled.stdout.strip()) == (0, f"cancelled {task_id}")
+    again = jobplane("tasks", "cancel", task_id, url=url)
+    assert again.returncode == 1 and "already cancelled" in again.stderr
+
+    retried = jobplane("tasks", "retry", task_id, "--json", url=url)
+    assert json.loads(retried.stdout)["status"] == "pending"
+
+    engine = make_engine(pg_settings.database_url)
+    try:
+        with engine.begin() as conn:
+            store.append_logs(
+                conn,
+                [
+                    {"task_id": task_id, "level": level, "message": text, "created_at": utcnow()}
+                    for level, text in (("INFO", "fetched 3 rows"), ("ERROR", "disk full"))
+                ],
+            )
+    finally:
+        engine.dispose()
+    shown = jobplane("tasks", "logs", task_id, url=url)
+    assert "fetched 3 rows" in shown.stdout and "disk full" in shown.stdout
+    errors = json.loads(
+        jobplane("tasks", "logs", task_id, "--level", "error", "--json", url=url).stdout
+    )
+    assert [line["message"] for line in errors["lines"]] == ["disk full"]
