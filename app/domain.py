@@ -91,7 +91,3 @@ class IdempotencyConflict(JobplaneError):
     def __init__(self, message: str, *, task_id: str) -> None:
         super().__init__(message)
         self.task_id = task_id
-
-
-class BackendUnavailable(JobplaneError):
-    """The database or the broker cannot be reached right now."""

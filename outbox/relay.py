@@ -56,7 +56,6 @@ class Relay:
         self.wakeup = wakeup or wakeup_for(engine)
         self.clock = clock
         self.published = 0
-        self.errors = 0
         self._stopped = threading.Event()
         self._swept_once = False
         self._crash_after_publish = os.environ.get(CRASH_AFTER_PUBLISH_ENV) == "1"
@@ -105,7 +104,6 @@ class Relay:
                 taken = self.relay_once()
                 backoff = 0.0
             except Exception:
-                self.errors += 1
                 backoff = min(self.settings.relay_max_backoff, max(0.1, backoff * 2))
                 logger.exception("relay batch failed; retrying in %.1f s", backoff)
                 self._count_error()

@@ -29,7 +29,6 @@ _STATUS: list[tuple[type[domain.JobplaneError], int, str]] = [
     (domain.InvalidParams, 422, "invalid_params"),
     (domain.IdempotencyConflict, 409, "idempotency_conflict"),
     (domain.InvalidTransition, 409, "invalid_transition"),
-    (domain.BackendUnavailable, 503, "unavailable"),
 ]
 
 
