@@ -149,11 +149,7 @@ def task_logs(
 ) -> None:
     """Show a task's log, oldest first."""
     query = {"level": level.upper() if level else None, "page": page, "pageSize": page_size}
-    answer = _client(url, token).request(
-        "GET",
-        f"/api/admin/tasks/{task_id}/logs",
-        params=query,
-    )
+    answer = _client(url, token).request("GET", f"/api/admin/tasks/{task_id}/logs", params=query)
     show(answer, as_json, print_log)
 
 

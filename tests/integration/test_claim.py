@@ -112,6 +112,18 @@ def drops(caplog: pytest.LogCaptureFixture, task_id: str) -> list[tuple[int, str
     return [(int(match[1]), match[2]) for match in found if match]
 
 
+def assert_dropped_and_acked(
+    caplog: pytest.LogCaptureFixture, publisher: dramatiq.Broker, task_id: str, reason: str
+) -> None:
+    """The task's one message was dropped for ``reason``, then acked off the queue."""
+    (dropped,) = wait_until(lambda: drops(caplog, task_id), what="the drop to be logged")
+    assert dropped == (1, reason)
+    wait_until(
+        lambda: not broker_state.queue_holds_messages(publisher, "default"),
+        what="the message to be acked",
+    )
+
+
 def test_a_duplicate_message_does_not_start_the_body_twice(
     pg_engine: Engine,
     pg_settings: Settings,
@@ -195,12 +207,7 @@ def test_a_message_for_a_missing_task_is_dropped_without_error(
     start_worker()
 
     # Then it is dropped as "no such task", acked, and nothing is logged as an error
-    (dropped,) = wait_until(lambda: drops(lifecycle_log, missing), what="the drop to be logged")
-    assert dropped == (1, "no such task")
-    wait_until(
-        lambda: not broker_state.queue_holds_messages(publisher, "default"),
-        what="the message to be acked",
-    )
+    assert_dropped_and_acked(lifecycle_log, publisher, missing, "no such task")
     assert [r.getMessage() for r in lifecycle_log.records if r.levelno >= logging.ERROR] == []
 
     # and the worker goes on running the next task
@@ -244,12 +251,7 @@ def test_the_message_of_a_cancelled_task_is_dropped(
     start_worker()
 
     # Then the message is dropped and the task never starts
-    (dropped,) = wait_until(lambda: drops(lifecycle_log, task_id), what="the drop to be logged")
-    assert dropped == (1, "task is cancelled")
-    wait_until(
-        lambda: not broker_state.queue_holds_messages(publisher, "default"),
-        what="the message to be acked",
-    )
+    assert_dropped_and_acked(lifecycle_log, publisher, task_id, "task is cancelled")
     cancelled = task(pg_engine, task_id)
     assert (cancelled.status, cancelled.attempts, cancelled.started_at) == (status, 0, None)
 
