@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000  #: how long a SQLite writer waits for the lock
 
@@ -45,3 +53,25 @@ def _sqlite_engine(url: str, **options: Any) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def transaction(
+    engine: Engine, work: Callable[[Connection], T], *, disconnect_retries: int = 0
+) -> T:
+    """Run ``work`` in a transaction, again on a fresh connection if the first was dead.
+
+    Engines do not ping connections before use (a round trip per transaction): after a
+    database restart the first use of a pooled connection fails, and SQLAlchemy then
+    replaces the whole pool. Callers whose ``work`` is safe to repeat pass
+    ``disconnect_retries`` so that one dead connection does not cost them the write.
+    """
+    for attempt in range(disconnect_retries + 1):
+        try:
+            with engine.begin() as conn:
+                return work(conn)
+        except DBAPIError as error:
+            if not error.connection_invalidated or attempt == disconnect_retries:
+                raise
+            logger.warning("database connection lost; retrying (%s)", error.orig)
+            time.sleep(0.2 * 2**attempt)
+    raise AssertionError("unreachable")

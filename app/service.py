@@ -148,6 +148,12 @@ def submit(
     return task, True
 
 
+def write_new_tasks(conn: Connection, tasks: list[dict[str, Any]]) -> list[None]:
+    """Insert tasks built by ``build_task`` (for ``GroupCommit``: one result per task)."""
+    store.insert_tasks(conn, tasks)
+    return [None] * len(tasks)
+
+
 def submit_batch(
     conn: Connection, submissions: list[Submission], settings: Settings, now: datetime
 ) -> list[str]:

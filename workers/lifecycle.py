@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import socket
-import time
 import traceback
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -21,9 +20,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from dramatiq.middleware import Middleware, SkipMessage, TimeLimitExceeded
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError
 
 from app import registry, store
+from app.db import transaction
 from app.models import utcnow
 from app.registry import JobSpec
 from app.settings import Settings
@@ -176,23 +175,10 @@ class TaskLifecycle(Middleware):
         self._transaction(record)
 
     def _transaction(self, work: Callable[[Connection], T]) -> T:
-        """Run ``work`` in a transaction, again on a fresh connection if the first was dead.
-
-        The engine does not ping connections before use (a round trip per transaction):
-        after a database restart the first use of a pooled connection fails, and
-        SQLAlchemy then replaces the whole pool. Without this retry, that message's claim
-        would be lost until the sweeper's backstop.
-        """
-        for attempt in range(DISCONNECT_RETRIES + 1):
-            try:
-                with self.engine.begin() as conn:
-                    return work(conn)
-            except DBAPIError as error:
-                if not error.connection_invalidated or attempt == DISCONNECT_RETRIES:
-                    raise
-                logger.warning("database connection lost; retrying (%s)", error.orig)
-                time.sleep(0.2 * 2**attempt)
-        raise AssertionError("unreachable")
+        # Claims and finishes are guarded UPDATEs, safe to repeat: without the retry, a
+        # dead pooled connection (after a database restart) would lose this message's
+        # claim until the sweeper's backstop.
+        return transaction(self.engine, work, disconnect_retries=DISCONNECT_RETRIES)
 
     def _complete(self, conn: Connection, ctx: context.JobContext) -> None:
         now = utcnow()

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
+from app import service
 from app.api import (
     admin,
     dashboard,
@@ -21,6 +22,7 @@ from app.api import (
     tasks,
 )
 from app.db import make_engine
+from app.group_commit import GroupCommit
 from app.registry import load_jobs
 from app.settings import Settings, get_settings
 
@@ -34,6 +36,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        app.state.submissions.close()
         if owns_engine:
             app.state.engine.dispose()
 
@@ -44,6 +47,10 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     )
     app.state.settings = settings
     app.state.engine = engine or make_engine(settings.database_url)
+    #: Submissions without an Idempotency-Key are written in shared transactions.
+    app.state.submissions = GroupCommit(
+        app.state.engine, service.write_new_tasks, name="jobplane-submissions"
+    )
     errors.install(app)
     app.include_router(tasks.router)
     app.include_router(admin.router)

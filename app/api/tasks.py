@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 
 from app import service, store
 from app.api.auth import require_token
 from app.api.schemas import BatchCreated, Problem, SubmitBatch, SubmitTask, TaskDetail
 from app.domain import TaskNotFound
 from app.models import utcnow
+from app.settings import Settings
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"], dependencies=[Depends(require_token)])
 
@@ -35,25 +38,34 @@ EngineDep = Annotated[Engine, Depends(engine_of)]
 @router.post(
     "", status_code=201, response_model=TaskDetail, responses={200: {"model": TaskDetail}, **ERRORS}
 )
-def submit_task(
+async def submit_task(
     body: SubmitTask,
     request: Request,
     response: Response,
-    engine: EngineDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> TaskDetail:
     """Submit a job; the task row and its outbox row are written in one transaction."""
-    with engine.begin() as conn:
-        row, created = service.submit(
-            conn,
-            body.to_submission(),
-            request.app.state.settings,
-            utcnow(),
-            idempotency_key=idempotency_key,
-        )
+    state = request.app.state
+    submission = body.to_submission()
+    if idempotency_key is None:
+        # The common case: committed together with the submissions arriving meanwhile
+        # (app.group_commit), without occupying a thread of the pool while it waits.
+        task = service.build_task(submission, state.settings, utcnow())
+        await state.submissions.run_async(task)
+        return TaskDetail.from_row(task)
+    row, created = await run_in_threadpool(
+        submit_once, state.engine, submission, state.settings, idempotency_key
+    )
     if not created:
         response.status_code = 200
     return TaskDetail.from_row(row)
+
+
+def submit_once(
+    engine: Engine, submission: service.Submission, settings: Settings, idempotency_key: str
+) -> tuple[Mapping[str, Any], bool]:
+    with engine.begin() as conn:
+        return service.submit(conn, submission, settings, utcnow(), idempotency_key=idempotency_key)
 
 
 @router.post("/batch", status_code=201, response_model=BatchCreated, responses=ERRORS)

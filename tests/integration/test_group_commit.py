@@ -1,0 +1,82 @@
+"""Group commit on real PostgreSQL: batches form under load, and one bad item fails alone."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import IntegrityError
+
+from app.group_commit import GroupCommit
+
+
+@pytest.fixture
+def notes(pg_engine: Engine) -> Iterator[Engine]:
+    with pg_engine.begin() as conn:
+        conn.execute(text("CREATE TABLE notes (id integer PRIMARY KEY)"))
+    yield pg_engine
+
+
+def count_notes(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM notes")).scalar_one())
+
+
+def insert_notes(conn: Connection, ids: list[int]) -> list[int]:
+    conn.execute(text("INSERT INTO notes (id) VALUES (:id)"), [{"id": i} for i in ids])
+    return [-i for i in ids]
+
+
+def test_items_queued_during_a_commit_share_the_next_transaction(notes: Engine) -> None:
+    writing, first_batch_may_commit = threading.Event(), threading.Event()
+    batch_sizes: list[int] = []
+
+    def write(conn: Connection, ids: list[int]) -> list[int]:
+        batch_sizes.append(len(ids))
+        writing.set()
+        first_batch_may_commit.wait(timeout=10)
+        return insert_notes(conn, ids)
+
+    writer = GroupCommit(notes, write, name="test-writer")
+    futures = [writer.submit(0)]
+    assert writing.wait(timeout=10)
+    futures += [writer.submit(i) for i in range(1, 50)]  # while batch [0] is held open
+    first_batch_may_commit.set()
+
+    assert [future.result(timeout=10) for future in futures] == [-i for i in range(50)]
+    assert batch_sizes == [1, 49]
+    assert count_notes(notes) == 50
+    writer.close()
+
+
+def test_a_bad_item_fails_only_its_own_caller(notes: Engine) -> None:
+    hold = threading.Event()
+
+    def write(conn: Connection, ids: list[int]) -> list[int]:
+        hold.wait(timeout=10)
+        return insert_notes(conn, ids)
+
+    writer = GroupCommit(notes, write, name="test-writer")
+    futures = [writer.submit(i) for i in (1, 2, 2, 3)]  # the second 2 breaks the key
+    hold.set()
+
+    assert futures[0].result(timeout=10) == -1
+    assert futures[1].result(timeout=10) == -2
+    with pytest.raises(IntegrityError):
+        futures[2].result(timeout=10)
+    assert futures[3].result(timeout=10) == -3
+    assert count_notes(notes) == 3
+    writer.close()
+
+
+def test_a_closed_writer_commits_what_was_queued_and_refuses_more(notes: Engine) -> None:
+    writer = GroupCommit(notes, insert_notes, name="test-writer")
+    pending = [writer.submit(i) for i in range(10)]
+    writer.close()
+
+    assert all(future.done() for future in pending)
+    assert count_notes(notes) == 10
+    with pytest.raises(RuntimeError, match="closed"):
+        writer.submit(11)
