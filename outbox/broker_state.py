@@ -18,6 +18,8 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.common import current_millis
 
+from app.broker_channels import wake_channel
+
 EPOCH_KEY = "jobplane:broker-epoch"
 #: The epoch of a broker that keeps its messages on disk (RabbitMQ durable queues).
 DURABLE_EPOCH = "durable"
@@ -67,7 +69,9 @@ def enqueue_all(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message[Any
     ``RedisBroker.enqueue`` costs one round trip per message, which caps a relay at a
     few thousand messages a second. Dramatiq has no public batch enqueue, so this does
     what ``RedisBroker.enqueue`` and its ``_dispatch("enqueue")`` do (Dramatiq 2.2),
-    with every script call in one pipeline.
+    with every script call in one pipeline. The same pipeline then publishes each
+    queue's name on the wake-up channel, so idle workers fetch at once instead of at
+    the end of their poll back-off (``workers/wakeup.py``).
     """
     if not isinstance(broker, RedisBroker):
         for message in messages:
@@ -95,6 +99,9 @@ def enqueue_all(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message[Any
         ]
         dispatch(keys=[broker.namespace], args=args, client=pipeline)
         sent.append(message)
+    # After the enqueues, in pipeline order: a woken worker's fetch finds the messages.
+    for queue in dict.fromkeys(message.queue_name for message in sent):
+        pipeline.publish(wake_channel(broker.namespace), queue)
     pipeline.execute()
     for message in sent:
         broker.emit_after("enqueue", message, None)

@@ -44,9 +44,10 @@ def make_broker(url: str, middleware: list[Middleware] | None = None) -> dramati
     if scheme == "memory":
         return StubBroker(middleware=middleware)
     if scheme in ("redis", "rediss", "unix"):
-        from dramatiq.brokers.redis import RedisBroker
+        # Its idle consumers are woken by the relay's publishes instead of polling.
+        from workers.wakeup import WakeableRedisBroker
 
-        return RedisBroker(
+        return WakeableRedisBroker(
             url=url, middleware=middleware, heartbeat_timeout=REDIS_HEARTBEAT_TIMEOUT_MS
         )
     if scheme in ("amqp", "amqps"):

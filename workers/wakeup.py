@@ -1,0 +1,205 @@
+"""Idle Redis consumers that fetch when the relay publishes, instead of at their next poll.
+
+Dramatiq's Redis consumer polls: after an empty fetch it sleeps a back-off growing up
+to the worker timeout, so the first job after a quiet spell waits for the next poll
+before a worker even looks. The relay publishes the queue names of every batch on a
+pub/sub channel (``outbox.broker_state.enqueue_all``); one listener thread per broker
+(so per worker process) turns them into ``threading.Event``s, on which the consumers
+wait instead of sleeping. Pub/sub is only a hint: while it is down, consumers fetch
+every ``timeout`` ms as before, so a message is never lost, only picked up later.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+from dramatiq.broker import Consumer, MessageProxy
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.common import q_name
+
+from app.broker_channels import wake_channel
+
+logger = logging.getLogger(__name__)
+
+#: The idle timeout given to Dramatiq's own consumer, in ms: it caps the sleep after an
+#: empty fetch, making it ~0; the consumer waits on its event instead.
+INNER_TIMEOUT_MS = 1
+#: How long the listener blocks reading the channel before it checks for a stop, in s.
+STOP_CHECK_S = 0.25
+#: Pause before the first retry of a failed subscription, in s; doubled per failure.
+MIN_RETRY_S = 0.5
+#: Longest pause between two attempts to subscribe, in s.
+MAX_RETRY_S = 30.0
+
+
+class WakeupListener:
+    """A daemon thread that sets the events of a queue's consumers when it is published.
+
+    ``connection_pool`` is the broker's (same server, same settings); the thread holds
+    one connection of it while subscribed. It starts at the first ``start()``.
+    """
+
+    def __init__(self, connection_pool: redis.ConnectionPool, channel: str) -> None:
+        self._pool = connection_pool
+        self._channel = channel
+        self._events: dict[str, set[threading.Event]] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        #: Failed attempts since the last successful subscription (sets the back-off).
+        self._failures = 0
+        #: Set while subscribed, once every consumer has been woken for what it missed.
+        self.listening = threading.Event()
+
+    def register(self, queue: str) -> threading.Event:
+        """A new event, set whenever ``queue`` is published (until ``unregister``)."""
+        event = threading.Event()
+        with self._lock:
+            self._events.setdefault(queue, set()).add(event)
+        return event
+
+    def unregister(self, queue: str, event: threading.Event) -> None:
+        with self._lock:
+            self._events.get(queue, set()).discard(event)
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="jobplane-wakeup", daemon=True
+                )
+                self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Unsubscribe and end the thread (waiting up to ``timeout`` s for it)."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._listen()
+            except Exception as error:  # the thread must outlive any failure
+                delay = min(MIN_RETRY_S * 2**self._failures, MAX_RETRY_S)
+                self._failures += 1
+                logger.warning(
+                    "wake-up channel %s unavailable (%s): consumers poll until it is "
+                    "back; retrying in %.1f s",
+                    self._channel,
+                    error,
+                    delay,
+                )
+                self._stopping.wait(delay)
+
+    def _listen(self) -> None:
+        pubsub = redis.client.PubSub(self._pool)  # what Redis.pubsub() makes
+        try:
+            pubsub.subscribe(self._channel)
+            while not self._stopping.is_set():
+                message = pubsub.get_message(timeout=STOP_CHECK_S)
+                if message is not None:
+                    self._handle(message)
+        finally:
+            self.listening.clear()
+            pubsub.close()
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        if message["type"] == "subscribe":
+            # (Re)subscribed, also after redis-py reconnected on its own: whatever was
+            # published while we were not listening wakes nobody, so wake everyone once.
+            self._wake(None)
+            self._failures = 0
+            self.listening.set()
+        elif message["type"] == "message":
+            data = message["data"]
+            self._wake(data.decode() if isinstance(data, bytes) else str(data))
+
+    def _wake(self, queue: str | None) -> None:
+        """Set the events of ``queue``'s consumers (of every queue if None).
+
+        A queue no consumer here reads is ignored. Delay queues are never named:
+        the relay publishes no delayed message (delays live in the database).
+        """
+        with self._lock:
+            if queue is None:
+                events = [event for group in self._events.values() for event in group]
+            else:
+                events = list(self._events.get(queue, ()))
+        for event in events:
+            event.set()
+
+
+class WakeableConsumer(Consumer):
+    """Dramatiq's Redis consumer, waiting on an event between empty fetches.
+
+    ``__next__`` returns None at the latest ``timeout`` ms after an empty fetch, as
+    Dramatiq's worker loop needs to notice a shutdown; everything else is delegated.
+    """
+
+    def __init__(
+        self, inner: Consumer, *, listener: WakeupListener, queue: str, timeout: int
+    ) -> None:
+        self._inner = inner
+        self._listener = listener
+        self._queue = queue
+        self._timeout_s = timeout / 1000
+        self._event = listener.register(queue)
+
+    def __next__(self) -> MessageProxy | None:
+        # Clear before fetching: a wake that comes during the fetch is kept for the wait.
+        self._event.clear()
+        message = next(self._inner)
+        if message is None and self._event.wait(self._timeout_s):
+            message = next(self._inner)
+        return message
+
+    def ack(self, message: MessageProxy) -> None:
+        self._inner.ack(message)
+        # A consumer at its prefetch limit fetches nothing; a freed slot is worth a fetch.
+        self._event.set()
+
+    def nack(self, message: MessageProxy) -> None:
+        self._inner.nack(message)
+        self._event.set()
+
+    def requeue(self, messages: Iterable[MessageProxy]) -> None:
+        self._inner.requeue(messages)
+
+    def close(self) -> None:
+        self._listener.unregister(self._queue, self._event)
+        self._inner.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class WakeableRedisBroker(RedisBroker):
+    """A ``RedisBroker`` whose idle consumers are woken by the relay's publishes.
+
+    Takes ``RedisBroker``'s keyword arguments. Messages, keys and scripts are
+    Dramatiq's own, so any ``RedisBroker`` (the relay's) can enqueue for it.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)  # type: ignore[no-untyped-call]  # Dramatiq's is unannotated
+        self.wakeups = WakeupListener(self.client.connection_pool, wake_channel(self.namespace))
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Consumer:
+        """A consumer of ``queue_name``; ``timeout`` (ms) is its longest idle wait.
+
+        Delay queues (``<queue>.DQ``) keep Dramatiq's polling: nothing wakes them.
+        """
+        if q_name(queue_name) != queue_name:
+            return super().consume(queue_name, prefetch, timeout)
+        self.wakeups.start()
+        inner = super().consume(queue_name, prefetch, timeout=INNER_TIMEOUT_MS)
+        return WakeableConsumer(inner, listener=self.wakeups, queue=queue_name, timeout=timeout)
+
+    def close(self) -> None:
+        self.wakeups.stop()
+        super().close()
