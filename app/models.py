@@ -86,8 +86,6 @@ class Task(Base):
     run_after: Mapped[datetime] = mapped_column(UTCDateTime)
     #: Bumped at every (re)publication; a message claims only with the current one.
     dispatch: Mapped[int] = mapped_column(Integer, default=1)
-    #: When the relay last handed the task to the broker (null: not yet, or again due).
-    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True, unique=True)
     #: sha256 of the submission an Idempotency-Key was first used with.
     request_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)

@@ -57,7 +57,6 @@ UNSET_COLUMNS: dict[str, Any] = dict.fromkeys(
     (
         "result",
         "error",
-        "published_at",
         "heartbeat_at",
         "worker",
         "started_at",

@@ -50,8 +50,8 @@ class Settings(BaseSettings):
     heartbeat_interval: float = Field(5.0, gt=0)
     #: A running task whose heartbeat is older than this (seconds) is recovered.
     heartbeat_timeout: float = Field(60.0, gt=0)
-    #: A published task never claimed after this many seconds, while its queue is
-    #: empty, is published again (the backstop for a broker that lost it).
+    #: A published task still unclaimed this many seconds after it was due, while its
+    #: queue is empty, is published again (the backstop for a broker that lost it).
     unclaimed_grace: float = Field(1800.0, gt=0)
 
     #: Finished tasks (with their logs) are deleted this many days after they ended.

@@ -7,13 +7,29 @@ number of rows they touch says whether the transition happened.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Integer,
+    Row,
+    String,
+    Text,
+    bindparam,
+    cast,
+    column,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import BindParameter
 
@@ -153,6 +169,23 @@ _task_id: BindParameter[str] = bindparam("b_task_id")
 _dispatch: BindParameter[int] = bindparam("b_dispatch")
 _now = bindparam("b_now", type_=UTCDateTime())
 
+#: What a claim sets and returns, one message at a time or in a batch.
+_CLAIMED = {
+    "status": RUNNING,
+    "attempts": Task.attempts + 1,
+    "started_at": _now,
+    "heartbeat_at": _now,
+    "worker": bindparam("b_worker"),
+}
+_CLAIMED_COLUMNS = (
+    Task.id,
+    Task.dispatch,
+    Task.type,
+    Task.params,
+    Task.attempts,
+    Task.timeout_seconds,
+)
+
 _CLAIM = (
     update(Task)
     .where(
@@ -162,14 +195,8 @@ _CLAIM = (
         Task.run_after <= _now,
         Task.cancel_requested.is_(False),
     )
-    .values(
-        status=RUNNING,
-        attempts=Task.attempts + 1,
-        started_at=_now,
-        heartbeat_at=_now,
-        worker=bindparam("b_worker"),
-    )
-    .returning(Task.id, Task.type, Task.params, Task.attempts, Task.timeout_seconds)
+    .values(_CLAIMED)
+    .returning(*_CLAIMED_COLUMNS)
 )
 
 
@@ -185,6 +212,59 @@ def claim_task(
     assert ALLOWED_FROM[TaskStatus.RUNNING] == {TaskStatus.PENDING}
     params = {"b_task_id": task_id, "b_dispatch": dispatch, "b_now": now, "b_worker": worker}
     return conn.execute(_CLAIM, params).first()
+
+
+# The batched forms read their messages from arrays, so that one prepared statement
+# serves every batch size: ``UPDATE tasks … FROM unnest(ids, dispatches)``. Their status
+# guard is written ``(status = …) IS TRUE``, which no index can serve: with statistics
+# taken at a quiet moment the planner would otherwise walk every pending task through a
+# status index for each batch (seen with a backlog) instead of one primary-key lookup
+# per message.
+_claims = (
+    func.unnest(
+        bindparam("b_ids", type_=postgresql.ARRAY(String)),
+        bindparam("b_dispatches", type_=postgresql.ARRAY(Integer)),
+    )
+    .table_valued(column("id", String), column("dispatch", Integer))
+    .render_derived(name="claims")
+)
+_CLAIM_MANY = (
+    update(Task)
+    .where(
+        Task.id == _claims.c.id,
+        Task.dispatch == _claims.c.dispatch,
+        (Task.status == PENDING).is_(True),
+        Task.run_after <= _now,
+        Task.cancel_requested.is_(False),
+    )
+    .values(_CLAIMED)
+    .returning(*_CLAIMED_COLUMNS)
+)
+
+
+def claim_tasks(
+    conn: Connection, claims: Sequence[tuple[str, int]], *, worker: str, now: datetime
+) -> list[Row[Any] | None]:
+    """``claim_task`` for several messages (task id, dispatch): one statement on PostgreSQL.
+
+    One result per claim, in order. Two messages of the same publication in one batch
+    (a duplicate delivery) get the row once: the first of them.
+    """
+    if conn.dialect.name != "postgresql":
+        return [
+            claim_task(conn, task_id, dispatch, worker=worker, now=now)
+            for task_id, dispatch in claims
+        ]
+    # In id order, as every batched UPDATE here: rows locked in one order cannot deadlock.
+    ordered = sorted(set(claims))
+    params = {
+        "b_ids": [task_id for task_id, _ in ordered],
+        "b_dispatches": [dispatch for _, dispatch in ordered],
+        "b_now": now,
+        "b_worker": worker,
+    }
+    claimed = {(row.id, row.dispatch): row for row in conn.execute(_CLAIM_MANY, params)}
+    return [claimed.pop(claim, None) for claim in claims]
 
 
 def why_not_claimable(conn: Connection, task_id: str, dispatch: int, now: datetime) -> str:
@@ -228,6 +308,60 @@ def complete_task(
     return conn.execute(_COMPLETE, params).rowcount == 1
 
 
+_completions = (
+    func.unnest(
+        bindparam("b_ids", type_=postgresql.ARRAY(String)),
+        bindparam("b_dispatches", type_=postgresql.ARRAY(Integer)),
+        bindparam("b_results", type_=postgresql.ARRAY(Text)),
+    )
+    .table_valued(column("id", String), column("dispatch", Integer), column("result", Text))
+    .render_derived(name="done")
+)
+_COMPLETE_MANY = (
+    update(Task)
+    .where(
+        Task.id == _completions.c.id,
+        Task.dispatch == _completions.c.dispatch,
+        (Task.status == RUNNING).is_(True),
+    )
+    .values(
+        status=TaskStatus.COMPLETED.value,
+        completed_at=_now,
+        result=cast(_completions.c.result, postgresql.JSONB),
+        error=None,
+    )
+    .returning(Task.id, Task.dispatch)
+)
+
+
+def complete_tasks(
+    conn: Connection, completions: Sequence[tuple[str, int, Any]], now: datetime
+) -> list[bool]:
+    """``complete_task`` for several (task id, dispatch, result): one statement on
+    PostgreSQL. One flag per completion, in order; results must be JSON-serializable."""
+    if conn.dialect.name != "postgresql":
+        return [
+            complete_task(conn, task_id, dispatch, result=result, now=now)
+            for task_id, dispatch, result in completions
+        ]
+    results: dict[tuple[str, int], Any] = {}
+    for task_id, dispatch, result in completions:
+        results.setdefault((task_id, dispatch), result)
+    ordered = sorted(results)  # in id order: see claim_tasks
+    params = {
+        "b_ids": [task_id for task_id, _ in ordered],
+        "b_dispatches": [dispatch for _, dispatch in ordered],
+        "b_results": [json.dumps(results[key]) for key in ordered],
+        "b_now": now,
+    }
+    done = {(row.id, row.dispatch) for row in conn.execute(_COMPLETE_MANY, params)}
+    flags = []
+    for task_id, dispatch, _ in completions:
+        flags.append((task_id, dispatch) in done)
+        done.discard((task_id, dispatch))  # an attempt completes once
+    return flags
+
+
 def fail_task(conn: Connection, task_id: str, dispatch: int, *, error: str, now: datetime) -> bool:
     """Record a failed last attempt."""
     values = {"status": TaskStatus.FAILED.value, "error": error, "completed_at": now}
@@ -256,7 +390,6 @@ def retry_task(
             dispatch=Task.dispatch + 1,
             error=error,
             run_after=run_after,
-            published_at=None,
             heartbeat_at=None,
             worker=None,
         )
@@ -310,6 +443,31 @@ def append_logs(conn: Connection, lines: Sequence[dict[str, Any]]) -> None:
 # -- the relay -----------------------------------------------------------------------
 
 
+_due_outbox_ids = (
+    select(Outbox.id)
+    .where(Outbox.available_at <= _now)
+    .order_by(Outbox.id)
+    .limit(bindparam("b_limit", type_=Integer))
+    .with_for_update(skip_locked=True)
+    .scalar_subquery()
+)
+_TAKE_OUTBOX = (
+    select(
+        Outbox.id,
+        Outbox.task_id,
+        Outbox.dispatch,
+        Task.type,
+        Task.queue,
+        Task.priority,
+        Task.timeout_seconds,
+        Task.status,
+    )
+    .outerjoin(Task, Task.id == Outbox.task_id)
+    .where(Outbox.id.in_(_due_outbox_ids))
+    .order_by(Outbox.id)
+)
+
+
 def take_outbox_batch(conn: Connection, now: datetime, limit: int) -> list[Row[Any]]:
     """Lock up to ``limit`` due outbox rows, oldest first, with what a message needs.
 
@@ -317,44 +475,22 @@ def take_outbox_batch(conn: Connection, now: datetime, limit: int) -> list[Row[A
     drops it on SQLite, where one relay is the rule). ``status`` is None when the
     task row is gone.
     """
-    due = (
-        select(Outbox.id)
-        .where(Outbox.available_at <= now)
-        .order_by(Outbox.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    rows: Sequence[Any] = conn.execute(
-        select(
-            Outbox.id,
-            Outbox.task_id,
-            Outbox.dispatch,
-            Task.type,
-            Task.queue,
-            Task.priority,
-            Task.timeout_seconds,
-            Task.status,
-        )
-        .outerjoin(Task, Task.id == Outbox.task_id)
-        .where(Outbox.id.in_(due))
-        .order_by(Outbox.id)
-    ).all()
+    rows: Sequence[Any] = conn.execute(_TAKE_OUTBOX, {"b_now": now, "b_limit": limit}).all()
     return list(rows)
 
 
-def finish_outbox_batch(
-    conn: Connection, outbox_ids: Sequence[int], published_task_ids: Sequence[str], now: datetime
-) -> None:
-    """Delete the rows of a batch and note when their tasks were published.
+_FINISH_OUTBOX = delete(Outbox).where(Outbox.id.in_(bindparam("b_ids", expanding=True)))
 
-    By primary key alone: a ``status`` condition here lets the planner pick the
-    status index and scan every pending task per batch (seen: 20 of 25 s of a drain).
-    A mark on a task that finished meanwhile is harmless: only pending tasks' is read.
+
+def finish_outbox_batch(conn: Connection, outbox_ids: Sequence[int]) -> None:
+    """Delete the rows of a published batch.
+
+    Nothing is written on the tasks: a pending task without an outbox row is one whose
+    message the broker was given (see ``_published``). A mark on each task cost a
+    fourth write of every task row, and its row locks, taken in another order than
+    the workers' batched claims, could deadlock with them.
     """
-    conn.execute(delete(Outbox).where(Outbox.id.in_(outbox_ids)))
-    if published_task_ids:
-        conn.execute(update(Task).where(Task.id.in_(published_task_ids)).values(published_at=now))
+    conn.execute(_FINISH_OUTBOX, {"b_ids": list(outbox_ids)})
 
 
 def _insert_outbox(conn: Connection, rows: Sequence[Any], now: datetime) -> None:
@@ -405,7 +541,6 @@ def recover_stale_running(conn: Connection, stale_before: datetime, now: datetim
             dispatch=Task.dispatch + 1,
             error=error,
             run_after=now,
-            published_at=None,
             heartbeat_at=None,
             worker=None,
         )
@@ -421,46 +556,46 @@ def recover_stale_running(conn: Connection, stale_before: datetime, now: datetim
     return Recovery([row.id for row in retried], [row.id for row in failed])
 
 
+def _published() -> Any:
+    """Pending tasks whose message the broker was given: no outbox row left to publish,
+    and not parked waiting for a concurrency slot (those have no message on purpose)."""
+    unpublished = select(Outbox.id).where(Outbox.task_id == Task.id).exists()
+    return (Task.status == PENDING) & Task.waiting_since.is_(None) & ~unpublished
+
+
 def republish_pending(
     conn: Connection,
     *,
-    published_before: datetime,
     now: datetime,
+    due_before: datetime | None = None,
     queues: Sequence[str] | None = None,
 ) -> list[str]:
-    """Publish again the pending tasks the broker was given before ``published_before``.
+    """Publish again the published, still pending tasks (only those due before
+    ``due_before``, of ``queues``, if given).
 
-    For when the broker lost its messages. The bumped dispatch number makes any copy
+    For when the broker lost their messages. The bumped dispatch number makes any copy
     that did survive unable to claim the task.
     """
-    conditions = [
-        Task.status == PENDING,
-        Task.published_at.is_not(None),
-        Task.published_at < published_before,
-    ]
+    conditions = [_published()]
+    if due_before is not None:
+        conditions.append(Task.run_after < due_before)
     if queues is not None:
         conditions.append(Task.queue.in_(list(queues)))
     rows = conn.execute(
         update(Task)
         .where(*conditions)
-        .values(dispatch=Task.dispatch + 1, published_at=None, run_after=now)
+        .values(dispatch=Task.dispatch + 1, run_after=now)
         .returning(Task.id, Task.dispatch, Task.run_after)
     ).all()
     _insert_outbox(conn, rows, now)
     return [row.id for row in rows]
 
 
-def queues_with_unclaimed(conn: Connection, published_before: datetime) -> list[str]:
-    """Queues holding a task published before ``published_before`` and still pending."""
+def queues_with_unclaimed(conn: Connection, due_before: datetime) -> list[str]:
+    """Queues holding a published task due before ``due_before`` and still pending."""
     return list(
         conn.execute(
-            select(Task.queue)
-            .where(
-                Task.status == PENDING,
-                Task.published_at.is_not(None),
-                Task.published_at < published_before,
-            )
-            .distinct()
+            select(Task.queue).where(_published(), Task.run_after < due_before).distinct()
         ).scalars()
     )
 
@@ -555,7 +690,6 @@ def restart_task(conn: Connection, task_id: str, now: datetime) -> Row[Any]:
             retry_count=0,
             cancel_requested=False,
             run_after=now,
-            published_at=None,
             completed_at=None,
             cancelled_at=None,
             progress=0,
@@ -623,7 +757,7 @@ def park_task(conn: Connection, task_id: str, dispatch: int, now: datetime) -> b
     result = conn.execute(
         update(Task)
         .where(Task.id == task_id, Task.dispatch == dispatch, Task.status == PENDING)
-        .values(waiting_since=now, published_at=None)
+        .values(waiting_since=now)
     )
     return result.rowcount == 1
 
@@ -679,7 +813,6 @@ def release_unfinished(
                 attempts=Task.attempts - 1,
                 dispatch=Task.dispatch + 1,
                 run_after=now,
-                published_at=None,
                 heartbeat_at=None,
                 worker=None,
             )

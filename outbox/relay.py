@@ -78,9 +78,7 @@ class Relay:
             self._publish(live)
             if self._crash_after_publish:
                 os.kill(os.getpid(), signal.SIGKILL)
-            store.finish_outbox_batch(
-                conn, [row.id for row in rows], [row.task_id for row in live], now
-            )
+            store.finish_outbox_batch(conn, [row.id for row in rows])
             store.add_to_counters(conn, {(counters.RELAY_PUBLISHED.name, ""): len(live)})
         self.published += len(live)
         return len(rows)

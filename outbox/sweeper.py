@@ -4,8 +4,8 @@ Four passes, each logged and counted:
 1. running tasks whose heartbeat stopped (their worker died) → pending, new dispatch;
 2. a changed broker epoch (Redis lost its data) → every task published before is
    published again;
-3. the backstop: tasks published more than ``unclaimed_grace`` ago, never claimed,
-   while the broker holds no message of their queue → published again;
+3. the backstop: published tasks due more than ``unclaimed_grace`` ago, never
+   claimed, while the broker holds no message of their queue → published again;
 4. tasks waiting for a concurrency slot while no task of their type runs (whoever
    should have woken them died) → published again.
 A long backlog alone never triggers a republication: that would flood the queue.
@@ -89,7 +89,7 @@ class Sweeper:
                 return 0  # unchanged, or another relay handled the change
             if known is None:
                 return 0  # first sight of this broker: nothing was published under another
-            task_ids = store.republish_pending(conn, published_before=now, now=now)
+            task_ids = store.republish_pending(conn, now=now)
         # A new epoch also means a new in-memory broker (each `jobplane dev` start).
         log = logger.warning if task_ids else logger.info
         log(
@@ -117,7 +117,7 @@ class Sweeper:
         if not empty:
             return 0
         with self.engine.begin() as conn:
-            task_ids = store.republish_pending(conn, published_before=cutoff, now=now, queues=empty)
+            task_ids = store.republish_pending(conn, now=now, due_before=cutoff, queues=empty)
         for task_id in task_ids:
             logger.warning("task %s was never claimed and its queue is empty: republished", task_id)
         return len(task_ids)

@@ -107,6 +107,13 @@ def pg_engine(pg_url: str) -> Iterator[Engine]:
 
 
 @pytest.fixture
+def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
+    engine = make_engine(sqlite_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
 def pg_settings(pg_url: str, redis_url: str) -> Settings:
     return Settings(database_url=pg_url, broker_url=redis_url)
 

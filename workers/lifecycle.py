@@ -13,9 +13,10 @@ import json
 import logging
 import os
 import socket
+import threading
 import traceback
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dramatiq.middleware import Middleware, SkipMessage, TimeLimitExceeded
@@ -29,6 +30,7 @@ from app.settings import Settings
 from workers import context, retries
 from workers.context import TaskCancelled
 from workers.monitor import TaskMonitor
+from workers.writes import DISCONNECT_RETRIES, TaskWrites
 
 if TYPE_CHECKING:
     from dramatiq import Broker, Worker
@@ -37,7 +39,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-DISCONNECT_RETRIES = 3  #: fresh connections tried after a dead one, 0.2 s, 0.4 s, 0.8 s apart
 
 
 class TaskLifecycle(Middleware):
@@ -54,6 +55,8 @@ class TaskLifecycle(Middleware):
         self.settings = settings
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
         self._engine: Engine | None = None
+        self._writes: TaskWrites | None = None
+        self._writes_lock = threading.Lock()
         self._monitor: TaskMonitor | None = None
 
     @property
@@ -61,6 +64,14 @@ class TaskLifecycle(Middleware):
         if self._engine is None:
             self._engine = self.engine_factory()
         return self._engine
+
+    @property
+    def writes(self) -> TaskWrites:
+        """The group-committed claims and completions, made on first use."""
+        with self._writes_lock:
+            if self._writes is None:
+                self._writes = TaskWrites(self.engine, lambda: self.worker_name)
+            return self._writes
 
     # -- process and worker -------------------------------------------------------
 
@@ -80,15 +91,20 @@ class TaskLifecycle(Middleware):
 
     def after_worker_shutdown(self, broker: Broker, worker: Worker) -> None:
         """The grace period is over: what still runs goes back to pending, uncounted."""
-        if self._monitor is None:
-            return
-        self._monitor.stop()
-        held = self._monitor.held()
-        if held:
-            with self.engine.begin() as conn:
-                released = store.release_unfinished(conn, held, utcnow())
-            for task_id in released:
-                logger.warning("stopping: task %s did not finish in time; pending again", task_id)
+        if self._monitor is not None:
+            self._monitor.stop()
+            held = self._monitor.held()
+            if held:
+                with self.engine.begin() as conn:
+                    released = store.release_unfinished(conn, held, utcnow())
+                for task_id in released:
+                    logger.warning(
+                        "stopping: task %s did not finish in time; pending again", task_id
+                    )
+        with self._writes_lock:
+            if self._writes is not None:
+                self._writes.close()
+                self._writes = None
 
     # -- one message --------------------------------------------------------------
 
@@ -96,10 +112,7 @@ class TaskLifecycle(Middleware):
         broker.get_actor(message.actor_name)  # an unknown actor fails before any claim
         spec = registry.get_job(message.actor_name)
         task_id, dispatch = message.kwargs["task_id"], message.kwargs["dispatch"]
-        now = utcnow()
-        row, reason = self._transaction(
-            lambda conn: self._claim_or_park(conn, spec, task_id, dispatch, now)
-        )
+        row, reason = self._claim(spec, task_id, dispatch)
         if row is None:
             logger.info("not running task %s (dispatch %s): %s", task_id, dispatch, reason)
             raise SkipMessage(reason)
@@ -117,17 +130,30 @@ class TaskLifecycle(Middleware):
         if monitor is not None:
             monitor.hold(task_id, dispatch)
 
-    def _claim_or_park(
-        self, conn: Connection, spec: JobSpec, task_id: str, dispatch: int, now: datetime
-    ) -> tuple[Any, str | None]:
+    def _claim(self, spec: JobSpec, task_id: str, dispatch: int) -> tuple[Any, str | None]:
         """The claimed row, or None and why not (waiting for a slot, stale, gone…)."""
         limit = spec.concurrency_limit(self.settings.concurrency)
         if limit is not None:
-            store.lock_job_type(conn, spec.name)  # held until commit: one claim at a time
-            if store.count_running(conn, spec.name) >= limit:
-                if store.park_task(conn, task_id, dispatch, now):
-                    return None, f"waiting for one of the {limit} slots of {spec.name}"
-                return None, store.why_not_claimable(conn, task_id, dispatch, now)
+            return self._transaction(
+                lambda conn: self._claim_or_park(conn, spec, limit, task_id, dispatch)
+            )
+        row = self.writes.claim(task_id, dispatch)
+        if row is not None:
+            return row, None
+        return None, self._transaction(
+            lambda conn: store.why_not_claimable(conn, task_id, dispatch, utcnow())
+        )
+
+    def _claim_or_park(
+        self, conn: Connection, spec: JobSpec, limit: int, task_id: str, dispatch: int
+    ) -> tuple[Any, str | None]:
+        """A claim under a concurrency limit: park the task if every slot is taken."""
+        now = utcnow()
+        store.lock_job_type(conn, spec.name)  # held until commit: one claim at a time
+        if store.count_running(conn, spec.name) >= limit:
+            if store.park_task(conn, task_id, dispatch, now):
+                return None, f"waiting for one of the {limit} slots of {spec.name}"
+            return None, store.why_not_claimable(conn, task_id, dispatch, now)
         row = store.claim_task(conn, task_id, dispatch, worker=self.worker_name, now=now)
         return row, None if row else store.why_not_claimable(conn, task_id, dispatch, now)
 
@@ -155,6 +181,12 @@ class TaskLifecycle(Middleware):
         self, ctx: context.JobContext, exception: BaseException | None, message: MessageProxy
     ) -> None:
         spec = registry.get_job(ctx.task_type)
+        limit = spec.concurrency_limit(self.settings.concurrency)
+        if exception is None and limit is None and result_error(ctx.result) is None:
+            # The common case, committed together with other threads' completions.
+            if not self.writes.complete(ctx.task_id, ctx.dispatch, ctx.result):
+                logger.warning("task %s finished but was no longer this attempt's", ctx.task_id)
+            return
         now = utcnow()
 
         def record(conn: Connection) -> None:
@@ -165,7 +197,6 @@ class TaskLifecycle(Middleware):
                 store.append_logs(conn, [_line(ctx, "WARNING", "cancelled while running", now)])
             else:
                 self._fail(conn, ctx, spec, exception, describe(exception, message))
-            limit = spec.concurrency_limit(self.settings.concurrency)
             if limit is not None:
                 # This task's slot is free again: wake a task waiting for it.
                 store.lock_job_type(conn, spec.name)
@@ -182,13 +213,10 @@ class TaskLifecycle(Middleware):
 
     def _complete(self, conn: Connection, ctx: context.JobContext) -> None:
         now = utcnow()
-        try:
-            json.dumps(ctx.result)
-        except (TypeError, ValueError) as error:
-            message = f"the job's result is not JSON-serializable: {error}"
-            store.fail_task(conn, ctx.task_id, ctx.dispatch, error=message, now=now)
-            return
-        if not store.complete_task(conn, ctx.task_id, ctx.dispatch, result=ctx.result, now=now):
+        error = result_error(ctx.result)
+        if error is not None:
+            store.fail_task(conn, ctx.task_id, ctx.dispatch, error=error, now=now)
+        elif not store.complete_task(conn, ctx.task_id, ctx.dispatch, result=ctx.result, now=now):
             logger.warning("task %s finished but was no longer this attempt's", ctx.task_id)
 
     def _fail(
@@ -211,6 +239,15 @@ class TaskLifecycle(Middleware):
             ):
                 return
         store.fail_task(conn, ctx.task_id, ctx.dispatch, error=error, now=now)
+
+
+def result_error(result: Any) -> str | None:
+    """Why ``result`` cannot be stored, or None when it can (as JSON)."""
+    try:
+        json.dumps(result)
+    except (TypeError, ValueError) as error:
+        return f"the job's result is not JSON-serializable: {error}"
+    return None
 
 
 def _line(ctx: context.JobContext, level: str, message: str, now: Any) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import pytest
 import redis
 from sqlalchemy import Engine, func, select
 
-from app.models import Outbox, Task
+from app.models import Outbox
 from tests import services
 from tests.conftest import wait_until
 
@@ -29,12 +29,9 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 
 
 def all_published(engine: Engine) -> bool:
+    """The relay deletes an outbox row when it has published (and committed) it."""
     with engine.connect() as conn:
-        waiting = conn.execute(select(func.count()).select_from(Outbox)).scalar_one()
-        published = conn.execute(
-            select(func.count()).select_from(Task).where(Task.published_at.is_not(None))
-        ).scalar_one()
-    return waiting == 0 and published == TASKS
+        return conn.execute(select(func.count()).select_from(Outbox)).scalar_one() == 0
 
 
 def test_tasks_published_before_redis_lost_its_data_all_complete_once(

@@ -12,7 +12,6 @@ import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -169,7 +168,7 @@ def test_a_stale_message_cannot_claim_a_republished_task(
     assert relay.drain() == 1
     now = utcnow()
     with pg_engine.begin() as conn:
-        store.republish_pending(conn, published_before=now + timedelta(seconds=1), now=now)
+        store.republish_pending(conn, now=now)
 
     # When a worker receives the first publication's message
     start_worker()
@@ -283,3 +282,51 @@ def test_only_one_of_many_concurrent_claims_of_one_publication_wins(
     assert (claimed.status, claimed.attempts) == ("running", 1)
     with pg_engine.connect() as conn:
         assert store.why_not_claimable(conn, task_id, 1, utcnow()) == "task is running"
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def any_engine(request: pytest.FixtureRequest) -> Engine:
+    """The batched claim has a PostgreSQL statement and a per-row form elsewhere."""
+    fixture = "pg_engine" if request.param == "postgresql" else "sqlite_engine"
+    engine: Engine = request.getfixturevalue(fixture)
+    return engine
+
+
+def test_a_batch_of_claims_gives_each_publication_its_row_once(
+    any_engine: Engine, pg_settings: Settings
+) -> None:
+    first, second, stale = (submit(any_engine, pg_settings) for _ in range(3))
+    missing = str(uuid.uuid4())
+    claims = [(second, 1), (first, 1), (first, 1), (stale, 2), (missing, 1)]
+
+    with any_engine.begin() as conn:
+        rows = store.claim_tasks(conn, claims, worker="test:1", now=utcnow())
+
+    assert [row.id if row else None for row in rows] == [second, first, None, None, None]
+    assert [task(any_engine, t).status for t in (first, second, stale)] == [
+        "running",
+        "running",
+        "pending",
+    ]
+    assert task(any_engine, first).attempts == 1
+
+
+def test_a_batch_of_completions_records_each_result_of_its_own_attempt(
+    any_engine: Engine, pg_settings: Settings
+) -> None:
+    done, also_done, never_claimed = (submit(any_engine, pg_settings) for _ in range(3))
+    with any_engine.begin() as conn:
+        store.claim_tasks(conn, [(done, 1), (also_done, 1)], worker="test:1", now=utcnow())
+        flags = store.complete_tasks(
+            conn,
+            [(done, 1, {"rows": 3}), (also_done, 1, None), (never_claimed, 1, "x"), (done, 1, 0)],
+            utcnow(),
+        )
+
+    assert flags == [True, True, False, False]
+    assert (task(any_engine, done).status, task(any_engine, done).result) == (
+        "completed",
+        {"rows": 3},
+    )
+    assert task(any_engine, also_done).result is None
+    assert task(any_engine, never_claimed).status == "pending"
