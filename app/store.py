@@ -65,9 +65,10 @@ def insert_tasks(conn: Connection, tasks: Sequence[dict[str, Any]]) -> None:
     """
     if not tasks:
         return
-    if len(tasks) == 1 and conn.dialect.name == "postgresql":
-        # One round trip: the outbox row is inserted from the task insert's RETURNING.
-        conn.execute(_insert_task_with_outbox(tuple(tasks[0])), tasks[0])
+    if conn.dialect.name == "postgresql":
+        # One statement per task, the outbox row inserted from the task insert's
+        # RETURNING; several tasks go in one pipelined round trip (psycopg executemany).
+        conn.execute(_insert_task_with_outbox(tuple(tasks[0])), list(tasks))
         return
     conn.execute(insert(Task), list(tasks))
     conn.execute(
