@@ -29,6 +29,12 @@ def make_engine(url: str, **options: Any) -> Engine:
     # SQLAlchemy then replaces every pooled connection older than it, and callers retry
     # (API clients get a 503 with Retry-After; workers retry the claim and the finish).
     options.setdefault("pool_recycle", 1800)
+    # psycopg prepares a statement after its 5th run, and PostgreSQL then keeps one
+    # generic plan for it, costed with the statistics of that moment. A tasks table that
+    # was tiny then (a new install, a burst after a quiet spell) keeps getting sequential
+    # scans per claim and per relay batch as it grows: seen at 10 ms per statement with
+    # a few thousand rows. A custom plan per run costs far less than that risk.
+    options.setdefault("connect_args", {"options": "-c plan_cache_mode=force_custom_plan"})
     return create_engine(url, **options)
 
 

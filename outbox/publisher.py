@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
 import dramatiq
-from sqlalchemy import Row
 
+from app.store import OutboxMessage
 from outbox import broker_state
 
 
-def publish(broker: dramatiq.Broker, *rows: Row[Any]) -> None:
+def publish(broker: dramatiq.Broker, *rows: OutboxMessage) -> None:
     """Enqueue one message per outbox row, on its task's queue.
 
     A message carries only the task id and the dispatch number; the worker reads
@@ -36,7 +35,7 @@ def publish(broker: dramatiq.Broker, *rows: Row[Any]) -> None:
     )
 
 
-def _declare_queues(broker: dramatiq.Broker, rows: Sequence[Row[Any]]) -> None:
+def _declare_queues(broker: dramatiq.Broker, rows: Sequence[OutboxMessage]) -> None:
     """Dramatiq refuses to enqueue on an undeclared queue."""
     for queue in {row.queue for row in rows} - broker.get_declared_queues():
         broker.declare_queue(queue)

@@ -16,13 +16,11 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 import dramatiq
-from sqlalchemy import Engine, Row
+from sqlalchemy import Engine
 
 from app import counters, store
-from app.domain import TaskStatus
 from app.models import utcnow
 from app.settings import Settings
 from outbox.publisher import publish
@@ -71,19 +69,19 @@ class Relay:
             self._swept_once = True
         now = self.clock()
         with self.engine.begin() as conn:
-            rows = store.take_outbox_batch(conn, now, self.settings.relay_batch_size)
-            if not rows:
+            batch = store.take_outbox_batch(conn, now, self.settings.relay_batch_size)
+            if not batch.ids:
                 return 0
-            live = [row for row in rows if row.status == TaskStatus.PENDING.value]
-            self._publish(live)
+            self._publish(batch.messages)
             if self._crash_after_publish:
                 os.kill(os.getpid(), signal.SIGKILL)
-            store.finish_outbox_batch(conn, [row.id for row in rows])
-            store.add_to_counters(conn, {(counters.RELAY_PUBLISHED.name, ""): len(live)})
-        self.published += len(live)
-        return len(rows)
+            store.finish_outbox_batch(conn, batch.ids)
+            published = len(batch.messages)
+            store.add_to_counters(conn, {(counters.RELAY_PUBLISHED.name, ""): published})
+        self.published += published
+        return len(batch.ids)
 
-    def _publish(self, rows: list[Row[Any]]) -> None:
+    def _publish(self, rows: list[store.OutboxMessage]) -> None:
         publish(self.broker, *rows)
 
     def drain(self) -> int:
