@@ -647,9 +647,12 @@ def swap_state(conn: Connection, key: str, old: str | None, new: str, now: datet
     return result.rowcount == 1
 
 
+_NEXT_OUTBOX_DUE = select(func.min(Outbox.available_at))
+
+
 def next_outbox_due(conn: Connection) -> datetime | None:
     """When the earliest outbox row becomes due (None: the outbox is empty)."""
-    return conn.execute(select(func.min(Outbox.available_at))).scalar_one()
+    return conn.execute(_NEXT_OUTBOX_DUE).scalar_one()
 
 
 # -- cancelling and retrying by hand -------------------------------------------------
@@ -1026,14 +1029,17 @@ def add_to_counters(conn: Connection, increments: dict[tuple[str, str], int]) ->
     ]
     if not rows:
         return
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(_add_to_counters(conn.dialect.name), rows)
+
+
+@lru_cache(maxsize=2)
+def _add_to_counters(dialect_name: str) -> Any:
+    """The upsert, built once per dialect: relays run it with every batch."""
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
     statement = dialect.insert(MetricCounter)
-    conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=["name", "label"],
-            set_={"value": MetricCounter.value + statement.excluded.value},
-        ),
-        rows,
+    return statement.on_conflict_do_update(
+        index_elements=["name", "label"],
+        set_={"value": MetricCounter.value + statement.excluded.value},
     )
 
 
