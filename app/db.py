@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +22,19 @@ def make_engine(url: str, **options: Any) -> Engine:
     """An engine for ``url``; SQLite gets WAL, a busy timeout and immediate transactions."""
     if url.startswith("sqlite"):
         return _sqlite_engine(url, **options)
+    return create_engine(url, **_postgres_options(options))
+
+
+def make_async_engine(url: str, **options: Any) -> AsyncEngine:
+    """An asyncio engine for a PostgreSQL ``url`` (psycopg's async connections).
+
+    For the API's submissions, written from the event loop without a thread hop; the
+    statements are the store's own, run through ``AsyncConnection.run_sync``.
+    """
+    return create_async_engine(url, **_postgres_options(options))
+
+
+def _postgres_options(options: dict[str, Any]) -> dict[str, Any]:
     # As many pooled connections as the API's thread pool runs requests at once
     # (anyio's default: 40), so none is opened and closed per request under load.
     options.setdefault("pool_size", 40)
@@ -35,7 +49,7 @@ def make_engine(url: str, **options: Any) -> Engine:
     # scans per claim and per relay batch as it grows: seen at 10 ms per statement with
     # a few thousand rows. A custom plan per run costs far less than that risk.
     options.setdefault("connect_args", {"options": "-c plan_cache_mode=force_custom_plan"})
-    return create_engine(url, **options)
+    return options
 
 
 def _sqlite_engine(url: str, **options: Any) -> Engine:
@@ -62,7 +76,11 @@ def _sqlite_engine(url: str, **options: Any) -> Engine:
 
 
 def transaction(
-    engine: Engine, work: Callable[[Connection], T], *, disconnect_retries: int = 0
+    engine: Engine,
+    work: Callable[[Connection], T],
+    *,
+    disconnect_retries: int = 0,
+    autocommit: bool = False,
 ) -> T:
     """Run ``work`` in a transaction, again on a fresh connection if the first was dead.
 
@@ -70,9 +88,15 @@ def transaction(
     database restart the first use of a pooled connection fails, and SQLAlchemy then
     replaces the whole pool. Callers whose ``work`` is safe to repeat pass
     ``disconnect_retries`` so that one dead connection does not cost them the write.
+
+    ``autocommit`` is for ``work`` that is one statement, atomic on its own: it then
+    commits as it runs, one round trip instead of two (statement, then COMMIT).
     """
     for attempt in range(disconnect_retries + 1):
         try:
+            if autocommit:
+                with engine.connect() as conn:
+                    return work(conn.execution_options(isolation_level="AUTOCOMMIT"))
             with engine.begin() as conn:
                 return work(conn)
         except DBAPIError as error:

@@ -38,17 +38,21 @@ class TaskWrites:
 
     def __init__(self, engine: Engine, worker_name: Callable[[], str]) -> None:
         self.worker_name = worker_name
+        # On PostgreSQL a batch is one UPDATE: committed as it runs, one round trip.
+        single_statement = engine.dialect.name == "postgresql"
         self._claims: GroupCommit[Claim, Row[Any] | None] = GroupCommit(
             engine,
             self._claim_batch,
             name="jobplane-claims",
             disconnect_retries=DISCONNECT_RETRIES,
+            autocommit=single_statement,
         )
         self._completions: GroupCommit[Completion, bool] = GroupCommit(
             engine,
             self._complete_batch,
             name="jobplane-completions",
             disconnect_retries=DISCONNECT_RETRIES,
+            autocommit=single_statement,
         )
 
     def claim(self, task_id: str, dispatch: int) -> Row[Any] | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy import Engine
@@ -21,10 +22,21 @@ from app.api import (
     stats,
     tasks,
 )
-from app.db import make_engine
-from app.group_commit import GroupCommit
+from app.db import make_async_engine, make_engine
+from app.group_commit import AsyncGroupCommit, GroupCommit
 from app.registry import load_jobs
 from app.settings import Settings, get_settings
+
+
+def submissions_writer(engine: Engine) -> GroupCommit[Any, None] | AsyncGroupCommit[Any, None]:
+    """Where submissions without an Idempotency-Key go: written in shared transactions,
+    on PostgreSQL from the event loop itself (psycopg's async connections)."""
+    name = "jobplane-submissions"
+    if engine.dialect.name == "postgresql":
+        url = engine.url.render_as_string(hide_password=False)
+        async_engine = make_async_engine(url, pool_size=2, max_overflow=2)  # one writer
+        return AsyncGroupCommit(async_engine, service.write_new_tasks, name=name)
+    return GroupCommit(engine, service.write_new_tasks, name=name)
 
 
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
@@ -35,8 +47,10 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Made here, in the loop that serves the requests (an asyncio engine is bound to it).
+        app.state.submissions = submissions_writer(app.state.engine)
         yield
-        app.state.submissions.close()
+        await app.state.submissions.aclose()
         if owns_engine:
             app.state.engine.dispose()
 
@@ -50,10 +64,6 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     )
     app.state.settings = settings
     app.state.engine = engine or make_engine(settings.database_url)
-    #: Submissions without an Idempotency-Key are written in shared transactions.
-    app.state.submissions = GroupCommit(
-        app.state.engine, service.write_new_tasks, name="jobplane-submissions"
-    )
     errors.install(app)
     app.include_router(tasks.router)
     app.include_router(admin.router)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 
@@ -9,7 +10,8 @@ import pytest
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import IntegrityError
 
-from app.group_commit import GroupCommit
+from app.db import make_async_engine
+from app.group_commit import AsyncGroupCommit, GroupCommit
 
 
 @pytest.fixture
@@ -80,3 +82,22 @@ def test_a_closed_writer_commits_what_was_queued_and_refuses_more(notes: Engine)
     assert count_notes(notes) == 10
     with pytest.raises(RuntimeError, match="closed"):
         writer.submit(11)
+
+
+def test_coroutines_share_transactions_and_a_bad_item_fails_alone(
+    notes: Engine, pg_url: str
+) -> None:
+    async def scenario() -> list[int | str]:
+        writer: AsyncGroupCommit[int, int] = AsyncGroupCommit(
+            make_async_engine(pg_url), insert_notes, name="test-writer"
+        )
+        # Submitted in one go they make one batch; the repeated key fails it, and the
+        # batch is written again item by item.
+        outcomes = await asyncio.gather(
+            *(writer.run_async(i) for i in (1, 2, 3, 3, 4)), return_exceptions=True
+        )
+        await writer.aclose()
+        return [o if isinstance(o, int) else type(o).__name__ for o in outcomes]
+
+    assert asyncio.run(scenario()) == [-1, -2, -3, "IntegrityError", -4]
+    assert count_notes(notes) == 4
