@@ -35,7 +35,10 @@ def submissions_writer(engine: Engine) -> GroupCommit[Any, None] | AsyncGroupCom
     if engine.dialect.name == "postgresql":
         url = engine.url.render_as_string(hide_password=False)
         async_engine = make_async_engine(url, pool_size=2, max_overflow=2)  # one writer
-        return AsyncGroupCommit(async_engine, service.write_new_tasks, name=name)
+        # On PostgreSQL one submission is one statement (task, outbox row and NOTIFY).
+        return AsyncGroupCommit(
+            async_engine, service.write_new_tasks, name=name, autocommit_single=True
+        )
     return GroupCommit(engine, service.write_new_tasks, name=name)
 
 
