@@ -140,6 +140,11 @@ class Outbox(Base):
     #: Not published before this time (retries and delayed submissions).
     available_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: What the message needs from the task (its actor, queue and time limit), copied
+    #: here so that the relay takes a batch with one statement and never reads tasks.
+    type: Mapped[str] = mapped_column(String(200))
+    queue: Mapped[str] = mapped_column(String(100))
+    timeout_seconds: Mapped[int] = mapped_column(Integer)
 
     __table_args__ = (Index("ix_outbox_available_at_id", "available_at", "id"),)
 

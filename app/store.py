@@ -46,6 +46,15 @@ from app.models import (
 
 PENDING = TaskStatus.PENDING.value
 RUNNING = TaskStatus.RUNNING.value
+#: A task's columns that its outbox row is made of.
+_OUTBOX_SOURCE = (
+    Task.id,
+    Task.dispatch,
+    Task.run_after,
+    Task.type,
+    Task.queue,
+    Task.timeout_seconds,
+)
 #: platform_state key: when a relay's sweeper last ran (ISO-8601).
 RELAY_SEEN_KEY = "relay_seen_at"
 
@@ -79,6 +88,9 @@ def insert_tasks(conn: Connection, tasks: Sequence[dict[str, Any]]) -> None:
                 "dispatch": task["dispatch"],
                 "available_at": task["run_after"],
                 "created_at": task["created_at"],
+                "type": task["type"],
+                "queue": task["queue"],
+                "timeout_seconds": task["timeout_seconds"],
             }
             for task in tasks
         ],
@@ -92,12 +104,20 @@ def _insert_task_with_outbox(columns: Iterable[str]) -> Any:
     new = (
         insert(Task)
         .values({name: bindparam(name, type_=table.c[name].type) for name in columns})
-        .returning(Task.id, Task.dispatch, Task.run_after, Task.created_at)
+        .returning(*_OUTBOX_SOURCE, Task.created_at)
         .cte("new_task")
     )
     return insert(Outbox).from_select(
-        ["task_id", "dispatch", "available_at", "created_at"],
-        select(new.c.id, new.c.dispatch, new.c.run_after, new.c.created_at),
+        ["task_id", "dispatch", "available_at", "created_at", "type", "queue", "timeout_seconds"],
+        select(
+            new.c.id,
+            new.c.dispatch,
+            new.c.run_after,
+            new.c.created_at,
+            new.c.type,
+            new.c.queue,
+            new.c.timeout_seconds,
+        ),
     )
 
 
@@ -394,7 +414,7 @@ def retry_task(
             heartbeat_at=None,
             worker=None,
         )
-        .returning(Task.id, Task.dispatch, Task.run_after)
+        .returning(*_OUTBOX_SOURCE)
     ).first()
     if row is None:
         return False
@@ -445,7 +465,7 @@ def append_logs(conn: Connection, lines: Sequence[dict[str, Any]]) -> None:
 
 
 class OutboxMessage(NamedTuple):
-    """What the message of a locked outbox row carries, or needs to be routed."""
+    """What the message of a taken outbox row carries, or needs to be routed."""
 
     task_id: str
     dispatch: int
@@ -454,68 +474,47 @@ class OutboxMessage(NamedTuple):
     timeout_seconds: int
 
 
-@dataclass(frozen=True)
-class OutboxBatch:
-    """Locked outbox rows: all their ids, and a message for each still pending task."""
-
-    ids: list[int]
-    #: Rows of tasks gone or no longer pending get none: a worker would drop it.
-    messages: list[OutboxMessage]
-
-
-_TAKE_OUTBOX = (
-    select(Outbox.id, Outbox.task_id, Outbox.dispatch)
+_due_outbox_ids = (
+    select(Outbox.id)
     .where(Outbox.available_at <= _now)
     .order_by(Outbox.id)
     .limit(bindparam("b_limit", type_=Integer))
     .with_for_update(skip_locked=True)
+    .scalar_subquery()
 )
-_PENDING_TASKS = select(Task.id, Task.type, Task.queue, Task.timeout_seconds).where(
-    Task.id.in_(bindparam("b_ids", expanding=True)), Task.status == PENDING
+_TAKE_OUTBOX = (
+    delete(Outbox)
+    .where(Outbox.id.in_(_due_outbox_ids))
+    .returning(
+        Outbox.id,
+        Outbox.task_id,
+        Outbox.dispatch,
+        Outbox.type,
+        Outbox.queue,
+        Outbox.timeout_seconds,
+    )
 )
 
 
-def take_outbox_batch(conn: Connection, now: datetime, limit: int) -> OutboxBatch:
-    """Lock up to ``limit`` due outbox rows, oldest first, with what their messages need.
+def take_outbox_batch(conn: Connection, now: datetime, limit: int) -> list[OutboxMessage]:
+    """Delete up to ``limit`` due outbox rows, oldest first; returns their messages.
 
-    ``SKIP LOCKED`` lets several relays share the table on PostgreSQL (SQLAlchemy
-    drops it on SQLite, where one relay is the rule). Two statements rather than a
-    join: planned together, a join from a LIMIT the planner takes at face value led
-    it to hash the whole tasks table for each batch of a few rows.
-    """
-    taken = conn.execute(_TAKE_OUTBOX, {"b_now": now, "b_limit": limit}).all()
-    if not taken:
-        return OutboxBatch([], [])
-    task_ids = list({row.task_id for row in taken})
-    pending = {row.id: row for row in conn.execute(_PENDING_TASKS, {"b_ids": task_ids})}
-    messages = []
-    for row in taken:
-        task = pending.get(row.task_id)
-        if task is not None:
-            messages.append(
-                OutboxMessage(
-                    row.task_id, row.dispatch, task.type, task.queue, task.timeout_seconds
-                )
-            )
-    return OutboxBatch([row.id for row in taken], messages)
-
-
-_FINISH_OUTBOX = delete(Outbox).where(Outbox.id.in_(bindparam("b_ids", expanding=True)))
-
-
-def finish_outbox_batch(conn: Connection, outbox_ids: Sequence[int]) -> None:
-    """Delete the rows of a published batch.
+    One statement, which reads nothing from ``tasks``: the row carries what its message
+    needs. The caller publishes, then commits; if it fails or dies before the commit,
+    the rows are back (and published again: a duplicate, which the claim drops).
+    ``SKIP LOCKED`` lets several relays share the table on PostgreSQL (SQLAlchemy drops
+    it on SQLite, where one relay is the rule). A row whose task was cancelled or
+    deleted meanwhile is published all the same; the worker drops its message.
 
     Nothing is written on the tasks: a pending task without an outbox row is one whose
-    message the broker was given (see ``_published``). A mark on each task cost a
-    fourth write of every task row, and its row locks, taken in another order than
-    the workers' batched claims, could deadlock with them.
+    message the broker was given (see ``_published``).
     """
-    conn.execute(_FINISH_OUTBOX, {"b_ids": list(outbox_ids)})
+    rows = conn.execute(_TAKE_OUTBOX, {"b_now": now, "b_limit": limit}).all()
+    return [OutboxMessage(*row[1:]) for row in sorted(rows, key=lambda row: row.id)]
 
 
 def _insert_outbox(conn: Connection, rows: Sequence[Any], now: datetime) -> None:
-    """Outbox rows for tasks given as rows of (id, dispatch, run_after)."""
+    """Outbox rows for tasks given as rows of ``_OUTBOX_SOURCE``'s columns."""
     if rows:
         conn.execute(
             insert(Outbox),
@@ -525,6 +524,9 @@ def _insert_outbox(conn: Connection, rows: Sequence[Any], now: datetime) -> None
                     "dispatch": row.dispatch,
                     "available_at": row.run_after,
                     "created_at": now,
+                    "type": row.type,
+                    "queue": row.queue,
+                    "timeout_seconds": row.timeout_seconds,
                 }
                 for row in rows
             ],
@@ -565,7 +567,7 @@ def recover_stale_running(conn: Connection, stale_before: datetime, now: datetim
             heartbeat_at=None,
             worker=None,
         )
-        .returning(Task.id, Task.dispatch, Task.run_after)
+        .returning(*_OUTBOX_SOURCE)
     ).all()
     _insert_outbox(conn, retried, now)
     failed = conn.execute(
@@ -609,7 +611,7 @@ def republish_pending(
         update(Task)
         .where(*conditions)
         .values(dispatch=Task.dispatch + 1, run_after=now)
-        .returning(Task.id, Task.dispatch, Task.run_after)
+        .returning(*_OUTBOX_SOURCE)
     ).all()
     _insert_outbox(conn, rows, now)
     return [row.id for row in rows]
@@ -722,7 +724,7 @@ def restart_task(conn: Connection, task_id: str, now: datetime) -> Row[Any]:
             progress=0,
             total=0,
         )
-        .returning(Task.id, Task.dispatch, Task.run_after)
+        .returning(*_OUTBOX_SOURCE)
     ).first()
     if row is None:
         current = get_task(conn, task_id)
@@ -804,7 +806,7 @@ def wake_waiting(conn: Connection, job_type: str, count: int, now: datetime) -> 
         update(Task)
         .where(Task.id.in_(oldest))
         .values(waiting_since=None, dispatch=Task.dispatch + 1, run_after=now)
-        .returning(Task.id, Task.dispatch, Task.run_after)
+        .returning(*_OUTBOX_SOURCE)
     ).all()
     _insert_outbox(conn, rows, now)
     return [row.id for row in rows]
@@ -843,7 +845,7 @@ def release_unfinished(
                 heartbeat_at=None,
                 worker=None,
             )
-            .returning(Task.id, Task.dispatch, Task.run_after)
+            .returning(*_OUTBOX_SOURCE)
         ).first()
         if row is not None:
             _insert_outbox(conn, [row], now)
@@ -895,7 +897,16 @@ def insert_scheduled_run(conn: Connection, task: dict[str, Any], *, with_outbox:
     if with_outbox:
         _insert_outbox(
             conn,
-            [_OutboxSource(task["id"], task["dispatch"], task["run_after"])],
+            [
+                _OutboxSource(
+                    task["id"],
+                    task["dispatch"],
+                    task["run_after"],
+                    task["type"],
+                    task["queue"],
+                    task["timeout_seconds"],
+                )
+            ],
             task["created_at"],
         )
     return True
@@ -906,6 +917,9 @@ class _OutboxSource:
     id: str
     dispatch: int
     run_after: datetime
+    type: str
+    queue: str
+    timeout_seconds: int
 
 
 def _insert_ignoring_conflict(conn: Connection, model: type[Any], columns: list[str]) -> Any:

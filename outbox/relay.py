@@ -1,10 +1,10 @@
 """The outbox relay: publishes committed outbox rows to the broker, then deletes them.
 
-One batch is one transaction: lock due rows (SKIP LOCKED), publish a message per
-row, delete the rows, commit. A crash between publishing and committing leaves the
-rows in place and they are published again; the worker's claim drops the duplicate
-(invariant 2). A broker that is down makes the transaction roll back, and the relay
-backs off and tries again, losing nothing.
+One batch is one transaction: delete due rows (locked with SKIP LOCKED) returning what
+their messages need, publish a message per row, commit. A crash between publishing and
+committing leaves the rows in place and they are published again; the worker's claim
+drops the duplicate (invariant 2). A broker that is down makes the transaction roll
+back, and the relay backs off and tries again, losing nothing.
 """
 
 from __future__ import annotations
@@ -72,20 +72,19 @@ class Relay:
         now = self.clock()
         published = 0
         with self.engine.begin() as conn:
-            batch = store.take_outbox_batch(conn, now, self.settings.relay_batch_size)
-            if batch.ids:
-                self._publish(batch.messages)
+            messages = store.take_outbox_batch(conn, now, self.settings.relay_batch_size)
+            if messages:
+                self._publish(messages)
                 if self._crash_after_publish:
                     os.kill(os.getpid(), signal.SIGKILL)
-                store.finish_outbox_batch(conn, batch.ids)
-                published = len(batch.messages)
+                published = len(messages)
                 store.add_to_counters(conn, {(counters.RELAY_PUBLISHED.name, ""): published})
-            if len(batch.ids) < self.settings.relay_batch_size:
+            if len(messages) < self.settings.relay_batch_size:
                 # For the wait that follows: asked here, not in a transaction of its own
                 # (a round trip and a connection checkout less per wake-up).
                 self._next_due = store.next_outbox_due(conn)
         self.published += published
-        return len(batch.ids)
+        return published
 
     def _publish(self, rows: list[store.OutboxMessage]) -> None:
         publish(self.broker, *rows)
