@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from app import service
 from app.api import (
     admin,
     dashboard,
@@ -22,24 +20,9 @@ from app.api import (
     stats,
     tasks,
 )
-from app.db import make_async_engine, make_engine
-from app.group_commit import AsyncGroupCommit, GroupCommit
+from app.db import make_engine
 from app.registry import load_jobs
 from app.settings import Settings, get_settings
-
-
-def submissions_writer(engine: Engine) -> GroupCommit[Any, None] | AsyncGroupCommit[Any, None]:
-    """Where submissions without an Idempotency-Key go: written in shared transactions,
-    on PostgreSQL from the event loop itself (psycopg's async connections)."""
-    name = "jobplane-submissions"
-    if engine.dialect.name == "postgresql":
-        url = engine.url.render_as_string(hide_password=False)
-        async_engine = make_async_engine(url, pool_size=2, max_overflow=2)  # one writer
-        # On PostgreSQL one submission is one statement (task, outbox row and NOTIFY).
-        return AsyncGroupCommit(
-            async_engine, service.write_new_tasks, name=name, autocommit_single=True
-        )
-    return GroupCommit(engine, service.write_new_tasks, name=name)
 
 
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
@@ -50,10 +33,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Made here, in the loop that serves the requests (an asyncio engine is bound to it).
-        app.state.submissions = submissions_writer(app.state.engine)
         yield
-        await app.state.submissions.aclose()
+        await tasks.close_submissions(app)
         if owns_engine:
             app.state.engine.dispose()
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from app import service, store
 from app.api.auth import require_token
 from app.api.schemas import BatchCreated, Problem, SubmitBatch, SubmitTask, TaskDetail
+from app.db import make_async_engine
 from app.domain import TaskNotFound
+from app.group_commit import AsyncGroupCommit, GroupCommit
 from app.models import utcnow
 from app.settings import Settings
 
@@ -51,7 +53,7 @@ async def submit_task(
         # The common case: committed together with the submissions arriving meanwhile
         # (app.group_commit), without occupying a thread of the pool while it waits.
         task = service.build_task(submission, state.settings, utcnow())
-        await state.submissions.run_async(task)
+        await submissions(request.app).run_async(task)
         return TaskDetail.from_row(task)
     row, created = await run_in_threadpool(
         submit_once, state.engine, submission, state.settings, idempotency_key
@@ -59,6 +61,41 @@ async def submit_task(
     if not created:
         response.status_code = 200
     return TaskDetail.from_row(row)
+
+
+SubmissionsWriter = GroupCommit[dict[str, Any], None] | AsyncGroupCommit[dict[str, Any], None]
+
+
+def submissions(app: FastAPI) -> SubmissionsWriter:
+    """The app's writer of submissions without an Idempotency-Key, made at first use.
+
+    Submissions are written in shared transactions (``app.group_commit``); on PostgreSQL
+    from the event loop itself, through psycopg's async connections, so the writer is
+    made inside the loop that serves the requests (an asyncio engine is bound to it).
+    """
+    writer: SubmissionsWriter | None = getattr(app.state, "submissions", None)
+    if writer is None:
+        writer = app.state.submissions = _new_submissions_writer(app.state.engine)
+    return writer
+
+
+def _new_submissions_writer(engine: Engine) -> SubmissionsWriter:
+    name = "jobplane-submissions"
+    if engine.dialect.name != "postgresql":
+        return GroupCommit(engine, service.write_new_tasks, name=name)
+    url = engine.url.render_as_string(hide_password=False)
+    async_engine = make_async_engine(url, pool_size=2, max_overflow=2)  # one writer
+    # On PostgreSQL one submission is one statement (task, outbox row and NOTIFY).
+    return AsyncGroupCommit(
+        async_engine, service.write_new_tasks, name=name, autocommit_single=True
+    )
+
+
+async def close_submissions(app: FastAPI) -> None:
+    """Let the queued submissions be written; for the app's shutdown."""
+    writer = getattr(app.state, "submissions", None)
+    if writer is not None:
+        await writer.aclose()
 
 
 def submit_once(
