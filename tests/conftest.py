@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 import uvicorn
 from sqlalchemy import Engine, func, select
 
@@ -167,6 +168,22 @@ def api_factory() -> Iterator[Callable[..., httpx.Client]]:
 @pytest.fixture
 def pg_api(api_factory: Callable[..., httpx.Client], pg_settings: Settings) -> httpx.Client:
     return api_factory(pg_settings)
+
+
+#: Dramatiq's Redis layout: every message of queue "default" until it is acked.
+DEFAULT_MESSAGES = "dramatiq:default.msgs"
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A client of the test Redis database (which ``redis_url`` names and flushes)."""
+    client = services.redis_client()
+    yield client
+    client.close()
+
+
+def outbox_rows(engine: Engine) -> int:
+    return row_counts(engine)["outbox"]
 
 
 def row_counts(engine: Engine) -> dict[str, int]:

@@ -5,33 +5,15 @@ the sweeper sees the broker's epoch change and publishes the pending tasks again
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import pytest
 import redis
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
-from app.models import Outbox
-from tests import services
-from tests.conftest import wait_until
+from tests.conftest import DEFAULT_MESSAGES, outbox_rows, wait_until
 
 TASKS = 200
-#: Dramatiq's Redis layout: every message of queue "default" until it is acked.
-DEFAULT_MESSAGES = "dramatiq:default.msgs"
-
-
-@pytest.fixture
-def redis_client(redis_url: str) -> Iterator[redis.Redis]:
-    client = services.redis_client()
-    yield client
-    client.close()
-
-
-def all_published(engine: Engine) -> bool:
-    """The relay deletes an outbox row when it has published (and committed) it."""
-    with engine.connect() as conn:
-        return conn.execute(select(func.count()).select_from(Outbox)).scalar_one() == 0
 
 
 def test_tasks_published_before_redis_lost_its_data_all_complete_once(
@@ -49,7 +31,8 @@ def test_tasks_published_before_redis_lost_its_data_all_complete_once(
     batch = {"tasks": [{"type": "demo.noop"} for _ in range(TASKS)]}
     created = client.post("/api/tasks/batch", json=batch)
     assert created.status_code == 201
-    wait_until(lambda: all_published(pg_engine), timeout=30, what="every task to be published")
+    # (the relay deletes an outbox row once it has published it and committed)
+    wait_until(lambda: outbox_rows(pg_engine) == 0, timeout=30, what="every task to be published")
     assert redis_client.hlen(DEFAULT_MESSAGES) == TASKS
 
     # When Redis loses its data and a worker starts

@@ -6,35 +6,18 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import pytest
 import redis
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
-from app.models import Outbox
 from outbox.relay import CRASH_AFTER_PUBLISH_ENV
-from tests import services
-from tests.conftest import wait_until
+from tests.conftest import DEFAULT_MESSAGES, outbox_rows, wait_until
 
 TASKS = 50
-#: Dramatiq's Redis layout: every message of queue "default" until it is acked.
-DEFAULT_MESSAGES = "dramatiq:default.msgs"
 #: The worker's line for a message it drops: "… task <id> (dispatch <n>): <reason>".
 DROPPED = re.compile(r"task ([0-9a-f-]{36}) \(dispatch 1\): (.+)$", re.MULTILINE)
-
-
-@pytest.fixture
-def redis_client(redis_url: str) -> Iterator[redis.Redis]:
-    client = services.redis_client()
-    yield client
-    client.close()
-
-
-def outbox_rows(engine: Engine) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(Outbox)).scalar_one())
 
 
 def test_a_relay_killed_between_publishing_and_committing_starts_no_task_twice(

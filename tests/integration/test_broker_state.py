@@ -17,7 +17,6 @@ from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.brokers.stub import StubBroker
 
 from outbox import broker_state
-from tests import services
 from tests.conftest import wait_until
 from workers.broker import make_broker
 
@@ -27,13 +26,6 @@ def redis_broker(redis_url: str) -> Iterator[dramatiq.Broker]:
     broker = make_broker(redis_url)
     yield broker
     broker.client.close()  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-def redis_client(redis_url: str) -> Iterator[redis.Redis]:
-    client = services.redis_client()
-    yield client
-    client.close()
 
 
 def enqueue(broker: dramatiq.Broker, queue: str = "default") -> dramatiq.Message[object]:

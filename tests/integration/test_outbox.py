@@ -15,21 +15,17 @@ from typing import Any
 import dramatiq
 import pytest
 import redis
-from sqlalchemy import Engine, Row, func, select
+from sqlalchemy import Engine, Row, select
 
 from app import service
-from app.models import Outbox, Task, utcnow
+from app.models import Task, utcnow
 from app.registry import load_jobs
 from app.settings import Settings
 from outbox import broker_state
 from outbox.relay import Relay
 from outbox.sweeper import Sweeper
-from tests import services
-from tests.conftest import row_counts, wait_until
+from tests.conftest import DEFAULT_MESSAGES, outbox_rows, row_counts, wait_until
 from workers.broker import make_broker
-
-#: Dramatiq's Redis layout: every message of queue "default" until it is acked.
-DEFAULT_MESSAGES = "dramatiq:default.msgs"
 
 
 class Rollback(Exception):
@@ -52,13 +48,6 @@ class Clock:
 @pytest.fixture(autouse=True)
 def _jobs() -> None:
     load_jobs()
-
-
-@pytest.fixture
-def redis_client(redis_url: str) -> Iterator[redis.Redis]:
-    client = services.redis_client()
-    yield client
-    client.close()
 
 
 @pytest.fixture
@@ -95,11 +84,6 @@ def published_messages(client: redis.Redis) -> list[dramatiq.Message[Any]]:
 def tasks(engine: Engine) -> list[Row[Any]]:
     with engine.connect() as conn:
         return list(conn.execute(select(Task)).all())
-
-
-def outbox_rows(engine: Engine) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(Outbox)).scalar_one())
 
 
 def test_a_submission_whose_transaction_rolls_back_publishes_nothing(
