@@ -241,14 +241,18 @@ def claim_task(
 # taken at a quiet moment the planner would otherwise walk every pending task through a
 # status index for each batch (seen with a backlog) instead of one primary-key lookup
 # per message.
-_claims = (
-    func.unnest(
-        bindparam("b_ids", type_=postgresql.ARRAY(String)),
-        bindparam("b_dispatches", type_=postgresql.ARRAY(Integer)),
+def _unnested(name: str, **columns: Any) -> Any:
+    """``unnest(:b_<name>_<column>, …) AS <name>(<column>, …)``: a row per array element,
+    each column's array passed as a bind parameter (of PostgreSQL ARRAY type)."""
+    arrays = (bindparam(f"b_{name}_{col}", type_=postgresql.ARRAY(t)) for col, t in columns.items())
+    return (
+        func.unnest(*arrays)
+        .table_valued(*(column(col, t) for col, t in columns.items()))
+        .render_derived(name=name)
     )
-    .table_valued(column("id", String), column("dispatch", Integer))
-    .render_derived(name="claims")
-)
+
+
+_claims = _unnested("claims", id=String, dispatch=Integer)
 _CLAIM_MANY = (
     update(Task)
     .where(
@@ -279,8 +283,8 @@ def claim_tasks(
     # In id order, as every batched UPDATE here: rows locked in one order cannot deadlock.
     ordered = sorted(set(claims))
     params = {
-        "b_ids": [task_id for task_id, _ in ordered],
-        "b_dispatches": [dispatch for _, dispatch in ordered],
+        "b_claims_id": [task_id for task_id, _ in ordered],
+        "b_claims_dispatch": [dispatch for _, dispatch in ordered],
         "b_now": now,
         "b_worker": worker,
     }
@@ -329,15 +333,7 @@ def complete_task(
     return conn.execute(_COMPLETE, params).rowcount == 1
 
 
-_completions = (
-    func.unnest(
-        bindparam("b_ids", type_=postgresql.ARRAY(String)),
-        bindparam("b_dispatches", type_=postgresql.ARRAY(Integer)),
-        bindparam("b_results", type_=postgresql.ARRAY(Text)),
-    )
-    .table_valued(column("id", String), column("dispatch", Integer), column("result", Text))
-    .render_derived(name="done")
-)
+_completions = _unnested("done", id=String, dispatch=Integer, result=Text)
 _COMPLETE_MANY = (
     update(Task)
     .where(
@@ -370,9 +366,9 @@ def complete_tasks(
         results.setdefault((task_id, dispatch), result)
     ordered = sorted(results)  # in id order: see claim_tasks
     params = {
-        "b_ids": [task_id for task_id, _ in ordered],
-        "b_dispatches": [dispatch for _, dispatch in ordered],
-        "b_results": [json.dumps(results[key]) for key in ordered],
+        "b_done_id": [task_id for task_id, _ in ordered],
+        "b_done_dispatch": [dispatch for _, dispatch in ordered],
+        "b_done_result": [json.dumps(results[key]) for key in ordered],
         "b_now": now,
     }
     done = {(row.id, row.dispatch) for row in conn.execute(_COMPLETE_MANY, params)}
