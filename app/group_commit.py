@@ -138,8 +138,7 @@ class GroupCommit(Generic[ItemT, ResultT]):
                 disconnect_retries=self.disconnect_retries,
                 autocommit=self.autocommit,
             )
-            if len(results) != len(batch):
-                raise RuntimeError(f"{self.name}: {len(results)} results for {len(batch)} items")
+            _check_count(self.name, results, batch)
         except Exception as error:
             if len(batch) == 1:
                 batch[0][1].set_exception(error)
@@ -216,8 +215,7 @@ class AsyncGroupCommit(Generic[ItemT, ResultT]):
             else:
                 async with self.engine.begin() as conn:
                     results = await conn.run_sync(lambda sync_conn: self.write(sync_conn, items))
-            if len(results) != len(batch):
-                raise RuntimeError(f"{self.name}: {len(results)} results for {len(batch)} items")
+            _check_count(self.name, results, batch)
         except Exception as error:
             if len(batch) == 1:
                 _settle(batch[0][1], error=error)
@@ -227,6 +225,12 @@ class AsyncGroupCommit(Generic[ItemT, ResultT]):
             return
         for (_, future), result in zip(batch, results, strict=True):
             _settle(future, result=result)
+
+
+def _check_count(name: str, results: Sequence[object], batch: Sequence[object]) -> None:
+    """``write`` must give one result per item: anything else is a bug in it."""
+    if len(results) != len(batch):
+        raise RuntimeError(f"{name}: {len(results)} results for {len(batch)} items")
 
 
 def _settle(
