@@ -886,36 +886,13 @@ def insert_scheduled_run(conn: Connection, task: dict[str, Any], *, with_outbox:
     inserted = conn.execute(
         _insert_ignoring_conflict(conn, Task, ["schedule_name", "fire_time"])
         .values(**task)
-        .returning(Task.id)
+        .returning(*_OUTBOX_SOURCE)
     ).first()
     if inserted is None:
         return False
     if with_outbox:
-        _insert_outbox(
-            conn,
-            [
-                _OutboxSource(
-                    task["id"],
-                    task["dispatch"],
-                    task["run_after"],
-                    task["type"],
-                    task["queue"],
-                    task["timeout_seconds"],
-                )
-            ],
-            task["created_at"],
-        )
+        _insert_outbox(conn, [inserted], task["created_at"])
     return True
-
-
-@dataclass(frozen=True)
-class _OutboxSource:
-    id: str
-    dispatch: int
-    run_after: datetime
-    type: str
-    queue: str
-    timeout_seconds: int
 
 
 def _insert_ignoring_conflict(conn: Connection, model: type[Any], columns: list[str]) -> Any:
