@@ -26,7 +26,7 @@ from typing import Generic, TypeVar
 from sqlalchemy import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db import transaction
+from app.db import HeldConnection
 
 logger = logging.getLogger(__name__)
 
@@ -64,12 +64,13 @@ class GroupCommit(Generic[ItemT, ResultT]):
         disconnect_retries: int = 0,
         autocommit: bool = False,
     ) -> None:
-        self.engine = engine
-        self.autocommit = autocommit
         self.write = write
         self.name = name
         self.max_batch = max_batch
-        self.disconnect_retries = disconnect_retries
+        # Only the writer thread uses it, and closes it when the writer stops.
+        self._connection = HeldConnection(
+            engine, disconnect_retries=disconnect_retries, autocommit=autocommit
+        )
         self._queue: queue.SimpleQueue[tuple[ItemT, Future[ResultT]] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -127,17 +128,13 @@ class GroupCommit(Generic[ItemT, ResultT]):
             if batch:
                 self._write(batch)
             if first is None:
+                self._connection.close()
                 return
 
     def _write(self, batch: list[tuple[ItemT, Future[ResultT]]]) -> None:
         items = [item for item, _ in batch]
         try:
-            results = transaction(
-                self.engine,
-                lambda conn: self.write(conn, items),
-                disconnect_retries=self.disconnect_retries,
-                autocommit=self.autocommit,
-            )
+            results = self._connection.run(lambda conn: self.write(conn, items))
             _check_count(self.name, results, batch)
         except Exception as error:
             if len(batch) == 1:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from app.db import make_async_engine
 from app.group_commit import AsyncGroupCommit, GroupCommit
@@ -82,6 +82,36 @@ def test_a_closed_writer_commits_what_was_queued_and_refuses_more(notes: Engine)
     assert count_notes(notes) == 10
     with pytest.raises(RuntimeError, match="closed"):
         writer.submit(11)
+
+
+def test_a_writer_replaces_its_connection_when_the_database_drops_it(notes: Engine) -> None:
+    backends: list[int] = []
+
+    def write(conn: Connection, ids: list[int]) -> list[int]:
+        backends.append(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+        return insert_notes(conn, ids)
+
+    def drop_writer_connection() -> None:
+        with notes.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backends[-1]})
+
+    retrying = GroupCommit(notes, write, name="test-writer", disconnect_retries=1)
+    assert retrying.run(1) == -1
+    assert retrying.run(2) == -2
+    assert backends[0] == backends[1]  # the writer keeps its connection between batches
+    drop_writer_connection()
+    assert retrying.run(3) == -3  # on a fresh connection, unseen by the caller
+    assert backends[-1] != backends[0]
+    retrying.close()
+
+    not_retrying = GroupCommit(notes, write, name="test-writer")
+    assert not_retrying.run(4) == -4
+    drop_writer_connection()
+    with pytest.raises(DBAPIError):
+        not_retrying.run(5)
+    assert not_retrying.run(6) == -6
+    not_retrying.close()
+    assert count_notes(notes) == 5
 
 
 def test_coroutines_share_transactions_and_a_bad_item_fails_alone(
