@@ -24,7 +24,8 @@ from concurrent.futures import Future
 from typing import Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.db import HeldConnection
 
@@ -156,12 +157,13 @@ class AsyncGroupCommit(Generic[ItemT, ResultT]):
 
     The writer is a task on the loop, not a thread: a submission costs no thread hop
     (on a virtual machine, waking another thread can cost milliseconds) and no lock.
-    ``write`` is the same synchronous function, run with ``AsyncConnection.run_sync``.
-    Make it inside the loop that will use it (the API's lifespan).
+    ``write`` is the same synchronous function, run with ``AsyncConnection.run_sync``
+    on a connection the writer holds between batches. Make it inside the loop that will
+    use it (the API's lifespan).
 
-    ``autocommit_single``: ``write`` of one item is one statement, atomic on its own; a
-    batch of one (the usual case while the load is light) then commits as it runs, one
-    round trip instead of two.
+    ``autocommit``: ``write`` is one statement for any batch, committed as it runs.
+    A connection found dead fails its batch and is replaced for the next one (no
+    retries: whether a statement that lost its connection committed is unknown).
     """
 
     def __init__(
@@ -171,15 +173,16 @@ class AsyncGroupCommit(Generic[ItemT, ResultT]):
         *,
         name: str,
         max_batch: int = DEFAULT_MAX_BATCH,
-        autocommit_single: bool = False,
+        autocommit: bool = False,
     ) -> None:
         self.engine = engine
-        self.autocommit_single = autocommit_single
+        self.autocommit = autocommit
         self.write = write
         self.name = name
         self.max_batch = max_batch
         self._pending: list[tuple[ItemT, asyncio.Future[ResultT]]] = []
         self._writer: asyncio.Task[None] | None = None
+        self._conn: AsyncConnection | None = None
 
     async def run_async(self, item: ItemT) -> ResultT:
         """Write ``item`` and wait for its commit; raises what the write raised."""
@@ -193,6 +196,7 @@ class AsyncGroupCommit(Generic[ItemT, ResultT]):
         """Let what is queued be written, then release the engine's connections."""
         if self._writer is not None:
             await self._writer
+        await self._release_connection()
         await self.engine.dispose()
 
     async def _drain(self) -> None:
@@ -205,13 +209,7 @@ class AsyncGroupCommit(Generic[ItemT, ResultT]):
     async def _write(self, batch: list[tuple[ItemT, asyncio.Future[ResultT]]]) -> None:
         items = [item for item, _ in batch]
         try:
-            if self.autocommit_single and len(items) == 1:
-                async with self.engine.connect() as conn:
-                    conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                    results = await conn.run_sync(lambda sync_conn: self.write(sync_conn, items))
-            else:
-                async with self.engine.begin() as conn:
-                    results = await conn.run_sync(lambda sync_conn: self.write(sync_conn, items))
+            results = await self._run(lambda sync_conn: self.write(sync_conn, items))
             _check_count(self.name, results, batch)
         except Exception as error:
             if len(batch) == 1:
@@ -222,6 +220,27 @@ class AsyncGroupCommit(Generic[ItemT, ResultT]):
             return
         for (_, future), result in zip(batch, results, strict=True):
             _settle(future, result=result)
+
+    async def _run(self, work: Callable[[Connection], Sequence[ResultT]]) -> Sequence[ResultT]:
+        if self._conn is None:
+            conn = await self.engine.connect()
+            if self.autocommit:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            self._conn = conn
+        try:
+            if self.autocommit:
+                return await self._conn.run_sync(work)
+            async with self._conn.begin():
+                return await self._conn.run_sync(work)
+        except DBAPIError as error:
+            if error.connection_invalidated:
+                await self._release_connection()
+            raise
+
+    async def _release_connection(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await conn.close()
 
 
 def _check_count(name: str, results: Sequence[object], batch: Sequence[object]) -> None:

@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
+    JSON,
     Connection,
     Integer,
     Row,
@@ -63,6 +64,23 @@ def _from(target: TaskStatus) -> list[str]:
     return [status.value for status in ALLOWED_FROM[target]]
 
 
+# The batched forms read their rows from arrays, so that one prepared statement serves
+# every batch size: ``UPDATE tasks … FROM unnest(ids, dispatches)``. Their status
+# guard is written ``(status = …) IS TRUE``, which no index can serve: with statistics
+# taken at a quiet moment the planner would otherwise walk every pending task through a
+# status index for each batch (seen with a backlog) instead of one primary-key lookup
+# per message.
+def _unnested(name: str, **columns: Any) -> Any:
+    """``unnest(:b_<name>_<column>, …) AS <name>(<column>, …)``: a row per array element,
+    each column's array passed as a bind parameter (of PostgreSQL ARRAY type)."""
+    arrays = (bindparam(f"b_{name}_{col}", type_=postgresql.ARRAY(t)) for col, t in columns.items())
+    return (
+        func.unnest(*arrays)
+        .table_valued(*(column(col, t) for col, t in columns.items()))
+        .render_derived(name=name)
+    )
+
+
 # -- submitting ----------------------------------------------------------------------
 
 
@@ -75,9 +93,18 @@ def insert_tasks(conn: Connection, tasks: Sequence[dict[str, Any]]) -> None:
     if not tasks:
         return
     if conn.dialect.name == "postgresql":
-        # One statement per task, the outbox row inserted from the task insert's
-        # RETURNING; several tasks go in one pipelined round trip (psycopg executemany).
-        conn.execute(_insert_task_with_outbox(tuple(tasks[0])), list(tasks))
+        # One statement for the whole batch, the outbox rows inserted from the task
+        # insert's RETURNING: one round trip, one NOTIFY, and committed as it runs
+        # when the caller is in autocommit.
+        columns = tuple(tasks[0])
+        json_columns = _JSON_COLUMNS.intersection(columns)
+        params = {
+            f"b_new_{name}": [
+                json.dumps(task[name]) if name in json_columns else task[name] for task in tasks
+            ]
+            for name in columns
+        }
+        conn.execute(_insert_tasks_with_outbox(columns), params)
         return
     conn.execute(insert(Task), list(tasks))
     conn.execute(
@@ -97,26 +124,38 @@ def insert_tasks(conn: Connection, tasks: Sequence[dict[str, Any]]) -> None:
     )
 
 
+#: Task columns of JSON type: a batch insert passes them as JSON text.
+_JSON_COLUMNS = frozenset(c.name for c in Task.__table__.c if isinstance(c.type, JSON))
+
+
 @lru_cache(maxsize=8)
-def _insert_task_with_outbox(columns: Iterable[str]) -> Any:
-    """``WITH t AS (INSERT INTO tasks … RETURNING …) INSERT INTO outbox SELECT … FROM t``."""
+def _insert_tasks_with_outbox(columns: tuple[str, ...]) -> Any:
+    """``WITH new_task AS (INSERT INTO tasks SELECT * FROM unnest(…) RETURNING …)
+    INSERT INTO outbox SELECT … FROM new_task``: a column's values come as one array."""
     table = Task.__table__
-    new = (
+    new = _unnested(
+        "new", **{name: Text if name in _JSON_COLUMNS else table.c[name].type for name in columns}
+    )
+    values = [
+        cast(new.c[name], postgresql.JSONB) if name in _JSON_COLUMNS else new.c[name]
+        for name in columns
+    ]
+    inserted = (
         insert(Task)
-        .values({name: bindparam(name, type_=table.c[name].type) for name in columns})
+        .from_select(list(columns), select(*values))
         .returning(*_OUTBOX_SOURCE, Task.created_at)
         .cte("new_task")
     )
     return insert(Outbox).from_select(
         ["task_id", "dispatch", "available_at", "created_at", "type", "queue", "timeout_seconds"],
         select(
-            new.c.id,
-            new.c.dispatch,
-            new.c.run_after,
-            new.c.created_at,
-            new.c.type,
-            new.c.queue,
-            new.c.timeout_seconds,
+            inserted.c.id,
+            inserted.c.dispatch,
+            inserted.c.run_after,
+            inserted.c.created_at,
+            inserted.c.type,
+            inserted.c.queue,
+            inserted.c.timeout_seconds,
         ),
     )
 
@@ -233,23 +272,6 @@ def claim_task(
     assert ALLOWED_FROM[TaskStatus.RUNNING] == {TaskStatus.PENDING}
     params = {"b_task_id": task_id, "b_dispatch": dispatch, "b_now": now, "b_worker": worker}
     return conn.execute(_CLAIM, params).first()
-
-
-# The batched forms read their messages from arrays, so that one prepared statement
-# serves every batch size: ``UPDATE tasks … FROM unnest(ids, dispatches)``. Their status
-# guard is written ``(status = …) IS TRUE``, which no index can serve: with statistics
-# taken at a quiet moment the planner would otherwise walk every pending task through a
-# status index for each batch (seen with a backlog) instead of one primary-key lookup
-# per message.
-def _unnested(name: str, **columns: Any) -> Any:
-    """``unnest(:b_<name>_<column>, …) AS <name>(<column>, …)``: a row per array element,
-    each column's array passed as a bind parameter (of PostgreSQL ARRAY type)."""
-    arrays = (bindparam(f"b_{name}_{col}", type_=postgresql.ARRAY(t)) for col, t in columns.items())
-    return (
-        func.unnest(*arrays)
-        .table_valued(*(column(col, t) for col, t in columns.items()))
-        .render_derived(name=name)
-    )
 
 
 _claims = _unnested("claims", id=String, dispatch=Integer)

@@ -84,11 +84,9 @@ def _new_submissions_writer(engine: Engine) -> SubmissionsWriter:
     if engine.dialect.name != "postgresql":
         return GroupCommit(engine, service.write_new_tasks, name=name)
     url = engine.url.render_as_string(hide_password=False)
-    async_engine = make_async_engine(url, pool_size=2, max_overflow=2)  # one writer
-    # On PostgreSQL one submission is one statement (task, outbox row and NOTIFY).
-    return AsyncGroupCommit(
-        async_engine, service.write_new_tasks, name=name, autocommit_single=True
-    )
+    async_engine = make_async_engine(url, pool_size=1, max_overflow=1)  # one writer
+    # On PostgreSQL a batch of submissions is one statement (tasks, outbox rows, NOTIFY).
+    return AsyncGroupCommit(async_engine, service.write_new_tasks, name=name, autocommit=True)
 
 
 async def close_submissions(app: FastAPI) -> None:
