@@ -16,9 +16,9 @@ from typing import Any
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.common import current_millis
 
 from app.broker_channels import wake_channel
+from app.redis_dispatch import dispatch
 
 EPOCH_KEY = "jobplane:broker-epoch"
 #: The epoch of a broker that keeps its messages on disk (RabbitMQ durable queues).
@@ -68,8 +68,8 @@ def enqueue_all(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message[Any
 
     ``RedisBroker.enqueue`` costs one round trip per message, which caps a relay at a
     few thousand messages a second. Dramatiq has no public batch enqueue, so this does
-    what ``RedisBroker.enqueue`` and its ``_dispatch("enqueue")`` do (Dramatiq 2.2),
-    with every script call in one pipeline. The same pipeline then publishes each
+    what ``RedisBroker.enqueue`` does, with every script call in one pipeline
+    (``app.redis_dispatch``). The same pipeline then publishes each
     queue's name on the wake-up channel, so idle workers fetch at once instead of at
     the end of their poll back-off (``workers/wakeup.py``).
     """
@@ -77,7 +77,6 @@ def enqueue_all(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message[Any
         for message in messages:
             broker.enqueue(message)
         return
-    dispatch = broker.scripts["dispatch"]
     pipeline = broker.client.pipeline(transaction=False)
     sent = []
     for message in messages:
@@ -85,19 +84,7 @@ def enqueue_all(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message[Any
         redis_id = str(uuid.uuid4())
         message = message.copy(options={"redis_message_id": redis_id})
         broker.emit_before("enqueue", message, None)
-        args = [
-            "enqueue",
-            current_millis(),
-            message.queue_name,
-            broker.broker_id,
-            broker.heartbeat_timeout,
-            broker.dead_message_ttl,
-            0,  # no maintenance pass: the workers' fetches run those
-            broker._max_unpack_size(),
-            redis_id,
-            message.encode(),
-        ]
-        dispatch(keys=[broker.namespace], args=args, client=pipeline)
+        dispatch(broker, pipeline, "enqueue", message.queue_name, redis_id, message.encode())
         sent.append(message)
     # After the enqueues, in pipeline order: a woken worker's fetch finds the messages.
     for queue in dict.fromkeys(message.queue_name for message in sent):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
 import redis
@@ -22,6 +23,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import q_name
 
 from app.broker_channels import wake_channel
+from workers.acks import AckSender
 
 logger = logging.getLogger(__name__)
 
@@ -142,10 +144,17 @@ class WakeableConsumer(Consumer):
     """
 
     def __init__(
-        self, inner: Consumer, *, listener: WakeupListener, queue: str, timeout: int
+        self,
+        inner: Consumer,
+        *,
+        listener: WakeupListener,
+        acks: AckSender,
+        queue: str,
+        timeout: int,
     ) -> None:
         self._inner = inner
         self._listener = listener
+        self._acks = acks
         self._queue = queue
         self._timeout_s = timeout / 1000
         self._event = listener.register(queue)
@@ -159,8 +168,19 @@ class WakeableConsumer(Consumer):
         return message
 
     def ack(self, message: MessageProxy) -> None:
+        """Hand the ack to the broker's ``AckSender``: the worker thread goes on at once.
+
+        Until the ack is sent the message keeps its prefetch slot, as Dramatiq counts
+        a message held until its ack returns."""
+        self._acks.ack(
+            self._queue, message.options["redis_message_id"], partial(self._acked, message)
+        )
+
+    def _acked(self, message: MessageProxy) -> None:
         was_full = self._at_prefetch_limit()
-        self._inner.ack(message)
+        # What Dramatiq's own ack does once Redis answered: the message no longer
+        # counts against the consumer's prefetch.
+        self._inner.queued_message_ids.discard(message.message_id)  # type: ignore[attr-defined]
         if was_full:
             self._event.set()
 
@@ -184,6 +204,8 @@ class WakeableConsumer(Consumer):
 
     def close(self) -> None:
         self._listener.unregister(self._queue, self._event)
+        if not self._acks.flush():  # a message not acked is delivered again, then dropped
+            logger.warning("closing consumer of %r with acks not sent", self._queue)
         self._inner.close()
 
     def __getattr__(self, name: str) -> Any:
@@ -200,6 +222,7 @@ class WakeableRedisBroker(RedisBroker):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)  # type: ignore[no-untyped-call]  # Dramatiq's is unannotated
         self.wakeups = WakeupListener(self.client.connection_pool, wake_channel(self.namespace))
+        self.acks = AckSender(self)
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Consumer:
         """A consumer of ``queue_name``; ``timeout`` (ms) is its longest idle wait.
@@ -210,7 +233,9 @@ class WakeableRedisBroker(RedisBroker):
             return super().consume(queue_name, prefetch, timeout)
         self.wakeups.start()
         inner = super().consume(queue_name, prefetch, timeout=INNER_TIMEOUT_MS)
-        return WakeableConsumer(inner, listener=self.wakeups, queue=queue_name, timeout=timeout)
+        return WakeableConsumer(
+            inner, listener=self.wakeups, acks=self.acks, queue=queue_name, timeout=timeout
+        )
 
     def close(self) -> None:
         self.wakeups.stop()

@@ -115,6 +115,32 @@ def test_a_published_message_reaches_an_idle_consumer_long_before_its_poll(
     consumer.ack(received)
 
 
+def test_acks_sent_in_the_background_free_the_prefetch_slot_and_the_message(
+    broker: WakeableRedisBroker, relay_broker: RedisBroker
+) -> None:
+    # Given a consumer that may hold one message at a time, and two messages queued
+    consumer = broker.consume("default", prefetch=1, timeout=LONG_TIMEOUT_MS)
+    first, second = message(), message()
+    broker_state.enqueue_all(relay_broker, [first, second])
+    received = next(consumer)
+    assert received is not None and received.message_id == first.message_id
+
+    # When the first is acked (the ack returns before it reaches Redis)
+    started = time.monotonic()
+    consumer.ack(received)
+    following = None
+    while following is None and time.monotonic() < started + 2.0:
+        following = next(consumer)
+
+    # Then the sent ack frees the slot at once: the second comes long before a poll
+    assert following is not None and following.message_id == second.message_id
+    assert time.monotonic() - started < 2.0
+    # And closing the consumer sends the ack still queued: Redis holds neither message
+    consumer.ack(following)
+    consumer.close()
+    assert not broker_state.queue_holds_messages(relay_broker, "default")
+
+
 def test_an_idle_consumer_returns_none_after_its_timeout(
     consumer_factory: Callable[..., Consumer],
 ) -> None:
