@@ -10,14 +10,17 @@ It lives below ``outbox/`` and ``workers/``, which never import each other;
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import current_millis
+from redis.client import Pipeline
+from redis.exceptions import NoScriptError
 
 
 def dispatch(
-    broker: RedisBroker, pipeline: Any, command: str, queue_name: str, *args: str | bytes
+    broker: RedisBroker, pipeline: Pipeline, command: str, queue_name: str, *args: str | bytes
 ) -> None:
     """Queue one call of the broker's ``dispatch`` script on ``pipeline``.
 
@@ -35,4 +38,24 @@ def dispatch(
         broker._max_unpack_size(),  # type: ignore[no-untyped-call]
         *args,
     ]
-    broker.scripts["dispatch"](keys=[broker.namespace], args=script_args, client=pipeline)
+    pipeline.evalsha(broker.scripts["dispatch"].sha, 1, broker.namespace, *script_args)
+
+
+def execute(broker: RedisBroker, fill: Callable[[Pipeline], None]) -> list[Any]:
+    """Send the commands ``fill`` queues on a pipeline, in one round trip.
+
+    Script calls go by hash (EVALSHA): redis-py would otherwise send SCRIPT EXISTS,
+    a round trip of its own, before every pipeline holding one. A Redis that lacks the
+    script (restarted, or SCRIPT FLUSH) refuses every call of it; the script is then
+    loaded and the pipeline filled and sent once more.
+    """
+    for attempt in range(2):
+        pipeline = broker.client.pipeline(transaction=False)
+        fill(pipeline)
+        try:
+            return pipeline.execute()
+        except NoScriptError:
+            if attempt:
+                raise
+            broker.client.script_load(broker.scripts["dispatch"].script)
+    raise AssertionError("unreachable")

@@ -16,7 +16,9 @@ from typing import Any
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
+from redis.client import Pipeline
 
+from app import redis_dispatch
 from app.broker_channels import wake_channel
 from app.redis_dispatch import dispatch
 
@@ -77,18 +79,21 @@ def enqueue_all(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message[Any
         for message in messages:
             broker.enqueue(message)
         return
-    pipeline = broker.client.pipeline(transaction=False)
     sent = []
     for message in messages:
         # Each enqueue needs an id of its own in Redis, as RedisBroker.enqueue gives it.
-        redis_id = str(uuid.uuid4())
-        message = message.copy(options={"redis_message_id": redis_id})
+        message = message.copy(options={"redis_message_id": str(uuid.uuid4())})
         broker.emit_before("enqueue", message, None)
-        dispatch(broker, pipeline, "enqueue", message.queue_name, redis_id, message.encode())
         sent.append(message)
-    # After the enqueues, in pipeline order: a woken worker's fetch finds the messages.
-    for queue in dict.fromkeys(message.queue_name for message in sent):
-        pipeline.publish(wake_channel(broker.namespace), queue)
-    pipeline.execute()
+
+    def fill(pipeline: Pipeline) -> None:
+        for message in sent:
+            redis_id = message.options["redis_message_id"]
+            dispatch(broker, pipeline, "enqueue", message.queue_name, redis_id, message.encode())
+        # After the enqueues, in pipeline order: a woken worker's fetch finds the messages.
+        for queue in dict.fromkeys(message.queue_name for message in sent):
+            pipeline.publish(wake_channel(broker.namespace), queue)
+
+    redis_dispatch.execute(broker, fill)
     for message in sent:
         broker.emit_after("enqueue", message, None)

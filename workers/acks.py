@@ -18,10 +18,13 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 
 import redis
 from dramatiq.brokers.redis import RedisBroker
+from redis.client import Pipeline
 
+from app import redis_dispatch
 from app.redis_dispatch import dispatch
 
 logger = logging.getLogger(__name__)
@@ -42,6 +45,11 @@ class _Ack:
         self.queue_name = queue_name
         self.redis_message_id = redis_message_id
         self.on_acked = on_acked
+
+
+def _fill(broker: RedisBroker, batch: list[_Ack], pipeline: Pipeline) -> None:
+    for ack in batch:
+        dispatch(broker, pipeline, "ack", ack.queue_name, ack.redis_message_id)
 
 
 class AckSender:
@@ -95,10 +103,7 @@ class AckSender:
     def _send(self, batch: list[_Ack]) -> None:
         while True:
             try:
-                pipeline = self.broker.client.pipeline(transaction=False)
-                for ack in batch:
-                    dispatch(self.broker, pipeline, "ack", ack.queue_name, ack.redis_message_id)
-                pipeline.execute()
+                redis_dispatch.execute(self.broker, partial(_fill, self.broker, batch))
                 break
             except redis.ConnectionError as error:
                 # As Dramatiq's worker does: retry until Redis is back. Until then the

@@ -150,11 +150,15 @@ def test_the_stub_epoch_is_one_per_broker_object() -> None:
     assert broker_state.broker_epoch(StubBroker()) != epoch
 
 
+@pytest.mark.parametrize("scripts", ["loaded", "flushed"])
 def test_a_pipelined_batch_reaches_redis_as_ordinary_messages(
-    redis_broker: dramatiq.Broker,
+    redis_broker: dramatiq.Broker, scripts: str
 ) -> None:
-    # Given three messages enqueued in one pipelined round trip
+    # Given three messages enqueued in one pipelined round trip (also when Redis lost
+    # Dramatiq's scripts, as after a restart: the batch loads them and goes again)
     redis_broker.declare_queue("default")
+    if scripts == "flushed":
+        redis_broker.client.script_flush()  # type: ignore[attr-defined]
     sent = [
         dramatiq.Message(
             queue_name="default",
