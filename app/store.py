@@ -267,8 +267,31 @@ def claim_task(
     return conn.execute(_CLAIM, params).first()
 
 
+class _Precompiled:
+    """A PostgreSQL statement compiled once, run with ``exec_driver_sql``.
+
+    For the worker's batched claim and completion, run for every job: SQLAlchemy's
+    per-execution work (compile-cache lookup, parameter processing) cost a quarter of
+    their CPU (measured: 480 → 360 µs for a claim of four). Parameters go to the driver
+    as given, so they must be of types psycopg takes as they are (str, int, aware
+    datetimes, lists of them); the statement's own constants are filled in here.
+    """
+
+    def __init__(self, statement: Any) -> None:
+        compiled = statement.compile(dialect=postgresql.psycopg.dialect())  # type: ignore[no-untyped-call]
+        self.sql = str(compiled)
+        self.constants = {
+            name: value
+            for name, value in compiled.construct_params(_check=False).items()
+            if not name.startswith("b_")
+        }
+
+    def execute(self, conn: Connection, params: dict[str, Any]) -> Any:
+        return conn.exec_driver_sql(self.sql, {**self.constants, **params})
+
+
 _claims = _unnested("claims", id=String, dispatch=Integer)
-_CLAIM_MANY = (
+_CLAIM_MANY = _Precompiled(
     update(Task)
     .where(
         Task.id == _claims.c.id,
@@ -303,7 +326,7 @@ def claim_tasks(
         "b_now": now,
         "b_worker": worker,
     }
-    claimed = {(row.id, row.dispatch): row for row in conn.execute(_CLAIM_MANY, params)}
+    claimed = {(row.id, row.dispatch): row for row in _CLAIM_MANY.execute(conn, params)}
     return [claimed.pop(claim, None) for claim in claims]
 
 
@@ -349,7 +372,7 @@ def complete_task(
 
 
 _completions = _unnested("done", id=String, dispatch=Integer, result=Text)
-_COMPLETE_MANY = (
+_COMPLETE_MANY = _Precompiled(
     update(Task)
     .where(
         Task.id == _completions.c.id,
@@ -386,7 +409,7 @@ def complete_tasks(
         "b_done_result": [json.dumps(results[key]) for key in ordered],
         "b_now": now,
     }
-    done = {(row.id, row.dispatch) for row in conn.execute(_COMPLETE_MANY, params)}
+    done = {(row.id, row.dispatch) for row in _COMPLETE_MANY.execute(conn, params)}
     flags = []
     for task_id, dispatch, _ in completions:
         flags.append((task_id, dispatch) in done)
