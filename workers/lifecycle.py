@@ -16,7 +16,9 @@ import socket
 import threading
 import traceback
 from collections.abc import Callable
+from concurrent.futures import Future
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dramatiq.middleware import Middleware, SkipMessage, TimeLimitExceeded
@@ -30,6 +32,7 @@ from app.settings import Settings
 from workers import context, retries
 from workers.context import TaskCancelled
 from workers.monitor import TaskMonitor
+from workers.wakeup import ack_after
 from workers.writes import DISCONNECT_RETRIES, TaskWrites
 
 if TYPE_CHECKING:
@@ -172,20 +175,26 @@ class TaskLifecycle(Middleware):
         ctx.on_body_end()
         try:
             ctx.flush()
-            self._finish(ctx, exception, message)
+            self._finish(broker, ctx, exception, message)
         except Exception:
             # The row stays running; its heartbeat stops, and the sweeper recovers it.
             logger.exception("could not record the outcome of task %s", ctx.task_id)
 
     def _finish(
-        self, ctx: context.JobContext, exception: BaseException | None, message: MessageProxy
+        self,
+        broker: Broker,
+        ctx: context.JobContext,
+        exception: BaseException | None,
+        message: MessageProxy,
     ) -> None:
         spec = registry.get_job(ctx.task_type)
         limit = spec.concurrency_limit(self.settings.concurrency)
         if exception is None and limit is None and result_error(ctx.result) is None:
             # The common case, committed together with other threads' completions.
-            if not self.writes.complete(ctx.task_id, ctx.dispatch, ctx.result):
-                logger.warning("task %s finished but was no longer this attempt's", ctx.task_id)
+            completion = self.writes.complete(ctx.task_id, ctx.dispatch, ctx.result)
+            completion.add_done_callback(partial(_completed, ctx.task_id))
+            if not ack_after(broker, message, completion):
+                completion.result()  # the message is acked as this returns
             return
         now = utcnow()
 
@@ -239,6 +248,16 @@ class TaskLifecycle(Middleware):
             ):
                 return
         store.fail_task(conn, ctx.task_id, ctx.dispatch, error=error, now=now)
+
+
+def _completed(task_id: str, completion: Future[bool]) -> None:
+    """Log what went wrong with a completion (its worker thread has moved on)."""
+    error = completion.exception()
+    if error is not None:
+        # The row stays running; its heartbeat stopped, and the sweeper recovers it.
+        logger.error("could not record the outcome of task %s", task_id, exc_info=error)
+    elif not completion.result():
+        logger.warning("task %s finished but was no longer this attempt's", task_id)
 
 
 def result_error(result: Any) -> str | None:

@@ -14,16 +14,17 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
+from concurrent.futures import Future, wait
 from functools import partial
 from typing import Any
 
 import redis
-from dramatiq.broker import Consumer, MessageProxy
+from dramatiq.broker import Broker, Consumer, MessageProxy
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import q_name
 
 from app.broker_channels import wake_channel
-from workers.acks import AckSender
+from workers.acks import FLUSH_TIMEOUT_S, AckSender
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +137,24 @@ class WakeupListener:
             event.set()
 
 
+#: The attribute ``ack_after`` sets on a message: its ack waits for this future.
+_ACK_AFTER = "_jobplane_ack_after"
+
+
+def ack_after(broker: Broker, message: MessageProxy, done: Future[Any]) -> bool:
+    """Have ``message`` acked only once ``done`` is resolved, instead of right away.
+
+    For a job's completion, which its worker thread then need not wait for: the ack
+    still follows the commit, so a message is never acked before its task's outcome is
+    recorded. Only a ``WakeableRedisBroker``'s consumers do this; for another broker
+    this returns False, and the caller must wait for ``done`` itself.
+    """
+    if not isinstance(broker, WakeableRedisBroker):
+        return False
+    setattr(message, _ACK_AFTER, done)
+    return True
+
+
 class WakeableConsumer(Consumer):
     """Dramatiq's Redis consumer, waiting on an event between empty fetches.
 
@@ -155,6 +174,8 @@ class WakeableConsumer(Consumer):
         self._inner = inner
         self._listener = listener
         self._acks = acks
+        #: What acks wait for (``ack_after``); the consumer's close waits for them.
+        self._awaited: set[Future[Any]] = set()
         self._queue = queue
         self._timeout_s = timeout / 1000
         self._event = listener.register(queue)
@@ -171,10 +192,25 @@ class WakeableConsumer(Consumer):
         """Hand the ack to the broker's ``AckSender``: the worker thread goes on at once.
 
         Until the ack is sent the message keeps its prefetch slot, as Dramatiq counts
-        a message held until its ack returns."""
-        self._acks.ack(
-            self._queue, message.options["redis_message_id"], partial(self._acked, message)
+        a message held until its ack returns. A message given to ``ack_after`` is
+        handed over once its future is resolved."""
+        send = partial(
+            self._acks.ack,
+            self._queue,
+            message.options["redis_message_id"],
+            partial(self._acked, message),
         )
+        awaited: Future[Any] | None = getattr(message, _ACK_AFTER, None)
+        if awaited is None:
+            send()
+            return
+        self._awaited.add(awaited)
+
+        def resolved(future: Future[Any]) -> None:
+            self._awaited.discard(future)
+            send()
+
+        awaited.add_done_callback(resolved)
 
     def _acked(self, message: MessageProxy) -> None:
         was_full = self._at_prefetch_limit()
@@ -204,6 +240,7 @@ class WakeableConsumer(Consumer):
 
     def close(self) -> None:
         self._listener.unregister(self._queue, self._event)
+        wait(list(self._awaited), timeout=FLUSH_TIMEOUT_S)
         if not self._acks.flush():  # a message not acked is delivered again, then dropped
             logger.warning("closing consumer of %r with acks not sent", self._queue)
         self._inner.close()

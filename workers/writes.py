@@ -4,13 +4,15 @@ Each of a worker's threads claims a task before its body and completes it after.
 short jobs those two transactions were most of the worker's and the database's work
 per job; here the claims (and the completions) of all threads that arrive together
 share one statement and one commit (``app.group_commit``). A thread still waits for
-its own claim to be committed before the body runs, and for its completion to be
-committed before Dramatiq acks the message, exactly as with a transaction of its own.
+its own claim to be committed before the body runs. Its completion is committed before
+Dramatiq acks the message, exactly as with a transaction of its own; on Redis the thread
+need not wait for that, and takes its next message at once (``workers.wakeup.ack_after``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Row
@@ -59,9 +61,10 @@ class TaskWrites:
         """The claimed row (pending → running), or None if this message may not run it."""
         return self._claims.run((task_id, dispatch))
 
-    def complete(self, task_id: str, dispatch: int, result: Any) -> bool:
-        """Record the result; False if the task is no longer this attempt's."""
-        return self._completions.run((task_id, dispatch, result))
+    def complete(self, task_id: str, dispatch: int, result: Any) -> Future[bool]:
+        """Record the result; the future says False if the task is no longer this
+        attempt's. Resolved once committed."""
+        return self._completions.submit((task_id, dispatch, result))
 
     def close(self) -> None:
         """Write what is queued and stop the writer threads."""

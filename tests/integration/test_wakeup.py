@@ -11,17 +11,19 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 
 import dramatiq
 import pytest
 import redis
 from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.stub import StubBroker
 
 from outbox import broker_state
 from tests.conftest import free_port, wait_until
 from workers.broker import make_broker
-from workers.wakeup import WakeableRedisBroker, WakeupListener
+from workers.wakeup import WakeableRedisBroker, WakeupListener, ack_after
 
 #: The idle timeout of the consumer woken by a publish: a poll would come this late.
 LONG_TIMEOUT_MS = 5_000
@@ -139,6 +141,36 @@ def test_acks_sent_in_the_background_free_the_prefetch_slot_and_the_message(
     consumer.ack(following)
     consumer.close()
     assert not broker_state.queue_holds_messages(relay_broker, "default")
+
+
+def test_an_ack_given_a_future_waits_for_it(
+    broker: WakeableRedisBroker, relay_broker: RedisBroker
+) -> None:
+    # Given a fetched message whose ack must wait for its task's outcome to be committed
+    consumer = broker.consume("default", prefetch=1, timeout=LONG_TIMEOUT_MS)
+    broker_state.enqueue_all(relay_broker, [message()])
+    received = next(consumer)
+    assert received is not None
+    committed: Future[bool] = Future()
+    assert ack_after(broker, received, committed) is True
+
+    # When the worker thread acks it, Redis still holds it: nothing is sent yet
+    consumer.ack(received)
+    assert broker.acks.flush()
+    assert broker_state.queue_holds_messages(relay_broker, "default") is True
+
+    # Then the commit releases the ack
+    committed.set_result(True)
+    wait_until(
+        lambda: not broker_state.queue_holds_messages(relay_broker, "default"),
+        timeout=5,
+        what="the ack to reach Redis",
+    )
+    consumer.close()
+
+
+def test_other_brokers_leave_the_wait_for_the_outcome_to_the_caller() -> None:
+    assert ack_after(StubBroker(), MessageProxy(message()), Future()) is False
 
 
 def test_an_idle_consumer_returns_none_after_its_timeout(
