@@ -53,6 +53,22 @@ def test_items_queued_during_a_commit_share_the_next_transaction(notes: Engine) 
     writer.close()
 
 
+def test_a_lone_item_is_written_by_its_caller_without_a_hand_off(notes: Engine) -> None:
+    writing_threads: list[str] = []
+
+    def write(conn: Connection, ids: list[int]) -> list[int]:
+        writing_threads.append(threading.current_thread().name)
+        return insert_notes(conn, ids)
+
+    writer = GroupCommit(notes, write, name="test-writer")
+    assert writer.run(1) == -1  # nothing else being written: the caller's own thread
+    assert writing_threads == [threading.current_thread().name]
+    assert writer.submit(2).result(timeout=10) == -2  # a submission goes to the writer
+    assert writing_threads[-1] == "test-writer"
+    writer.close()
+    assert count_notes(notes) == 2
+
+
 def test_a_bad_item_fails_only_its_own_caller(notes: Engine) -> None:
     hold = threading.Event()
 
