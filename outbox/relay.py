@@ -18,9 +18,10 @@ from collections.abc import Callable
 from datetime import datetime
 
 import dramatiq
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from app import counters, store
+from app.db import HeldConnection
 from app.models import utcnow
 from app.settings import Settings
 from outbox.publisher import publish
@@ -53,6 +54,9 @@ class Relay:
         self.sweeper = sweeper if settings.sweep_interval > 0 else None
         self.wakeup = wakeup or wakeup_for(engine)
         self.clock = clock
+        # Batches run on one connection kept between them; a dead one fails its batch
+        # (which backs off, as any failed batch) and is replaced for the next.
+        self._connection = HeldConnection(engine)
         self.published = 0
         self._stopped = threading.Event()
         self._swept_once = False
@@ -70,21 +74,25 @@ class Relay:
             self.sweeper.sweep()
             self._swept_once = True
         now = self.clock()
-        published = 0
-        with self.engine.begin() as conn:
-            messages = store.take_outbox_batch(conn, now, self.settings.relay_batch_size)
-            if messages:
-                self._publish(messages)
-                if self._crash_after_publish:
-                    os.kill(os.getpid(), signal.SIGKILL)
-                published = len(messages)
-                store.add_to_counters(conn, {(counters.RELAY_PUBLISHED.name, ""): published})
-            if len(messages) < self.settings.relay_batch_size:
-                # For the wait that follows: asked here, not in a transaction of its own
-                # (a round trip and a connection checkout less per wake-up).
-                self._next_due = store.next_outbox_due(conn)
+        published = self._connection.run(lambda conn: self._relay_batch(conn, now))
         self.published += published
         return published
+
+    def _relay_batch(self, conn: Connection, now: datetime) -> int:
+        limit = self.settings.relay_batch_size
+        messages = store.take_outbox_batch(conn, now, limit)
+        if messages:
+            self._publish(messages)
+            if self._crash_after_publish:
+                os.kill(os.getpid(), signal.SIGKILL)
+            # After the publish, so that the counter's row (which every relay updates) is
+            # locked for as short a time as possible.
+            store.add_to_counters(conn, {(counters.RELAY_PUBLISHED.name, ""): len(messages)})
+        if len(messages) < limit:
+            # For the wait that follows: asked here, not in a transaction of its own
+            # (a round trip and a connection checkout less per wake-up).
+            self._next_due = store.next_outbox_due(conn)
+        return len(messages)
 
     def _publish(self, rows: list[store.OutboxMessage]) -> None:
         publish(self.broker, *rows)
@@ -92,8 +100,11 @@ class Relay:
     def drain(self) -> int:
         """Publish every due row now; returns how many rows were taken."""
         total = 0
-        while taken := self.relay_once():
-            total += taken
+        try:
+            while taken := self.relay_once():
+                total += taken
+        finally:
+            self.close()
         return total
 
     def run(self) -> None:
@@ -115,6 +126,7 @@ class Relay:
                 self._sweep()
             if taken < self.settings.relay_batch_size:
                 self.wakeup.wait(self._idle_wait())
+        self.close()
 
     def _idle_wait(self) -> float:
         """Seconds to wait: until the next delayed row is due, at most the poll interval."""
@@ -137,6 +149,11 @@ class Relay:
             self.sweeper.sweep()
         except Exception:
             logger.exception("sweep failed; trying again at the next interval")
+
+    def close(self) -> None:
+        """Give back the database connection that batches run on (a later batch takes
+        another): ``run`` and ``drain`` do when they end."""
+        self._connection.close()
 
     def stop(self) -> None:
         self._stopped.set()

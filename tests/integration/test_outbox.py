@@ -248,6 +248,7 @@ def test_a_relay_whose_broker_is_down_keeps_the_rows_for_a_later_relay(
     # When it tries to publish them
     with pytest.raises(redis.ConnectionError):
         down.relay_once()
+    down.close()
 
     # Then the rows are all still there: none counts as published
     assert outbox_rows(pg_engine) == 5
