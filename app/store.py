@@ -282,7 +282,7 @@ class _Precompiled:
         self.sql = str(compiled)
         self.constants = {
             name: value
-            for name, value in compiled.construct_params(_check=False).items()
+            for name, value in compiled.params.items()
             if not name.startswith("b_")
         }
 
