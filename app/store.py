@@ -281,9 +281,7 @@ class _Precompiled:
         compiled = statement.compile(dialect=postgresql.psycopg.dialect())  # type: ignore[no-untyped-call]
         self.sql = str(compiled)
         self.constants = {
-            name: value
-            for name, value in compiled.params.items()
-            if not name.startswith("b_")
+            name: value for name, value in compiled.params.items() if not name.startswith("b_")
         }
 
     def execute(self, conn: Connection, params: dict[str, Any]) -> Any:
