@@ -506,6 +506,14 @@ class OutboxMessage(NamedTuple):
     timeout_seconds: int
 
 
+class OutboxBatch(NamedTuple):
+    """The messages of the outbox rows a relay took, and when to look again."""
+
+    messages: list[OutboxMessage]
+    #: When the earliest row that was not due yet becomes due (None: there is none).
+    next_due: datetime | None
+
+
 _due_outbox_ids = (
     select(Outbox.id)
     .where(Outbox.available_at <= _now)
@@ -514,6 +522,10 @@ _due_outbox_ids = (
     .with_for_update(skip_locked=True)
     .scalar_subquery()
 )
+# Not "the earliest row": a due row another relay holds (SKIP LOCKED) is that relay's to
+# publish, and waiting for it would make this one spin until that relay commits.
+_later = Outbox.__table__.alias("later")
+_NEXT_DUE = select(func.min(_later.c.available_at)).where(_later.c.available_at > _now)
 _TAKE_OUTBOX = (
     delete(Outbox)
     .where(Outbox.id.in_(_due_outbox_ids))
@@ -524,11 +536,12 @@ _TAKE_OUTBOX = (
         Outbox.type,
         Outbox.queue,
         Outbox.timeout_seconds,
+        _NEXT_DUE.scalar_subquery().label("next_due"),
     )
 )
 
 
-def take_outbox_batch(conn: Connection, now: datetime, limit: int) -> list[OutboxMessage]:
+def take_outbox_batch(conn: Connection, now: datetime, limit: int) -> OutboxBatch:
     """Delete up to ``limit`` due outbox rows, oldest first; returns their messages.
 
     One statement, which reads nothing from ``tasks``: the row carries what its message
@@ -539,10 +552,15 @@ def take_outbox_batch(conn: Connection, now: datetime, limit: int) -> list[Outbo
     deleted meanwhile is published all the same; the worker drops its message.
 
     Nothing is written on the tasks: a pending task without an outbox row is one whose
-    message the broker was given (see ``_published``).
+    message the broker was given (see ``_published``). The same statement says when the
+    next row not yet due becomes due (a second one asks when it took nothing).
     """
-    rows = conn.execute(_TAKE_OUTBOX, {"b_now": now, "b_limit": limit}).all()
-    return [OutboxMessage(*row[1:]) for row in sorted(rows, key=lambda row: row.id)]
+    params = {"b_now": now, "b_limit": limit}
+    rows = conn.execute(_TAKE_OUTBOX, params).all()
+    if not rows:
+        return OutboxBatch([], conn.execute(_NEXT_DUE, params).scalar_one())
+    messages = [OutboxMessage(*row[1:-1]) for row in sorted(rows, key=lambda row: row.id)]
+    return OutboxBatch(messages, rows[0].next_due)
 
 
 def _insert_outbox(conn: Connection, rows: Sequence[Any], now: datetime) -> None:
@@ -679,14 +697,6 @@ def swap_state(conn: Connection, key: str, old: str | None, new: str, now: datet
         .values(value=new, updated_at=now)
     )
     return result.rowcount == 1
-
-
-_NEXT_OUTBOX_DUE = select(func.min(Outbox.available_at))
-
-
-def next_outbox_due(conn: Connection) -> datetime | None:
-    """When the earliest outbox row becomes due (None: the outbox is empty)."""
-    return conn.execute(_NEXT_OUTBOX_DUE).scalar_one()
 
 
 # -- cancelling and retrying by hand -------------------------------------------------

@@ -60,7 +60,7 @@ class Relay:
         self.published = 0
         self._stopped = threading.Event()
         self._swept_once = False
-        #: When the earliest row left in the outbox is due, as of the last partial batch.
+        #: When the earliest row not due yet becomes due, as of the last partial batch.
         self._next_due: datetime | None = None
         self._crash_after_publish = os.environ.get(CRASH_AFTER_PUBLISH_ENV) == "1"
 
@@ -80,7 +80,7 @@ class Relay:
 
     def _relay_batch(self, conn: Connection, now: datetime) -> int:
         limit = self.settings.relay_batch_size
-        messages = store.take_outbox_batch(conn, now, limit)
+        messages, next_due = store.take_outbox_batch(conn, now, limit)
         if messages:
             self._publish(messages)
             if self._crash_after_publish:
@@ -88,10 +88,8 @@ class Relay:
             # After the publish, so that the counter's row (which every relay updates) is
             # locked for as short a time as possible.
             store.add_to_counters(conn, {(counters.RELAY_PUBLISHED.name, ""): len(messages)})
-        if len(messages) < limit:
-            # For the wait that follows: asked here, not in a transaction of its own
-            # (a round trip and a connection checkout less per wake-up).
-            self._next_due = store.next_outbox_due(conn)
+        # For the wait after a partial batch: until the next row not yet due is due.
+        self._next_due = next_due if len(messages) < limit else None
         return len(messages)
 
     def _publish(self, rows: list[store.OutboxMessage]) -> None:

@@ -17,7 +17,7 @@ import pytest
 import redis
 from sqlalchemy import Engine, Row, select
 
-from app import service
+from app import service, store
 from app.models import Task, utcnow
 from app.registry import load_jobs
 from app.settings import Settings
@@ -193,6 +193,32 @@ def test_two_relays_draining_the_same_table_at_once_publish_each_row_once(
     assert set(published) == set(task_ids)
     assert max(published.values()) == 1
     assert outbox_rows(pg_engine) == 0
+
+
+def test_a_batch_says_when_the_next_row_not_yet_due_is_due(
+    pg_engine: Engine, pg_settings: Settings
+) -> None:
+    # Given three rows due now and one due in a minute, one of the due rows held by
+    # another relay's open batch
+    now = utcnow()
+    submit(pg_engine, pg_settings, 3, now=now)
+    submit(pg_engine, pg_settings, delay_seconds=60, now=now)
+    with pg_engine.connect() as other_relay:
+        other_relay.begin()
+        held = store.take_outbox_batch(other_relay, now, 1)
+        assert len(held.messages) == 1
+
+        # When a relay takes a batch, and then another with nothing left it may take
+        with pg_engine.begin() as conn:
+            batch = store.take_outbox_batch(conn, now, 10)
+            empty = store.take_outbox_batch(conn, now, 10)
+        other_relay.rollback()
+
+    # Then both say the delayed row's time: the held row is not waited for (that wait
+    # would be 0: the relay would spin until the other relay commits)
+    assert len(batch.messages) == 2
+    assert empty.messages == []
+    assert batch.next_due == empty.next_due == now + timedelta(seconds=60)
 
 
 class PausingRelay(Relay):
