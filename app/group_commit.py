@@ -96,6 +96,8 @@ class GroupCommit(Generic[ItemT, ResultT]):
         handing it to the writer thread would cost a thread wake-up (up to milliseconds
         on a virtual machine) for no batching gain.
         """
+        if self._closed:
+            raise RuntimeError(f"{self.name} is closed")
         if self._queue.empty() and self._writing.acquire(blocking=False):
             try:
                 future: Future[ResultT] = Future()

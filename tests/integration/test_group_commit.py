@@ -98,6 +98,8 @@ def test_a_closed_writer_commits_what_was_queued_and_refuses_more(notes: Engine)
     assert count_notes(notes) == 10
     with pytest.raises(RuntimeError, match="closed"):
         writer.submit(11)
+    with pytest.raises(RuntimeError, match="closed"):
+        writer.run(12)
 
 
 def test_a_writer_replaces_its_connection_when_the_database_drops_it(notes: Engine) -> None:
