@@ -19,7 +19,7 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future
 from typing import Generic, TypeVar
 
@@ -176,9 +176,8 @@ class AsyncGroupCommit(Generic[ItemT, ResultT]):
 
     The writer is a task on the loop, not a thread: a submission costs no thread hop
     (on a virtual machine, waking another thread can cost milliseconds) and no lock.
-    ``write`` is the same synchronous function, run with ``AsyncConnection.run_sync``
-    on a connection the writer holds between batches. Make it inside the loop that will
-    use it (the API's lifespan).
+    ``write`` is a coroutine function, given a connection the writer holds between
+    batches. Make it inside the loop that will use it (the API's lifespan).
 
     ``autocommit``: ``write`` is one statement for any batch, committed as it runs.
     A connection found dead fails its batch and is replaced for the next one (no
@@ -188,7 +187,7 @@ class AsyncGroupCommit(Generic[ItemT, ResultT]):
     def __init__(
         self,
         engine: AsyncEngine,
-        write: Callable[[Connection, list[ItemT]], Sequence[ResultT]],
+        write: Callable[[AsyncConnection, list[ItemT]], Awaitable[Sequence[ResultT]]],
         *,
         name: str,
         max_batch: int = DEFAULT_MAX_BATCH,
@@ -228,7 +227,7 @@ class AsyncGroupCommit(Generic[ItemT, ResultT]):
     async def _write(self, batch: list[tuple[ItemT, asyncio.Future[ResultT]]]) -> None:
         items = [item for item, _ in batch]
         try:
-            results = await self._run(lambda sync_conn: self.write(sync_conn, items))
+            results = await self._run(items)
             _check_count(self.name, results, batch)
         except Exception as error:
             if len(batch) == 1:
@@ -240,7 +239,7 @@ class AsyncGroupCommit(Generic[ItemT, ResultT]):
         for (_, future), result in zip(batch, results, strict=True):
             _settle(future, result=result)
 
-    async def _run(self, work: Callable[[Connection], Sequence[ResultT]]) -> Sequence[ResultT]:
+    async def _run(self, items: list[ItemT]) -> Sequence[ResultT]:
         if self._conn is None:
             conn = await self.engine.connect()
             if self.autocommit:
@@ -248,9 +247,9 @@ class AsyncGroupCommit(Generic[ItemT, ResultT]):
             self._conn = conn
         try:
             if self.autocommit:
-                return await self._conn.run_sync(work)
+                return await self.write(self._conn, items)
             async with self._conn.begin():
-                return await self._conn.run_sync(work)
+                return await self.write(self._conn, items)
         except DBAPIError as error:
             if error.connection_invalidated:
                 await self._release_connection()

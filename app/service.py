@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app import registry, store
 from app.domain import (
@@ -150,6 +151,12 @@ def submit(
 def write_new_tasks(conn: Connection, tasks: list[dict[str, Any]]) -> list[None]:
     """Insert tasks built by ``build_task`` (for ``GroupCommit``: one result per task)."""
     store.insert_tasks(conn, tasks)
+    return [None] * len(tasks)
+
+
+async def write_new_tasks_async(conn: AsyncConnection, tasks: list[dict[str, Any]]) -> list[None]:
+    """``write_new_tasks`` for ``AsyncGroupCommit`` (PostgreSQL)."""
+    await store.insert_tasks_async(conn, tasks)
     return [None] * len(tasks)
 
 

@@ -89,7 +89,7 @@ def _new_submissions_writer(engine: Engine) -> SubmissionsWriter:
     # planning each insert again (0.18 of 0.85 ms per submission, measured).
     async_engine = make_async_engine(url, pool_size=1, max_overflow=1, connect_args={})
     # On PostgreSQL a batch of submissions is one statement (tasks, outbox rows, NOTIFY).
-    return AsyncGroupCommit(async_engine, service.write_new_tasks, name=name, autocommit=True)
+    return AsyncGroupCommit(async_engine, service.write_new_tasks_async, name=name, autocommit=True)
 
 
 async def close_submissions(app: FastAPI) -> None:

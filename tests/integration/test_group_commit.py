@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db import make_async_engine
 from app.group_commit import AsyncGroupCommit, GroupCommit
@@ -136,8 +137,11 @@ def test_coroutines_share_transactions_and_a_bad_item_fails_alone(
     notes: Engine, pg_url: str
 ) -> None:
     async def scenario() -> list[int | str]:
+        async def write(conn: AsyncConnection, ids: list[int]) -> list[int]:
+            return await conn.run_sync(insert_notes, ids)
+
         writer: AsyncGroupCommit[int, int] = AsyncGroupCommit(
-            make_async_engine(pg_url), insert_notes, name="test-writer"
+            make_async_engine(pg_url), write, name="test-writer"
         )
         # Submitted in one go they make one batch; the repeated key fails it, and the
         # batch is written again item by item.
