@@ -7,10 +7,12 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import dramatiq
 import httpx
 import pytest
 import redis
@@ -172,6 +174,20 @@ def pg_api(api_factory: Callable[..., httpx.Client], pg_settings: Settings) -> h
 
 #: Dramatiq's Redis layout: every message of queue "default" until it is acked.
 DEFAULT_MESSAGES = "dramatiq:default.msgs"
+
+
+def noop_message(
+    queue: str = "default", task_id: str | None = None, **options: Any
+) -> dramatiq.Message[object]:
+    """A message as the relay publishes it, of ``demo.noop`` (a fresh task id by default)."""
+    return dramatiq.Message(
+        queue_name=queue,
+        actor_name="demo.noop",
+        args=(),
+        kwargs={"task_id": task_id or str(uuid.uuid4()), "dispatch": 1},
+        options=options,
+        message_id=str(uuid.uuid4()),
+    )
 
 
 @pytest.fixture

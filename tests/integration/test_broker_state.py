@@ -7,7 +7,6 @@ instead of the sweeper silently republishing, or never republishing, lost work.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import dramatiq
@@ -17,7 +16,7 @@ from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.brokers.stub import StubBroker
 
 from outbox import broker_state
-from tests.conftest import wait_until
+from tests.conftest import noop_message, wait_until
 from workers.broker import make_broker
 
 
@@ -30,16 +29,7 @@ def redis_broker(redis_url: str) -> Iterator[dramatiq.Broker]:
 
 def enqueue(broker: dramatiq.Broker, queue: str = "default") -> dramatiq.Message[object]:
     broker.declare_queue(queue)
-    return broker.enqueue(
-        dramatiq.Message(
-            queue_name=queue,
-            actor_name="demo.noop",
-            args=(),
-            kwargs={"task_id": str(uuid.uuid4()), "dispatch": 1},
-            options={},
-            message_id=str(uuid.uuid4()),
-        )
-    )
+    return broker.enqueue(noop_message(queue))
 
 
 def receive(consumer: Consumer) -> MessageProxy:
@@ -159,17 +149,7 @@ def test_a_pipelined_batch_reaches_redis_as_ordinary_messages(
     redis_broker.declare_queue("default")
     if scripts == "flushed":
         redis_broker.client.script_flush()  # type: ignore[attr-defined]
-    sent = [
-        dramatiq.Message(
-            queue_name="default",
-            actor_name="demo.noop",
-            args=(),
-            kwargs={"task_id": f"t{i}", "dispatch": 1},
-            options={"time_limit": 5000},
-            message_id=str(uuid.uuid4()),
-        )
-        for i in range(3)
-    ]
+    sent = [noop_message(task_id=f"t{i}", time_limit=5000) for i in range(3)]
     broker_state.enqueue_all(redis_broker, sent)
 
     # Then a consumer receives each, intact, in order, and acks them away

@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 
-import dramatiq
 import pytest
 import redis
 from dramatiq.broker import Consumer, MessageProxy
@@ -21,7 +20,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 
 from outbox import broker_state
-from tests.conftest import free_port, wait_until
+from tests.conftest import free_port, noop_message, wait_until
 from workers.broker import make_broker
 from workers.wakeup import WakeableRedisBroker, WakeupListener, ack_after
 
@@ -72,17 +71,6 @@ def consumer_factory(broker: WakeableRedisBroker) -> Iterator[Callable[..., Cons
         consumer.close()
 
 
-def message(queue: str = "default") -> dramatiq.Message[object]:
-    return dramatiq.Message(
-        queue_name=queue,
-        actor_name="demo.noop",
-        args=(),
-        kwargs={"task_id": str(uuid.uuid4()), "dispatch": 1},
-        options={},
-        message_id=str(uuid.uuid4()),
-    )
-
-
 def test_make_broker_gives_redis_urls_the_wakeable_broker(redis_url: str) -> None:
     broker = make_broker(redis_url)
     try:
@@ -97,7 +85,7 @@ def test_a_published_message_reaches_an_idle_consumer_long_before_its_poll(
 ) -> None:
     # Given an idle consumer of an empty queue, which would poll again only after 5 s
     consumer = consumer_factory("default", LONG_TIMEOUT_MS)
-    sent = message()
+    sent = noop_message()
 
     # When the relay enqueues a message while the consumer waits
     publisher = threading.Timer(0.2, broker_state.enqueue_all, (relay_broker, [sent]))
@@ -122,7 +110,7 @@ def test_acks_sent_in_the_background_free_the_prefetch_slot_and_the_message(
 ) -> None:
     # Given a consumer that may hold one message at a time, and two messages queued
     consumer = broker.consume("default", prefetch=1, timeout=LONG_TIMEOUT_MS)
-    first, second = message(), message()
+    first, second = noop_message(), noop_message()
     broker_state.enqueue_all(relay_broker, [first, second])
     received = next(consumer)
     assert received is not None and received.message_id == first.message_id
@@ -148,7 +136,7 @@ def test_an_ack_given_a_future_waits_for_it(
 ) -> None:
     # Given a fetched message whose ack must wait for its task's outcome to be committed
     consumer = broker.consume("default", prefetch=1, timeout=LONG_TIMEOUT_MS)
-    broker_state.enqueue_all(relay_broker, [message()])
+    broker_state.enqueue_all(relay_broker, [noop_message()])
     received = next(consumer)
     assert received is not None
     committed: Future[bool] = Future()
@@ -170,7 +158,7 @@ def test_an_ack_given_a_future_waits_for_it(
 
 
 def test_other_brokers_leave_the_wait_for_the_outcome_to_the_caller() -> None:
-    assert ack_after(StubBroker(), MessageProxy(message()), Future()) is False
+    assert ack_after(StubBroker(), MessageProxy(noop_message()), Future()) is False
 
 
 def test_an_idle_consumer_returns_none_after_its_timeout(
@@ -197,7 +185,7 @@ def test_a_wake_for_another_queue_returns_no_message(
 
     # When the relay enqueues a message on "reports" while the consumer waits
     publisher = threading.Timer(
-        0.05, broker_state.enqueue_all, (relay_broker, [message("reports")])
+        0.05, broker_state.enqueue_all, (relay_broker, [noop_message("reports")])
     )
     started = time.monotonic()
     publisher.start()
@@ -222,7 +210,7 @@ def test_consumers_still_poll_while_the_wake_up_channel_is_unreachable(
     consumer = broker.consume("default", timeout=SHORT_TIMEOUT_MS)
     try:
         # When a message is enqueued (its wake-up goes unheard)
-        sent = message()
+        sent = noop_message()
         broker_state.enqueue_all(relay_broker, [sent])
 
         # Then the consumer still returns it, at its next poll
