@@ -46,7 +46,7 @@ class GroupCommit(Generic[ItemT, ResultT]):
         returns one result per item, in order. It must not commit.
       name: names the writer thread (and its log lines).
       max_batch: most items in one transaction (default 500).
-      disconnect_retries: fresh connections tried when the pooled one was dead
+      disconnect_retries: fresh connections tried when the held one was dead
         (default 0: the caller sees the error; only idempotent writes should retry).
       autocommit: ``write`` is a single statement, committed as it runs (one round
         trip fewer per batch); see ``app.db.transaction``.
