@@ -33,6 +33,7 @@ MISFIRE_POLICIES = ("all", "latest", "skip")  #: what catch-up does with missed 
 DEFAULT_CATCH_UP_WINDOW = timedelta(hours=24)
 #: A run this late or less is on time (a tick), not missed: the policy does not apply.
 ON_TIME = timedelta(seconds=60)
+_ZERO = timedelta(0)
 #: How far ahead ``next_fire_time`` looks before deciding a schedule never fires.
 HORIZON_DAYS = 5 * 366
 
@@ -74,6 +75,13 @@ class Schedule:
         """Debian cron: a day field that starts with ``*`` makes both day fields required."""
         *_, dom, _month, dow = _written_fields(self.cron)
         return dom.startswith("*") or dow.startswith("*")
+
+    @cached_property
+    def _times_of_day(self) -> list[tuple[time, time]]:
+        """Every time of day the schedule names, each as a pair of passes."""
+        return [
+            _passes(time(hour, minute)) for hour in self.cron.hour for minute in self.cron.minute
+        ]
 
     @classmethod
     def from_options(cls, job: str, options: dict[str, Any]) -> Schedule:
@@ -131,13 +139,11 @@ class Schedule:
     def _fires_on(self, day: date) -> Iterable[datetime]:
         if not self._runs_on(day):
             return
-        for hour in self.cron.hour:
-            for minute in self.cron.minute:
-                wall = datetime.combine(day, time(hour, minute))
-                if self.in_real_time:
-                    yield from _instants_reading(wall, self.timezone)
-                else:
-                    yield _first_instant_from(wall, self.timezone)
+        for at in self._times_of_day:
+            if self.in_real_time:
+                yield from _instants_reading(day, at, self.timezone)
+            else:
+                yield _first_instant_from(day, at, self.timezone)
 
     def _runs_on(self, day: date) -> bool:
         """Standard cron: unless a day field starts with ``*``, either day field may match."""
@@ -157,31 +163,44 @@ def _written_fields(spec: Any) -> list[str]:
     return str(CronSpec._named_spec.get(text, text)).split()
 
 
-def _instants_reading(wall: datetime, tz: ZoneInfo) -> Iterable[datetime]:
-    """Every instant, in UTC, at which a clock in ``tz`` reads ``wall`` (naive).
+def _instants_reading(day: date, at: tuple[time, time], tz: ZoneInfo) -> list[datetime]:
+    """Every instant, in UTC and in order, at which a clock in ``tz`` reads ``at`` on ``day``.
 
-    One for an ordinary time, two for a time the clock repeats, none for a time it skips.
+    One for an ordinary time, two for a time the clock repeats, none for one it skips.
+    ``at`` is the time of day with fold 0 and with fold 1 (the first and the second pass).
     """
-    earlier = wall.replace(tzinfo=tz, fold=0).utcoffset() or timedelta(0)
-    later = wall.replace(tzinfo=tz, fold=1).utcoffset() or timedelta(0)
+    # zoneinfo finds the offset from a datetime's fields and fold alone, so the wall time,
+    # labelled UTC, turns into the instant by subtracting it. On this path, run for every
+    # minute a schedule names, it is several times faster than datetime.replace().
+    first, second = (datetime.combine(day, time_of_day, UTC) for time_of_day in at)
+    earlier, later = tz.utcoffset(first) or _ZERO, tz.utcoffset(second) or _ZERO
     if earlier == later:
-        yield (wall - earlier).replace(tzinfo=UTC)
-        return
-    # Two offsets: a repeated time (both instants read ``wall``) or a skipped one (neither).
-    for offset in (earlier, later):
-        instant = (wall - offset).replace(tzinfo=UTC)
-        if instant.astimezone(tz).replace(tzinfo=None) == wall:
-            yield instant
+        return [first - earlier]
+    # Two offsets: a repeated time (both instants read ``at``) or a skipped one (neither).
+    return [
+        instant
+        for instant in (first - earlier, second - later)
+        if _reading(instant, tz) == (day, at[0])
+    ]
 
 
-def _first_instant_from(wall: datetime, tz: ZoneInfo) -> datetime:
-    """The first instant, in UTC, at which a clock in ``tz`` reads ``wall`` or, if the
-    clock skips ``wall``, the instant it jumps over it (the first minute after the gap)."""
-    while True:
-        instants = list(_instants_reading(wall, tz))
-        if instants:
-            return min(instants)
-        wall += timedelta(minutes=1)
+def _reading(instant: datetime, tz: ZoneInfo) -> tuple[date, time]:
+    local = instant.astimezone(tz)
+    return local.date(), local.time()
+
+
+def _first_instant_from(day: date, at: tuple[time, time], tz: ZoneInfo) -> datetime:
+    """The first instant, in UTC, at which a clock in ``tz`` reads ``at`` on ``day`` or, if
+    the clock skips that time, the instant it jumps over it (the first minute after)."""
+    moment = datetime.combine(day, at[0])
+    while not (instants := _instants_reading(moment.date(), _passes(moment.time()), tz)):
+        moment += timedelta(minutes=1)
+    return instants[0]
+
+
+def _passes(time_of_day: time) -> tuple[time, time]:
+    """A time of day as read on the first and on the second pass of a repeated hour."""
+    return time_of_day.replace(fold=0), time_of_day.replace(fold=1)
 
 
 def _check_cron(job: str, spec: Any) -> None:
