@@ -50,11 +50,11 @@ def cronsim_fire_times(
 ) -> list[datetime]:
     """cronsim's fire times in (start, end], as UTC instants.
 
-    cronsim is started a day early: started inside a repeated hour, it can return a
-    time of the first pass, which is before the start.
+    cronsim is started three hours early: started inside a repeated hour, it can return
+    a time of the first pass, which is before the start.
     """
     found = set()
-    for fire in CronSim(expression, (start - timedelta(days=1)).astimezone(ZoneInfo(zone))):
+    for fire in CronSim(expression, (start - timedelta(hours=3)).astimezone(ZoneInfo(zone))):
         instant = fire.astimezone(UTC)
         if instant > end:
             break
@@ -112,17 +112,17 @@ expressions = st.tuples(
 
 @st.composite
 def windows(draw: st.DrawFn, zone: str) -> tuple[datetime, datetime]:
-    """A stretch of up to 30 hours, around one of the zone's 2026 changes or anywhere in 2026."""
+    """A stretch of up to 26 hours, around one of the zone's 2026 changes or anywhere in 2026."""
     changes = changes_of_2026(zone)
     around = draw(st.sampled_from(changes)) if changes and draw(st.booleans()) else None
     if around is None:
         around = utc(2026, 1, 1) + timedelta(minutes=draw(st.integers(0, 364 * 24 * 60)))
     start = around - timedelta(minutes=draw(st.integers(0, 24 * 60)))
     start += timedelta(seconds=draw(st.sampled_from([0, 0, 30])))
-    return start, start + timedelta(minutes=draw(st.integers(60, 30 * 60)))
+    return start, start + timedelta(minutes=draw(st.integers(60, 26 * 60)))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(data=st.data(), expression=expressions, zone=st.sampled_from(ZONES))
 def test_fire_times_agree_with_cronsim_across_the_changes_of_2026(
     data: st.DataObject, expression: str, zone: str
