@@ -16,6 +16,7 @@ from app.models import ScheduleState, Task
 from app.registry import load_jobs
 from app.schedules import Schedule
 from app.settings import Settings
+from tests import services
 from tests.conftest import row_counts, wait_until
 from workers.leader import LeaderLock
 from workers.scheduler import Scheduler
@@ -176,3 +177,21 @@ def test_one_scheduler_leads_and_another_takes_over_when_it_dies(
     # The server releases the lock as the session's backend exits, a moment later.
     wait_until(second.acquire, timeout=10, what="the standby to take the lock")
     second.release()
+
+
+def test_a_leader_whose_session_ends_steps_down_and_the_standby_takes_over(
+    two_engines: tuple[Engine, Engine],
+) -> None:
+    first, second = LeaderLock(two_engines[0]), LeaderLock(two_engines[1])
+    assert first.acquire() is True
+    assert first._conn is not None
+    pid = first._conn.execute(select(func.pg_backend_pid())).scalar()
+    first._conn.commit()
+    # When the server ends the leader's session (as keepalives do for a lost client)
+    services.admin_execute(f"SELECT pg_terminate_backend({int(pid)})")  # type: ignore[arg-type]
+    # Then the standby takes over, and the old leader, checking its lock, steps down
+    wait_until(second.acquire, timeout=10, what="the standby to take the lock")
+    assert first.acquire() is False
+    assert not first.leading
+    second.release()
+    first.release()
