@@ -127,6 +127,7 @@ class Forwarder:
         self.listen_host = listen_host
         self.keepalive = keepalive
         self.loop = asyncio.new_event_loop()
+        self.servers: list[asyncio.Server] = []
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
 
@@ -146,6 +147,7 @@ class Forwarder:
             await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
         server = await asyncio.start_server(handle, self.listen_host, 0)
+        self.servers.append(server)
         return int(server.sockets[0].getsockname()[1])
 
     def _tune(self, sock: socket.socket) -> None:
@@ -157,8 +159,22 @@ class Forwarder:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, self.keepalive["user_ms"])
 
     def close(self) -> None:
+        """Stop listening, drop every forwarded connection, close the loop."""
+        asyncio.run_coroutine_threadsafe(self._shut(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+        self.loop.close()
+
+    async def _shut(self) -> None:
+        for server in self.servers:
+            server.close()
+        current = asyncio.current_task()
+        pipes = [task for task in asyncio.all_tasks() if task is not current]
+        for task in pipes:
+            task.cancel()
+        await asyncio.gather(*pipes, return_exceptions=True)
+        for server in self.servers:
+            await server.wait_closed()
 
 
 async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -266,7 +282,15 @@ def run(cut_seconds: float, log_dir: Path) -> dict[str, float]:
         h.wait_for(
             lambda: all(task(db, p)[0] == "completed" for p in probes), timeout=60, what="probes"
         )
-        time.sleep(2)  # the cut-off run's late completion, if any, has landed by now
+        # The cut-off run's body ended; its completion, written once the network was
+        # back, must find the task no longer its own.
+        h.wait_for(
+            lambda: (
+                f"task {job} finished but was no longer this attempt's" in cut_worker.log_text()
+            ),
+            timeout=60,
+            what="the cut-off run's outcome to be turned away",
+        )
         after = task(db, job)
         if after != (status, attempts, worker):
             raise h.BenchError(f"the cut-off run's outcome was not discarded: {after}")
