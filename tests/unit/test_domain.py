@@ -54,6 +54,13 @@ def test_backoff_doubles_from_one_second_and_is_capped() -> None:
     assert delays == [1.0, 2.0, 4.0, 5.0]
 
 
+@pytest.mark.parametrize("retry_number", [1_025, 10**6, 10**100])
+def test_the_backoff_of_a_huge_retry_number_is_the_cap(retry_number: int) -> None:
+    spec = _spec(min_backoff=1.0, max_backoff=300.0)
+    assert backoff_seconds(spec, retry_number, jitter=0) == 300.0
+    assert 300.0 <= backoff_seconds(spec, retry_number) <= 330.0
+
+
 def test_jitter_never_makes_a_retry_earlier_than_its_backoff() -> None:
     spec = _spec()
     for _ in range(200):
