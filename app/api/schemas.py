@@ -10,7 +10,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 from sqlalchemy import Row
 
-from app.domain import TaskStatus
+from app.domain import MAX_RETRIES, TaskStatus
 from app.service import MAX_BATCH, Submission
 
 
@@ -26,7 +26,7 @@ class SubmitTask(Camel):
     queue: str | None = Field(None, description="queue to publish on (default: the job's)")
     priority: int | None = Field(None, ge=-1000, le=1000)
     delay_seconds: float = Field(0, ge=0, le=366 * 86400, description="start no earlier than this")
-    max_retries: int | None = Field(None, ge=0, le=100)
+    max_retries: int | None = Field(None, ge=0, le=MAX_RETRIES)
     timeout_seconds: int | None = Field(None, gt=0, le=7 * 86400)
 
     def to_submission(self) -> Submission:

@@ -205,3 +205,19 @@ def test_with_a_token_set_every_api_route_needs_it(
         "/api/tasks", json={"type": "demo.noop"}, headers={"Authorization": "Bearer s3cret"}
     )
     assert allowed.status_code == 201
+
+
+@pytest.mark.parametrize("max_retries", [-1, 101, 10**6])
+def test_max_retries_out_of_0_to_100_is_a_422_naming_the_field(
+    pg_api: httpx.Client, pg_engine: Engine, max_retries: int
+) -> None:
+    body = {"type": "demo.noop", "maxRetries": max_retries}
+    for response in (
+        pg_api.post("/api/tasks", json=body),
+        pg_api.post("/api/tasks/batch", json={"tasks": [body]}),
+    ):
+        assert response.status_code == 422
+        assert response.json()["error"] == "invalid_request"
+        assert "maxRetries" in response.json()["message"]
+    assert row_counts(pg_engine)["tasks"] == 0
+    assert pg_api.post("/api/tasks", json={**body, "maxRetries": 100}).status_code == 201
