@@ -70,6 +70,9 @@ def test_errors_have_exit_codes_scripts_can_rely_on(
     assert "cannot reach the API" in down.stderr
     bad = jobplane("submit", "demo.echo", "--param", "novalue", url=url, token="tok")
     assert bad.returncode == 2
+    empty_key = jobplane("submit", "demo.echo", "--idempotency-key", "", url=url, token="tok")
+    assert empty_key.returncode == EXIT_API_ERROR
+    assert "must not be empty" in empty_key.stderr
 
 
 def test_a_bad_configuration_is_one_clear_line_not_a_traceback(tmp_path: Path) -> None:
