@@ -250,3 +250,24 @@ def test_a_batch_committed_while_another_relay_handles_a_loss_is_republished_by_
     # and once a relay publishes them, every task is on the broker again
     assert relay_b.drain() == 10
     assert queued(redis_client) == dict.fromkeys(task_ids, 2)
+
+
+def test_a_relay_whose_broker_lost_its_data_since_its_last_sweep_sweeps_before_committing(
+    pg_engine: Engine, pg_settings: Settings, broker: dramatiq.Broker, redis_client: redis.Redis
+) -> None:
+    # Given a relay (with its sweeper) that published 5 tasks
+    first = submit(pg_engine, pg_settings, 5)
+    relay = Relay(pg_engine, broker, pg_settings, sweeper=Sweeper(pg_engine, broker, pg_settings))
+    assert relay.drain() == 5
+
+    # When Redis loses its data and 5 more tasks come before the relay's next sweep
+    redis_client.flushdb()
+    second = submit(pg_engine, pg_settings, 5)
+    relay.drain()
+
+    # Then its batch under the lost epoch rolled back, its sweep republished the first
+    # 5, and the batch that followed published all 10
+    assert relay.sweeper is not None
+    assert relay.sweeper.counts["republished_after_broker_loss"] == 5
+    assert queued(redis_client) == {**dict.fromkeys(first, 2), **dict.fromkeys(second, 1)}
+    assert outbox_rows(pg_engine) == 0
