@@ -41,8 +41,11 @@ def dispatch(
     pipeline.evalsha(broker.scripts["dispatch"].sha, 1, broker.namespace, *script_args)
 
 
-def execute(broker: RedisBroker, fill: Callable[[Pipeline], None]) -> list[Any]:
-    """Send the commands ``fill`` queues on a pipeline, in one round trip.
+def execute(
+    broker: RedisBroker, fill: Callable[[Pipeline], None], *, transaction: bool = False
+) -> list[Any]:
+    """Send the commands ``fill`` queues on a pipeline, in one round trip; with
+    ``transaction``, wrapped in MULTI/EXEC (Redis runs them with nothing in between).
 
     Script calls go by hash (EVALSHA): redis-py would otherwise send SCRIPT EXISTS,
     a round trip of its own, before every pipeline holding one. A Redis that lacks the
@@ -50,7 +53,7 @@ def execute(broker: RedisBroker, fill: Callable[[Pipeline], None]) -> list[Any]:
     loaded and the pipeline filled and sent once more.
     """
     for attempt in range(2):
-        pipeline = broker.client.pipeline(transaction=False)
+        pipeline = broker.client.pipeline(transaction=transaction)
         fill(pipeline)
         try:
             return pipeline.execute()

@@ -52,9 +52,13 @@ class Settings(BaseSettings):
     heartbeat_interval: float = Field(5.0, gt=0)
     #: A running task whose heartbeat is older than this (seconds) is recovered.
     heartbeat_timeout: float = Field(60.0, gt=0)
-    #: A published task still unclaimed this many seconds after it was due, while its
-    #: queue is empty, is published again (the backstop for a broker that lost it).
-    unclaimed_grace: float = Field(1800.0, gt=0)
+    #: A published task still unclaimed this many seconds after it was due is published
+    #: again if the broker no longer holds its message (the backstop for a broker that
+    #: lost some messages but not its epoch). Messages still queued are never republished.
+    unclaimed_after: float = Field(60.0, gt=0)
+    #: Published, unclaimed tasks past ``unclaimed_after`` that one sweep checks on the
+    #: broker (one query, one broker round trip); a longer backlog takes several sweeps.
+    unclaimed_check_batch: int = Field(2000, gt=0)
 
     #: Finished tasks (with their logs) are deleted this many days after they ended.
     retention_days: float = Field(7.0, gt=0)

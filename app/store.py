@@ -63,6 +63,8 @@ _OUTBOX_SOURCE = (
 )
 #: platform_state key: when a relay's sweeper last ran (ISO-8601).
 RELAY_SEEN_KEY = "relay_seen_at"
+#: platform_state key: the broker epoch the sweeper last recorded (see ``outbox.broker_state``).
+BROKER_EPOCH_KEY = "broker_epoch"
 
 
 def _from(target: TaskStatus) -> list[str]:
@@ -597,6 +599,46 @@ def take_outbox_batch(conn: Connection, now: datetime, limit: int) -> OutboxBatc
     return OutboxBatch(messages, rows[0].next_due)
 
 
+def count_published_batch(conn: Connection, published: int, counter: str) -> str | None:
+    """Add ``published`` to the relay's ``counter``; returns the broker epoch the
+    database records (None: none yet), locked until the batch's transaction ends.
+
+    The lock (FOR SHARE) conflicts with the sweeper's swap of the epoch (an UPDATE), so
+    that a sweeper handling a broker loss either waits for this batch's commit, and then
+    republishes its tasks as well, or has swapped the epoch before, and this batch sees
+    the new one and rolls back. Both ride on the counter's upsert, which every batch
+    runs anyway: no round trip of their own. (SQLite has no row locks and needs none:
+    its writers take turns, the relay's transaction holding the write lock throughout.)
+    """
+    row = conn.execute(
+        _count_published_batch(conn.dialect.name),
+        {"b_name": counter, "b_value": published},
+    ).one()
+    return row.epoch  # type: ignore[no-any-return]
+
+
+@lru_cache(maxsize=2)
+def _count_published_batch(dialect_name: str) -> Any:
+    epoch = (
+        select(KeyValue.value)
+        .where(KeyValue.key == BROKER_EPOCH_KEY)
+        .with_for_update(read=True)
+        .cte("recorded_epoch")
+    )
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    statement = dialect.insert(MetricCounter).values(
+        name=bindparam("b_name"), label="", value=bindparam("b_value")
+    )
+    return (
+        statement.on_conflict_do_update(
+            index_elements=["name", "label"],
+            set_={"value": MetricCounter.value + statement.excluded.value},
+        )
+        .returning(select(epoch.c.value).scalar_subquery().label("epoch"))
+        .add_cte(epoch)
+    )
+
+
 def _insert_outbox(conn: Connection, rows: Sequence[Any], now: datetime) -> None:
     """Outbox rows for tasks given as rows of ``_OUTBOX_SOURCE``'s columns."""
     if rows:
@@ -689,24 +731,30 @@ def _published() -> Any:
     return (Task.status == PENDING) & Task.waiting_since.is_(None) & ~unpublished
 
 
+class Publication(NamedTuple):
+    """A published task's current message: which queue holds it, under which dispatch."""
+
+    task_id: str
+    dispatch: int
+    queue: str
+
+
 def republish_pending(
-    conn: Connection,
-    *,
-    now: datetime,
-    due_before: datetime | None = None,
-    queues: Sequence[str] | None = None,
+    conn: Connection, *, now: datetime, only: Sequence[Publication] | None = None
 ) -> list[str]:
-    """Publish again the published, still pending tasks (only those due before
-    ``due_before``, of ``queues``, if given).
+    """Publish again the published, still pending tasks (only those of ``only``, if given,
+    and only while they still have the dispatch number it names).
 
     For when the broker lost their messages. The bumped dispatch number makes any copy
-    that did survive unable to claim the task.
+    that did survive unable to claim the task. A task claimed, retried or republished
+    since ``only`` was read is left alone: its dispatch or its status has changed.
     """
     conditions = [_published()]
-    if due_before is not None:
-        conditions.append(Task.run_after < due_before)
-    if queues is not None:
-        conditions.append(Task.queue.in_(list(queues)))
+    if only is not None:
+        if not only:
+            return []
+        pairs = [(publication.task_id, publication.dispatch) for publication in only]
+        conditions.append(tuple_(Task.id, Task.dispatch).in_(pairs))
     rows = conn.execute(
         update(Task)
         .where(*conditions)
@@ -717,13 +765,18 @@ def republish_pending(
     return [row.id for row in rows]
 
 
-def queues_with_unclaimed(conn: Connection, due_before: datetime) -> list[str]:
-    """Queues holding a published task due before ``due_before`` and still pending."""
-    return list(
-        conn.execute(
-            select(Task.queue).where(_published(), Task.run_after < due_before).distinct()
-        ).scalars()
+def unclaimed_publications(
+    conn: Connection, *, due_before: datetime, after: str, limit: int
+) -> list[Publication]:
+    """Published tasks due before ``due_before`` and still pending: up to ``limit`` of
+    them, by task id, from the first one after ``after`` (``""``: from the start)."""
+    rows = conn.execute(
+        select(Task.id, Task.dispatch, Task.queue)
+        .where(_published(), Task.run_after < due_before, Task.id > after)
+        .order_by(Task.id)
+        .limit(limit)
     )
+    return [Publication(*row) for row in rows]
 
 
 # -- small shared state --------------------------------------------------------------

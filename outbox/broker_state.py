@@ -1,8 +1,9 @@
 """What the relay needs from a broker beyond Dramatiq's public API.
 
 Two questions — has the broker lost its data since we last looked (its *epoch*), and
-does it hold any message of a queue? — and one speed-up: enqueueing a whole batch in
-one Redis round trip. Each reads a broker-specific detail, kept here in one place;
+which of the messages we published does it no longer hold? — and one speed-up:
+enqueueing a whole batch in one Redis round trip. Each reads a broker-specific detail,
+kept here in one place;
 ``tests/integration/test_broker_state.py`` fails loudly if a Dramatiq upgrade changes
 what these functions rely on.
 """
@@ -21,6 +22,7 @@ from redis.client import Pipeline
 from app import redis_dispatch
 from app.broker_channels import wake_channel
 from app.redis_dispatch import dispatch
+from app.store import Publication
 
 EPOCH_KEY = "jobplane:broker-epoch"
 #: The epoch of a broker that keeps its messages on disk (RabbitMQ durable queues).
@@ -44,8 +46,51 @@ def broker_epoch(broker: dramatiq.Broker) -> str:
     if client is None:
         return DURABLE_EPOCH
     client.set(EPOCH_KEY, str(uuid.uuid4()), nx=True)
-    value = client.get(EPOCH_KEY)
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return _decoded(client.get(EPOCH_KEY)) or ""
+
+
+def _decoded(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def redis_message_id(task_id: str, dispatch: int) -> str:
+    """The id in Redis of the message publishing ``dispatch`` of ``task_id``.
+
+    One per publication (a republication bumps the dispatch), so that whether Redis
+    still holds a publication's message is one HEXISTS (``not_held``). Publishing the
+    same dispatch twice (a relay died between publishing and committing) gives the same
+    id: the second copy replaces the first one's data, and the id is queued twice; the
+    worker that fetches it after the first copy was acked finds no data, and Dramatiq
+    skips it with a warning ("Found 'None' message").
+    """
+    return f"{task_id}.{dispatch}"
+
+
+def not_held(broker: dramatiq.Broker, published: Sequence[Publication]) -> list[Publication]:
+    """Those of ``published`` whose message the broker provably no longer holds.
+
+    Redis: a message is a field of ``<namespace>:<queue>.msgs``, keyed by its
+    ``redis_message_id``, from its enqueue until its ack; also while a worker holds it
+    unacked, and after that worker died, until Dramatiq's maintenance queues it again.
+    One pipelined HEXISTS per message, all in one round trip. (jobplane enqueues
+    nothing with a delay, so the delay queues need no look.)
+
+    In-memory: nothing is ever lost while the broker lives, and a new broker is a new
+    epoch; it cannot say which messages its workers hold, so none counts as lost.
+    RabbitMQ (durable queues) can only say whether a queue holds any message: the
+    messages of a queue that holds none count as lost.
+    """
+    if not published or isinstance(broker, StubBroker):
+        return []
+    if isinstance(broker, RedisBroker):
+        pipeline = broker.client.pipeline(transaction=False)
+        for task in published:
+            key = f"{broker.namespace}:{task.queue}.msgs"
+            pipeline.hexists(key, redis_message_id(task.task_id, task.dispatch))
+        held = pipeline.execute()
+        return [task for task, is_held in zip(published, held, strict=True) if not is_held]
+    empty = {q for q in {t.queue for t in published} if not queue_holds_messages(broker, q)}
+    return [task for task in published if task.queue in empty]
 
 
 def queue_holds_messages(broker: dramatiq.Broker, queue: str) -> bool:
@@ -65,24 +110,30 @@ def queue_holds_messages(broker: dramatiq.Broker, queue: str) -> bool:
     return any(counts[:2])
 
 
-def enqueue_all(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message[Any]]) -> None:
-    """Enqueue ``messages`` (no delay); on Redis in one pipelined round trip.
+def enqueue_all(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message[Any]]) -> str | None:
+    """Enqueue ``messages`` (no delay); returns the broker's epoch as of the enqueues
+    (None: Redis has none, it lost its data and no sweeper has set a new one yet).
 
     ``RedisBroker.enqueue`` costs one round trip per message, which caps a relay at a
     few thousand messages a second. Dramatiq has no public batch enqueue, so this does
     what ``RedisBroker.enqueue`` does, with every script call in one pipeline
     (``app.redis_dispatch``). The same pipeline then publishes each
     queue's name on the wake-up channel, so idle workers fetch at once instead of at
-    the end of their poll back-off (``workers/wakeup.py``).
+    the end of their poll back-off (``workers/wakeup.py``), and reads the epoch. It runs
+    as one MULTI/EXEC transaction: no loss of Redis's data can fall between the
+    enqueues and that read, so the messages are in the epoch it returns.
+
+    A message keeps the ``redis_message_id`` its options give (``redis_message_id()``);
+    one without gets a fresh one, as ``RedisBroker.enqueue`` gives it.
     """
     if not isinstance(broker, RedisBroker):
         for message in messages:
             broker.enqueue(message)
-        return
+        return broker_epoch(broker)
     sent = []
     for message in messages:
-        # Each enqueue needs an id of its own in Redis, as RedisBroker.enqueue gives it.
-        message = message.copy(options={"redis_message_id": str(uuid.uuid4())})
+        if "redis_message_id" not in message.options:
+            message = message.copy(options={"redis_message_id": str(uuid.uuid4())})
         broker.emit_before("enqueue", message, None)
         sent.append(message)
 
@@ -93,7 +144,9 @@ def enqueue_all(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message[Any
         # After the enqueues, in pipeline order: a woken worker's fetch finds the messages.
         for queue in dict.fromkeys(message.queue_name for message in sent):
             pipeline.publish(wake_channel(broker.namespace), queue)
+        pipeline.get(EPOCH_KEY)
 
-    redis_dispatch.execute(broker, fill)
+    replies = redis_dispatch.execute(broker, fill, transaction=True)
     for message in sent:
         broker.emit_after("enqueue", message, None)
+    return _decoded(replies[-1])

@@ -11,15 +11,17 @@ from app.store import OutboxMessage
 from outbox import broker_state
 
 
-def publish(broker: dramatiq.Broker, *rows: OutboxMessage) -> None:
-    """Enqueue one message per outbox row, on its task's queue.
+def publish(broker: dramatiq.Broker, *rows: OutboxMessage) -> str | None:
+    """Enqueue one message per outbox row, on its task's queue; returns the broker's
+    epoch as of the enqueues (``broker_state.enqueue_all``).
 
     A message carries only the task id and the dispatch number; the worker reads
     everything else from the row. The task's time limit travels in the message's
-    options, where Dramatiq's TimeLimit middleware looks first.
+    options, where Dramatiq's TimeLimit middleware looks first; its id in Redis is the
+    publication's own, so that the sweeper can ask whether Redis still holds it.
     """
     _declare_queues(broker, rows)
-    broker_state.enqueue_all(
+    return broker_state.enqueue_all(
         broker,
         [
             dramatiq.Message(
@@ -27,7 +29,10 @@ def publish(broker: dramatiq.Broker, *rows: OutboxMessage) -> None:
                 actor_name=row.type,
                 args=(),
                 kwargs={"task_id": row.task_id, "dispatch": row.dispatch},
-                options={"time_limit": row.timeout_seconds * 1000},
+                options={
+                    "time_limit": row.timeout_seconds * 1000,
+                    "redis_message_id": broker_state.redis_message_id(row.task_id, row.dispatch),
+                },
                 message_id=str(uuid.uuid4()),
             )
             for row in rows

@@ -5,6 +5,10 @@ their messages need, publish a message per row, commit. A crash between publishi
 committing leaves the rows in place and they are published again; the worker's claim
 drops the duplicate (invariant 2). A broker that is down makes the transaction roll
 back, and the relay backs off and tries again, losing nothing.
+
+A batch commits only under the broker epoch the database records: if the broker lost
+its data before the batch's messages were enqueued, or a sweeper is handling a loss
+that the batch's messages were part of, the batch rolls back and is published again.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from sqlalchemy import Connection, Engine
 
 from app import counters, store
 from app.db import HeldConnection
+from app.domain import JobplaneError
 from app.models import utcnow
 from app.settings import Settings
 from outbox.publisher import publish
@@ -32,6 +37,10 @@ logger = logging.getLogger(__name__)
 
 #: Test hook: kill the relay with SIGKILL after publishing a batch, before its commit.
 CRASH_AFTER_PUBLISH_ENV = "JOBPLANE_TEST_CRASH_AFTER_PUBLISH"
+
+
+class BrokerEpochChanged(JobplaneError):
+    """The broker's epoch is not the one the database records: the batch rolled back."""
 
 
 class Relay:
@@ -65,7 +74,22 @@ class Relay:
         self._crash_after_publish = os.environ.get(CRASH_AFTER_PUBLISH_ENV) == "1"
 
     def relay_once(self) -> int:
-        """Publish one batch of due rows; returns how many rows it took."""
+        """Publish one batch of due rows; returns how many rows it took.
+
+        A batch refused for a changed broker epoch is tried once more after a sweep
+        (which records the new epoch); a relay without a sweeper raises
+        ``BrokerEpochChanged`` and waits for another relay's sweeper to record it.
+        """
+        try:
+            return self._sweep_first_and_relay()
+        except BrokerEpochChanged as changed:
+            if self.sweeper is None:
+                raise
+            logger.warning("%s; sweeping, then publishing the batch again", changed)
+            self._swept_once = False
+            return self._sweep_first_and_relay()
+
+    def _sweep_first_and_relay(self) -> int:
         if self.sweeper is not None and not self._swept_once:
             # Sweep before publishing anything: the sweeper must record the broker's
             # epoch first, or a loss right after the first batch would look like the
@@ -82,18 +106,31 @@ class Relay:
         limit = self.settings.relay_batch_size
         messages, next_due = store.take_outbox_batch(conn, now, limit)
         if messages:
-            self._publish(messages)
+            epoch = self._publish(messages)
             if self._crash_after_publish:
                 os.kill(os.getpid(), signal.SIGKILL)
-            # After the publish, so that the counter's row (which every relay updates) is
-            # locked for as short a time as possible.
-            store.add_to_counters(conn, {(counters.RELAY_PUBLISHED.name, ""): len(messages)})
+            # After the publish, so that the counter's row (which every relay updates)
+            # and the recorded epoch are locked for as short a time as possible.
+            self._count_under_epoch(conn, len(messages), epoch)
         # For the wait after a partial batch: until the next row not yet due is due.
         self._next_due = next_due if len(messages) < limit else None
         return len(messages)
 
-    def _publish(self, rows: list[store.OutboxMessage]) -> None:
-        publish(self.broker, *rows)
+    def _count_under_epoch(self, conn: Connection, published: int, epoch: str | None) -> None:
+        """Count the batch; raise ``BrokerEpochChanged`` (the batch rolls back) unless its
+        messages were enqueued under the epoch the database records."""
+        recorded = store.count_published_batch(conn, published, counters.RELAY_PUBLISHED.name)
+        # None recorded: no sweeper has looked at this broker yet (the first one to look
+        # takes the broker as it finds it, these messages included).
+        if recorded is not None and recorded != epoch:
+            raise BrokerEpochChanged(
+                f"the broker's epoch is {epoch}, the database's {recorded}:"
+                f" {published} row(s) stay in the outbox"
+            )
+
+    def _publish(self, rows: list[store.OutboxMessage]) -> str | None:
+        """Publish ``rows``; returns the broker's epoch as of their enqueues."""
+        return publish(self.broker, *rows)
 
     def drain(self) -> int:
         """Publish every due row now; returns how many rows were taken."""
@@ -113,18 +150,23 @@ class Relay:
             try:
                 taken = self.relay_once()
                 backoff = 0.0
-            except Exception:
+            except Exception as error:
                 backoff = min(self.settings.relay_max_backoff, max(0.1, backoff * 2))
-                logger.exception("relay batch failed; retrying in %.1f s", backoff)
-                if self.sweeper is not None:
-                    self.sweeper.note_outage()
+                if isinstance(error, BrokerEpochChanged):
+                    logger.warning("%s; retrying in %.1f s", error, backoff)
+                else:
+                    logger.exception("relay batch failed; retrying in %.1f s", backoff)
+                    if self.sweeper is not None:
+                        self.sweeper.note_outage()
                 self._count_error()
                 self._stopped.wait(backoff)
                 continue
+            recovered = 0
             if self.sweeper is not None and time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + self.settings.sweep_interval
-                self._sweep()
-            if taken < self.settings.relay_batch_size:
+                recovered = self._sweep()
+            # What the sweep put back in the outbox is due now: no wait for it.
+            if taken < self.settings.relay_batch_size and not recovered:
                 self.wakeup.wait(self._idle_wait())
         self.close()
 
@@ -143,12 +185,14 @@ class Relay:
         except Exception:
             logger.debug("could not count the relay error", exc_info=True)
 
-    def _sweep(self) -> None:
+    def _sweep(self) -> int:
+        """Sweep once; returns how many tasks it recovered (0 if it failed)."""
         assert self.sweeper is not None
         try:
-            self.sweeper.sweep()
+            return sum(self.sweeper.sweep().values())
         except Exception:
             logger.exception("sweep failed; trying again at the next interval")
+            return 0
 
     def close(self) -> None:
         """Give back the database connection that batches run on (a later batch takes

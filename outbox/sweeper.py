@@ -4,8 +4,9 @@ Four passes, each logged and counted:
 1. running tasks whose heartbeat stopped (their worker died) → pending, new dispatch;
 2. a changed broker epoch (Redis lost its data) → every task published before is
    published again;
-3. the backstop: published tasks due more than ``unclaimed_grace`` ago, never
-   claimed, while the broker holds no message of their queue → published again;
+3. the backstop for a partial loss (Redis kept its epoch but not every message):
+   published tasks due more than ``unclaimed_after`` ago and never claimed, whose
+   message the broker no longer holds, checked one by one → published again;
 4. tasks waiting for a concurrency slot while no task of their type runs (whoever
    should have woken them died) → published again.
 A long backlog alone never triggers a republication: that would flood the queue.
@@ -28,7 +29,8 @@ from outbox import broker_state
 
 logger = logging.getLogger(__name__)
 
-EPOCH_STATE_KEY = "broker_epoch"
+#: How many republished task ids the unclaimed pass's warning names.
+LOGGED_IDS = 10
 
 
 class Sweeper:
@@ -51,6 +53,8 @@ class Sweeper:
         #: outage, workers need a heartbeat timeout of their own to beat again.
         self._failed = False
         self._reachable_since: datetime | None = None
+        #: Where the unclaimed pass goes on: the last task id it checked ("": the start).
+        self._unclaimed_after_id = ""
 
     def sweep(self) -> Counter[str]:
         """Run every pass once; returns what this pass recovered, by kind."""
@@ -105,8 +109,13 @@ class Sweeper:
         current = broker_state.broker_epoch(self.broker)
         now = self.clock()
         with self.engine.begin() as conn:
-            known = store.read_state(conn, EPOCH_STATE_KEY)
-            if known == current or not store.swap_state(conn, EPOCH_STATE_KEY, known, current, now):
+            known = store.read_state(conn, store.BROKER_EPOCH_KEY)
+            # The swap waits for relays' batches in flight (``count_published_batch``
+            # locks the epoch): the republication below then includes their tasks.
+            swapped = known != current and store.swap_state(
+                conn, store.BROKER_EPOCH_KEY, known, current, now
+            )
+            if not swapped:
                 return 0  # unchanged, or another relay handled the change
             if known is None:
                 return 0  # first sight of this broker: nothing was published under another
@@ -130,15 +139,38 @@ class Sweeper:
         return len(task_ids)
 
     def recover_unclaimed(self) -> int:
+        """Republish published tasks still unclaimed ``unclaimed_after`` s after they were
+        due whose message the broker no longer holds; returns how many.
+
+        Each pass checks up to ``unclaimed_check_batch`` of them (by task id, going on
+        from where the last pass stopped), in one query and one broker round trip, so a
+        long backlog costs every pass the same and is walked through in turn. Messages
+        still queued, however old, are left alone.
+        """
         now = self.clock()
-        cutoff = now - timedelta(seconds=self.settings.unclaimed_grace)
+        limit = self.settings.unclaimed_check_batch
         with self.engine.begin() as conn:
-            queues = store.queues_with_unclaimed(conn, cutoff)
-        empty = [q for q in queues if not broker_state.queue_holds_messages(self.broker, q)]
-        if not empty:
+            candidates = store.unclaimed_publications(
+                conn,
+                due_before=now - timedelta(seconds=self.settings.unclaimed_after),
+                after=self._unclaimed_after_id,
+                limit=limit,
+            )
+        # A short page is the end of the walk: the next pass starts over.
+        self._unclaimed_after_id = candidates[-1].task_id if len(candidates) == limit else ""
+        lost = broker_state.not_held(self.broker, candidates)
+        if not lost:
             return 0
         with self.engine.begin() as conn:
-            task_ids = store.republish_pending(conn, now=now, due_before=cutoff, queues=empty)
-        for task_id in task_ids:
-            logger.warning("task %s was never claimed and its queue is empty: republished", task_id)
+            # Guarded by dispatch: a task claimed or retried since it was read stays as is.
+            task_ids = store.republish_pending(conn, now=now, only=lost)
+        if task_ids:
+            logger.warning(
+                "the broker no longer holds the message of %d task(s) unclaimed %.0f s after"
+                " they were due: republished (%s%s)",
+                len(task_ids),
+                self.settings.unclaimed_after,
+                ", ".join(task_ids[:LOGGED_IDS]),
+                ", …" if len(task_ids) > LOGGED_IDS else "",
+            )
         return len(task_ids)

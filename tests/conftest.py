@@ -187,6 +187,8 @@ def pg_api(api_factory: Callable[..., httpx.Client], pg_settings: Settings) -> h
 
 #: Dramatiq's Redis layout: every message of queue "default" until it is acked.
 DEFAULT_MESSAGES = "dramatiq:default.msgs"
+#: The ids of the messages queued on "default", in order (a message's data is in the hash).
+DEFAULT_QUEUE = "dramatiq:default"
 
 
 def noop_message(

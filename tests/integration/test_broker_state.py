@@ -15,8 +15,9 @@ import redis
 from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.brokers.stub import StubBroker
 
+from app.store import Publication
 from outbox import broker_state
-from tests.conftest import noop_message, wait_until
+from tests.conftest import DEFAULT_MESSAGES, noop_message, wait_until
 from workers.broker import make_broker
 
 
@@ -162,3 +163,44 @@ def test_a_pipelined_batch_reaches_redis_as_ordinary_messages(
         consumer.ack(message)
     consumer.close()
     assert broker_state.queue_holds_messages(redis_broker, "default") is False
+
+
+def test_redis_holds_a_publication_from_enqueue_until_its_ack_and_says_which_it_lost(
+    redis_broker: dramatiq.Broker, redis_client: redis.Redis
+) -> None:
+    # Given three publications enqueued as the relay does, under their own message ids
+    redis_broker.declare_queue("default")
+    published = [Publication(f"t{i}", 1, "default") for i in range(3)]
+    broker_state.enqueue_all(
+        redis_broker,
+        [
+            noop_message(
+                task_id=p.task_id, redis_message_id=broker_state.redis_message_id(p.task_id, 1)
+            )
+            for p in published
+        ],
+    )
+    assert broker_state.not_held(redis_broker, published) == []
+
+    # When a consumer takes the first (it is held unacked, as by a worker that died) and
+    # the second's message is deleted
+    consumer = redis_broker.consume("default", timeout=100)
+    try:
+        first = receive(consumer)
+        assert first.kwargs["task_id"] == "t0"
+        redis_client.hdel(DEFAULT_MESSAGES, broker_state.redis_message_id("t1", 1))
+
+        # Then only the second counts as lost; so does another dispatch of the third
+        later = Publication("t2", 2, "default")
+        assert broker_state.not_held(redis_broker, [*published, later]) == [published[1], later]
+
+        # When the first is acked, it is gone too
+        consumer.ack(first)
+        assert broker_state.not_held(redis_broker, published) == published[:2]
+    finally:
+        consumer.close()
+
+
+def test_an_in_memory_broker_never_counts_a_publication_as_lost() -> None:
+    # (it lives and dies with its process: a new one is a new epoch)
+    assert broker_state.not_held(StubBroker(), [Publication("t0", 1, "default")]) == []

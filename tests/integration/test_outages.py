@@ -173,12 +173,12 @@ def test_the_ack_thread_keeps_acking_after_redis_refuses_writes(
     refusals = iter([redis.ReadOnlyError("You can't write against a read only replica.")])
     real_execute = redis_dispatch.execute
 
-    def execute(broker: Any, fill: Any) -> list[Any]:
+    def execute(broker: Any, fill: Any, **options: Any) -> list[Any]:
         if threading.current_thread().name == "jobplane-acks":  # not the relay's publishes
             error = next(refusals, None)
             if error is not None:
                 raise error
-        return real_execute(broker, fill)
+        return real_execute(broker, fill, **options)
 
     monkeypatch.setattr(acks.redis_dispatch, "execute", execute)
     start_worker()

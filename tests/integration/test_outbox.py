@@ -229,11 +229,12 @@ class PausingRelay(Relay):
         self.holding = threading.Event()
         self.release = threading.Event()
 
-    def _publish(self, rows: list[Row[Any]]) -> None:
-        super()._publish(rows)
+    def _publish(self, rows: list[store.OutboxMessage]) -> str | None:
+        epoch = super()._publish(rows)
         if not self.holding.is_set():
             self.holding.set()
             assert self.release.wait(timeout=30)
+        return epoch
 
 
 def test_a_relay_skips_the_rows_another_relay_is_publishing(
@@ -302,11 +303,12 @@ def test_a_broker_that_loses_its_data_right_after_the_first_batch_gets_it_again(
     class FlushedAfterFirstBatch(Relay):
         flushed = False
 
-        def _publish(self, rows: list[Row[Any]]) -> None:
-            super()._publish(rows)
+        def _publish(self, rows: list[store.OutboxMessage]) -> str | None:
+            epoch = super()._publish(rows)
             if not self.flushed:
-                self.flushed = True
                 redis_client.flushdb()
+                self.flushed = True
+            return epoch
 
     sweeper = Sweeper(pg_engine, broker, settings)
     relay = FlushedAfterFirstBatch(pg_engine, broker, settings, sweeper=sweeper)
@@ -317,7 +319,7 @@ def test_a_broker_that_loses_its_data_right_after_the_first_batch_gets_it_again(
     try:
         # Then the sweeper notices the loss and every task is on the broker again
         wait_until(
-            lambda: redis_client.hlen(DEFAULT_MESSAGES) == 10,
+            lambda: relay.flushed and redis_client.hlen(DEFAULT_MESSAGES) == 10,
             timeout=10,
             what="the lost messages to be published again",
         )

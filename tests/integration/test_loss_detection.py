@@ -1,0 +1,273 @@
+"""Loss detection against real PostgreSQL and Redis.
+
+The sweeper's backstop for a broker that lost some messages but kept its epoch (a crash
+with AOF ``everysec``, a failover to a lagging replica, messages deleted by hand), and
+the relay's epoch check, which closes the race between one relay's batch and another
+relay's sweeper handling a loss.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import dramatiq
+import pytest
+import redis
+from sqlalchemy import Connection, Engine, select, text
+
+from app.models import Outbox
+from app.registry import load_jobs
+from app.settings import Settings
+from outbox.relay import BrokerEpochChanged, Relay
+from outbox.sweeper import Sweeper
+from tests.conftest import DEFAULT_MESSAGES, DEFAULT_QUEUE, outbox_rows, wait_until
+from tests.integration.test_broker_state import receive
+from tests.integration.test_outbox import Clock, published_messages, submit
+from workers.broker import make_broker
+
+
+@pytest.fixture(autouse=True)
+def _jobs() -> None:
+    load_jobs()
+
+
+@pytest.fixture
+def broker(redis_url: str) -> Iterator[dramatiq.Broker]:
+    made = make_broker(redis_url)
+    yield made
+    made.client.close()  # type: ignore[attr-defined]
+
+
+def queued(client: redis.Redis) -> dict[str, int]:
+    """Task id → dispatch of every message Redis holds on queue "default"."""
+    return {m.kwargs["task_id"]: m.kwargs["dispatch"] for m in published_messages(client)}
+
+
+def delete_messages(client: redis.Redis, task_ids: set[str]) -> None:
+    """Delete the messages of ``task_ids`` from Redis, leaving every other key alone."""
+    for field, data in client.hgetall(DEFAULT_MESSAGES).items():
+        if dramatiq.Message.decode(data).kwargs["task_id"] in task_ids:
+            client.hdel(DEFAULT_MESSAGES, field)
+            client.lrem(DEFAULT_QUEUE, 0, field)
+
+
+def outbox_dispatches(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(Outbox.task_id, Outbox.dispatch))
+        return {row.task_id: row.dispatch for row in rows}
+
+
+@pytest.mark.parametrize("check_batch", [2000, 3], ids=["one-sweep", "walked-in-pages"])
+def test_a_task_whose_message_was_deleted_is_republished_while_its_queue_still_holds_others(
+    pg_engine: Engine,
+    pg_settings: Settings,
+    broker: dramatiq.Broker,
+    redis_client: redis.Redis,
+    check_batch: int,
+) -> None:
+    # Given 20 tasks published by a relay (whose sweeper recorded the broker's epoch),
+    # never claimed, one of them held unacked by a consumer (as by a worker that died)
+    clock = Clock()
+    settings = pg_settings.model_copy(
+        update={"unclaimed_after": 60, "unclaimed_check_batch": check_batch}
+    )
+    task_ids = submit(pg_engine, settings, 20, now=clock.now)
+    sweeper = Sweeper(pg_engine, broker, settings, clock=clock)
+    relay = Relay(pg_engine, broker, settings, sweeper=sweeper, clock=clock)
+    assert relay.drain() == 20
+    consumer = broker.consume("default", timeout=100)
+    try:
+        held = receive(consumer).kwargs["task_id"]
+
+        # When half of the queue's messages are deleted, the epoch key kept, and the
+        # tasks are more than a minute past their due time
+        lost = set([t for t in task_ids if t != held][:10])
+        delete_messages(redis_client, lost)
+        clock.advance(61)
+
+        # Then, within 1 + 20 // check_batch sweeps, exactly the deleted ones are
+        # published again (a new dispatch each), and not one of those still queued
+        sweeps = 1 + len(task_ids) // check_batch
+        found = sum(sweeper.sweep()["republished_unclaimed"] for _ in range(sweeps))
+        assert found == len(lost)
+        assert outbox_dispatches(pg_engine) == dict.fromkeys(lost, 2)
+        assert sweeper.counts["republished_after_broker_loss"] == 0
+
+        # and the backlog still queued is never republished, however long it waits
+        for _ in range(3):
+            clock.advance(600)
+            assert sweeper.sweep()["republished_unclaimed"] == 0
+
+        # When the relay publishes the republished tasks
+        assert relay.drain() == len(lost)
+
+        # Then the queue holds a message of every task, of its current dispatch, and
+        # later sweeps find nothing more to republish
+        kept = set(task_ids) - lost
+        assert queued(redis_client) == {**dict.fromkeys(kept, 1), **dict.fromkeys(lost, 2)}
+        clock.advance(600)
+        assert sweeper.sweep()["republished_unclaimed"] == 0
+    finally:
+        consumer.close()
+
+
+class SteppedRelay(Relay):
+    """A relay whose first batch stops where a test says, until released.
+
+    ``stop_at`` is "published" (messages enqueued, the epoch not yet checked) or
+    "checked" (the epoch checked and locked, the transaction not yet committed).
+    """
+
+    def __init__(self, *args: Any, stop_at: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stop_at = stop_at
+        self.stopped = threading.Event()
+        self.release = threading.Event()
+        self.error: BaseException | None = None
+
+    def _stop(self, where: str) -> None:
+        if where == self.stop_at and not self.stopped.is_set():
+            self.stopped.set()
+            assert self.release.wait(timeout=30)
+
+    def _publish(self, rows: Any) -> str | None:
+        epoch = super()._publish(rows)
+        self._stop("published")
+        return epoch
+
+    def _count_under_epoch(self, conn: Connection, published: int, epoch: str | None) -> None:
+        super()._count_under_epoch(conn, published, epoch)
+        self._stop("checked")
+
+    def drain_in_thread(self) -> threading.Thread:
+        def drain() -> None:
+            try:
+                self.drain()
+            except BaseException as error:  # reported by the test
+                self.error = error
+
+        thread = threading.Thread(target=drain)
+        thread.start()
+        assert self.stopped.wait(timeout=30)
+        return thread
+
+
+def waiting_for_a_lock(engine: Engine) -> Callable[[], bool]:
+    """Whether a session of the test's database waits for a lock (the sweeper's swap)."""
+
+    def check() -> bool:
+        with engine.connect() as conn:
+            waiting = conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+        return bool(waiting)
+
+    return check
+
+
+@pytest.fixture
+def two_relays(
+    pg_engine: Engine, pg_settings: Settings, redis_url: str
+) -> Iterator[Callable[[str], tuple[SteppedRelay, Sweeper, Relay]]]:
+    """Relay A (stepped, no sweeper) and relay B (with its sweeper, which has recorded
+    the broker's epoch), each on a broker object of its own."""
+    brokers: list[dramatiq.Broker] = []
+
+    def make(stop_at: str) -> tuple[SteppedRelay, Sweeper, Relay]:
+        broker_a, broker_b = make_broker(redis_url), make_broker(redis_url)
+        brokers.extend((broker_a, broker_b))
+        sweeper_b = Sweeper(pg_engine, broker_b, pg_settings)
+        sweeper_b.sweep()
+        relay_a = SteppedRelay(pg_engine, broker_a, pg_settings, stop_at=stop_at)
+        return relay_a, sweeper_b, Relay(pg_engine, broker_b, pg_settings, sweeper=sweeper_b)
+
+    yield make
+    for broker in brokers:
+        broker.client.close()  # type: ignore[attr-defined]
+
+
+def test_a_batch_published_before_a_loss_that_another_relay_handles_first_is_published_again(
+    pg_engine: Engine,
+    pg_settings: Settings,
+    redis_client: redis.Redis,
+    two_relays: Callable[[str], tuple[SteppedRelay, Sweeper, Relay]],
+) -> None:
+    # Given relay A holding a batch of 10 tasks it has published, not yet committed
+    relay_a, sweeper_b, relay_b = two_relays("published")
+    task_ids = submit(pg_engine, pg_settings, 10)
+    thread = relay_a.drain_in_thread()
+
+    # When Redis loses its data, and relay B's sweeper records the new epoch and
+    # republishes everything published before, all before relay A commits
+    redis_client.flushdb()
+    assert sweeper_b.sweep()["republished_after_broker_loss"] == 0  # A's are not yet
+    relay_a.release.set()
+    thread.join(timeout=30)
+
+    # Then relay A's batch rolls back: its rows stay in the outbox
+    assert isinstance(relay_a.error, BrokerEpochChanged)
+    assert outbox_rows(pg_engine) == 10
+
+    # and once a relay publishes them, every task is on the broker
+    assert relay_b.drain() == 10
+    assert queued(redis_client) == dict.fromkeys(task_ids, 1)
+
+
+def test_a_batch_committed_while_another_relay_handles_a_loss_is_republished_by_it(
+    pg_engine: Engine,
+    pg_settings: Settings,
+    redis_client: redis.Redis,
+    two_relays: Callable[[str], tuple[SteppedRelay, Sweeper, Relay]],
+) -> None:
+    # Given relay A holding a batch of 10 tasks it has published and checked against
+    # the recorded epoch, not yet committed
+    relay_a, sweeper_b, relay_b = two_relays("checked")
+    task_ids = submit(pg_engine, pg_settings, 10)
+    thread = relay_a.drain_in_thread()
+
+    # When Redis loses its data and relay B's sweeper sees it, while relay A commits
+    redis_client.flushdb()
+    swept: list[int] = []
+    sweeping = threading.Thread(
+        target=lambda: swept.append(sweeper_b.sweep()["republished_after_broker_loss"])
+    )
+    sweeping.start()
+    # (the sweeper's swap of the epoch waits for relay A's batch)
+    wait_until(waiting_for_a_lock(pg_engine), timeout=10, what="the swap to wait")
+    relay_a.release.set()
+    thread.join(timeout=30)
+    sweeping.join(timeout=30)
+
+    # Then relay A's batch is committed, and the sweeper republished its tasks too
+    assert relay_a.error is None and relay_a.published == 10
+    assert swept == [10]
+
+    # and once a relay publishes them, every task is on the broker again
+    assert relay_b.drain() == 10
+    assert queued(redis_client) == dict.fromkeys(task_ids, 2)
+
+
+def test_a_relay_whose_broker_lost_its_data_since_its_last_sweep_sweeps_before_committing(
+    pg_engine: Engine, pg_settings: Settings, broker: dramatiq.Broker, redis_client: redis.Redis
+) -> None:
+    # Given a relay (with its sweeper) that published 5 tasks
+    first = submit(pg_engine, pg_settings, 5)
+    relay = Relay(pg_engine, broker, pg_settings, sweeper=Sweeper(pg_engine, broker, pg_settings))
+    assert relay.drain() == 5
+
+    # When Redis loses its data and 5 more tasks come before the relay's next sweep
+    redis_client.flushdb()
+    second = submit(pg_engine, pg_settings, 5)
+    relay.drain()
+
+    # Then its batch under the lost epoch rolled back, its sweep republished the first
+    # 5, and the batch that followed published all 10
+    assert relay.sweeper is not None
+    assert relay.sweeper.counts["republished_after_broker_loss"] == 5
+    assert queued(redis_client) == {**dict.fromkeys(first, 2), **dict.fromkeys(second, 1)}
+    assert outbox_rows(pg_engine) == 0
