@@ -48,8 +48,8 @@ def run(
     starts_dir.mkdir(parents=True, exist_ok=True)
     with PrivateServers() as servers:
         procs = h.Procs(log_dir)
+        db = h.ScratchDatabase("jobplane_chaos", servers.postgres.admin_url)
         try:
-            db = h.ScratchDatabase("jobplane_chaos", servers.postgres.admin_url)
             platform = h.Platform(
                 procs,
                 db,
@@ -68,6 +68,7 @@ def run(
             # worker's shutdown grace would add seconds to every run.
             for proc in list(procs.running):
                 procs.kill(proc)
+            db.disconnect()
 
 
 def start_fleet(platform: h.Platform, plan: p.Plan) -> Fleet:
