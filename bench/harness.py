@@ -539,11 +539,7 @@ class Platform:
     def start_relay(self, *, wait: bool = True) -> Proc:
         proc = self.procs.start("relay", [JOBPLANE, "relay"], self.env("relay"))
         if wait:
-            wait_for(
-                lambda: proc.check_alive() or "relay started" in proc.log_text(),
-                timeout=60,
-                what="the relay to start",
-            )
+            wait_relay_ready(proc)
         return proc
 
     def start_worker(self, processes: int = 1, threads: int = 8, *, wait: bool = True) -> Proc:
@@ -567,6 +563,15 @@ class Platform:
 
     def outbox_count(self) -> int:
         return int(self.db.scalar("SELECT count(*) FROM outbox"))
+
+
+def wait_relay_ready(proc: Proc, timeout: float = 60) -> None:
+    """Until the relay logged that it started."""
+    wait_for(
+        lambda: proc.check_alive() or "relay started" in proc.log_text(),
+        timeout=timeout,
+        what=f"{proc.name} to start",
+    )
 
 
 def wait_worker_ready(proc: Proc, processes: int, timeout: float = 60) -> None:

@@ -170,7 +170,7 @@ class PrivatePostgres:
 
     def execute(self, sql: str) -> None:
         with psycopg.connect(self.admin_url, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(sql)  # type: ignore[arg-type]
+            conn.execute(sql.encode())
 
     def close(self) -> None:
         if self.running:

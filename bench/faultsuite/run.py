@@ -78,11 +78,7 @@ def start_fleet(platform: h.Platform, plan: p.Plan) -> Fleet:
     workers = [platform.start_worker(1, plan.threads, wait=False) for _ in range(plan.workers)]
     apis = [platform.start_api() for _ in range(plan.apis)]
     for relay in relays:
-        h.wait_for(
-            lambda relay=relay: relay.check_alive() or "relay started" in relay.log_text(),
-            timeout=60,
-            what=f"{relay.name} to start",
-        )
+        h.wait_relay_ready(relay)
     for worker in workers:
         h.wait_worker_ready(worker, 1)
     return Fleet(workers=workers, relays=relays, apis=apis)
