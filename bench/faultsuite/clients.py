@@ -49,6 +49,7 @@ class Submitters:
         #: every failed request, by HTTP status or kind of connection error
         self.errors: Counter[str] = Counter()
         self.started = 0.0
+        self.last_accepted = 0.0  #: Unix time of the last acceptance
         self._next = 0
         self._lock = threading.Lock()
         self._threads = [
@@ -102,6 +103,7 @@ class Submitters:
             if status in (200, 201):
                 with self._lock:
                     self.accepted[index] = answer["taskId"]
+                    self.last_accepted = max(self.last_accepted, time.time())
                 return
             with self._lock:
                 self.errors[str(status)] += 1

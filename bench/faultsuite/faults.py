@@ -43,6 +43,7 @@ class Record:
     #: processes that exited without being killed (name, exit status, last log lines)
     exits: list[dict[str, Any]] = field(default_factory=list)
     last_fault: float = 0.0  #: Unix time
+    messages_deleted: int = 0
 
 
 class Injector:
@@ -155,5 +156,5 @@ class Injector:
         while redis.queued(QUEUE) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         deleted = redis.delete_half_of_queue(QUEUE)
-        self.record.counts["messages deleted"] += deleted
+        self.record.messages_deleted += deleted
         return f"{deleted} message(s) of queue {QUEUE!r} deleted"

@@ -62,7 +62,7 @@ class Plan:
     relays: int = 2
     workers: int = 3
     threads: int = 4  #: threads per worker process
-    clients: int = 8  #: submitting client threads
+    clients: int = 24  #: submitting client threads (each waits for its answer)
     #: Seconds a client keeps retrying one submission before it gives up.
     give_up_after: float = 120.0
     #: Seconds after the last fault a task may take to end before it counts as lost.

@@ -10,8 +10,6 @@ from bench.faultsuite import plan as p
 from bench.faultsuite.starts import Restart, Start, restarts
 
 TERMINAL = ("completed", "failed", "cancelled", "skipped")
-#: What demo.fail's error says when it fails on purpose.
-ON_PURPOSE = "failing on purpose"
 SAMPLES = 10  #: examples kept of each kind of problem
 
 
@@ -49,8 +47,10 @@ class Figures:
     unexplained_duplicates: int
     client_errors: dict[str, int]
     faults: dict[str, int]
+    messages_deleted: int
     processes_exited_on_their_own: int
     last_fault_at: float  #: seconds after the first submission
+    last_accepted_at: float  #: seconds after the first submission
     drain_seconds: float | None  #: last fault -> every task terminal; None: not by the deadline
     drain_target: float
     samples: dict[str, list[Any]] = field(default_factory=dict)
@@ -99,7 +99,9 @@ class Figures:
             ("unexplained duplicate starts", f"{self.unexplained_duplicates}"),
             ("client errors by status", errors),
             ("processes exited on their own", f"{self.processes_exited_on_their_own}"),
+            ("messages deleted from the queue", f"{self.messages_deleted}"),
             ("last fault", f"t+{self.last_fault_at:.1f} s"),
+            ("last submission accepted", f"t+{self.last_accepted_at:.1f} s"),
             ("time to drain after the last fault", f"{drain} (target {self.drain_target:g} s)"),
         ]
         width = max(len(label) for label, _ in rows)
@@ -121,9 +123,11 @@ class Observed:
     starts: list[Start]
     killed: dict[int, float]
     faults: Counter[str]
+    messages_deleted: int
     exits: list[dict[str, Any]]
     key_prefix: str
     last_fault_at: float
+    last_accepted_at: float
     drain_seconds: float | None
 
 
@@ -141,7 +145,9 @@ def measure(plan: p.Plan, seed: int, seen: Observed) -> Figures:
         if by_key.get(f"{seen.key_prefix}-{index}", task) != task
     ]
     failed = [row for row in seen.rows if row.status == "failed"]
-    unexpected = [row for row in failed if not _failed_on_purpose(row)]
+    # chaos.fail may end failed on purpose, or for "worker lost" with its one retry
+    # spent on a kill: either is its own doing. Any other type should complete.
+    unexpected = [row for row in failed if row.type != p.FAIL]
 
     def failed_on_purpose(start: Start) -> bool:
         row = rows.get(start.task)
@@ -165,8 +171,10 @@ def measure(plan: p.Plan, seed: int, seen: Observed) -> Figures:
         unexplained_duplicates=len(unexplained),
         client_errors=dict(seen.client_errors),
         faults=dict(seen.faults),
+        messages_deleted=seen.messages_deleted,
         processes_exited_on_their_own=len(seen.exits),
         last_fault_at=seen.last_fault_at,
+        last_accepted_at=seen.last_accepted_at,
         drain_seconds=seen.drain_seconds,
         drain_target=plan.drain_target,
         samples={
@@ -177,10 +185,6 @@ def measure(plan: p.Plan, seed: int, seen: Observed) -> Figures:
             "exits": seen.exits[:SAMPLES],
         },
     )
-
-
-def _failed_on_purpose(row: TaskRow) -> bool:
-    return row.type == p.FAIL and ON_PURPOSE in (row.error or "")
 
 
 def _describe(row: TaskRow | None, task: str) -> dict[str, Any]:

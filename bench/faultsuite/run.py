@@ -117,9 +117,11 @@ def load_and_strike(
         starts=[],
         killed=dict(record.killed),
         faults=Counter(record.counts),
+        messages_deleted=record.messages_deleted,
         exits=list(record.exits),
         key_prefix=key_prefix,
         last_fault_at=last_fault - started,
+        last_accepted_at=submitters.last_accepted - started,
         drain_seconds=None if drained is None else drained - last_fault,
     )
 
