@@ -28,6 +28,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.db import HeldConnection
+from app.outages import is_transient, through_outages
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +51,13 @@ class GroupCommit(Generic[ItemT, ResultT]):
         (default 0: the caller sees the error; only idempotent writes should retry).
       autocommit: ``write`` is a single statement, committed as it runs (one round
         trip fewer per batch); see ``app.db.transaction``.
+      retry_until: for writes safe to repeat: a batch that fails because the database
+        is unreachable or busy (``app.outages.is_transient``) is written again, with
+        backoff, until it succeeds or this event is set; only then do its callers see
+        the error. Default None: they see it at once.
 
-    When a batch of several items fails, each item is written again on its own, so one
-    bad item fails only its own caller.
+    When a batch of several items fails otherwise, each item is written again on its
+    own, so one bad item fails only its own caller.
     """
 
     def __init__(
@@ -64,10 +69,12 @@ class GroupCommit(Generic[ItemT, ResultT]):
         max_batch: int = DEFAULT_MAX_BATCH,
         disconnect_retries: int = 0,
         autocommit: bool = False,
+        retry_until: threading.Event | None = None,
     ) -> None:
         self.write = write
         self.name = name
         self.max_batch = max_batch
+        self.retry_until = retry_until
         # Used by one thread at a time, the one holding ``_writing``: the writer thread,
         # or a caller of ``run`` that found nothing being written.
         self._writing = threading.Lock()
@@ -154,11 +161,13 @@ class GroupCommit(Generic[ItemT, ResultT]):
         """Write ``batch`` on the held connection; the caller holds ``_writing``."""
         items = [item for item, _ in batch]
         try:
-            results = self._connection.run(lambda conn: self.write(conn, items))
+            results = self._write_through_outages(items)
             _check_count(self.name, results, batch)
         except Exception as error:
-            if len(batch) == 1:
-                batch[0][1].set_exception(error)
+            outage = self.retry_until is not None and is_transient(error)
+            if len(batch) == 1 or outage:  # after an outage's retries, splitting won't help
+                for _, future in batch:
+                    future.set_exception(error)
             else:
                 for entry in batch:
                     self._write_held([entry])
@@ -169,6 +178,19 @@ class GroupCommit(Generic[ItemT, ResultT]):
             raise
         for (_, future), result in zip(batch, results, strict=True):
             future.set_result(result)
+
+    def _write_through_outages(self, items: list[ItemT]) -> Sequence[ResultT]:
+        """``write`` on the held connection, again while the database is unreachable."""
+
+        def once() -> Sequence[ResultT]:
+            return self._connection.run(lambda conn: self.write(conn, items))
+
+        if self.retry_until is None:
+            return once()
+        # Whatever failed, the next attempt takes a fresh connection.
+        return through_outages(
+            once, until=self.retry_until, what=self.name, on_failure=self._connection.close
+        )
 
 
 class AsyncGroupCommit(Generic[ItemT, ResultT]):

@@ -28,6 +28,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -504,12 +505,17 @@ def record_progress(
     conn.execute(_PROGRESS, params)
 
 
-def beat(conn: Connection, task_ids: Iterable[str], now: datetime) -> None:
-    """Refresh the heartbeat of the running tasks a worker holds."""
-    ids = list(task_ids)
-    if ids:
+def beat(conn: Connection, runs: Iterable[tuple[str, int]], now: datetime) -> None:
+    """Refresh the heartbeat of the runs (task id, dispatch) a worker holds.
+
+    Only a run's own dispatch is refreshed: a stale run must never keep alive the
+    heartbeat of a newer run of its task that another worker holds (or lost)."""
+    pairs = list(runs)
+    if pairs:
         conn.execute(
-            update(Task).where(Task.id.in_(ids), Task.status == RUNNING).values(heartbeat_at=now)
+            update(Task)
+            .where(tuple_(Task.id, Task.dispatch).in_(pairs), Task.status == RUNNING)
+            .values(heartbeat_at=now)
         )
 
 

@@ -8,7 +8,14 @@ again; here it is handed to one thread per worker process, which sends every ack
 queued meanwhile in one pipelined round trip.
 
 An ack that is lost (the process dies first) costs one redelivery, which the claim
-turns away: the task is no longer pending (invariant 2).
+turns away: the task is no longer pending.
+
+The same thread gives messages back (Dramatiq's ``requeue``: from this consumer's
+unacked set back to the queue) when their claim failed, so that they are delivered
+again. Both survive any Redis error (a restart, a failover's READONLY, OOM, a timeout):
+the batch is sent again with backoff until Redis takes it. Until then the messages hold
+their consumers' prefetch slots, and nothing is lost: an unsent ack costs at most a
+redelivery, an unsent give-back at most Dramatiq's requeue when this process ends.
 """
 
 from __future__ import annotations
@@ -20,7 +27,6 @@ import time
 from collections.abc import Callable
 from functools import partial
 
-import redis
 from dramatiq.brokers.redis import RedisBroker
 from redis.client import Pipeline
 
@@ -29,8 +35,10 @@ from app.redis_dispatch import dispatch
 
 logger = logging.getLogger(__name__)
 
-#: Pause before sending again acks that failed (Redis unreachable), in s.
-RETRY_S = 1.0
+#: First pause before sending again a batch that failed (Redis unreachable), in s.
+MIN_RETRY_S = 0.1
+#: Longest pause between two attempts, in s.
+MAX_RETRY_S = 2.0
 #: Longest wait for queued acks to be sent when a consumer closes, in s.
 FLUSH_TIMEOUT_S = 5.0
 
@@ -39,9 +47,12 @@ OnAcked = Callable[[], None]
 
 
 class _Ack:
-    __slots__ = ("queue_name", "redis_message_id", "on_acked")
+    __slots__ = ("command", "queue_name", "redis_message_id", "on_acked")
 
-    def __init__(self, queue_name: str, redis_message_id: str, on_acked: OnAcked) -> None:
+    def __init__(
+        self, command: str, queue_name: str, redis_message_id: str, on_acked: OnAcked
+    ) -> None:
+        self.command = command  #: Dramatiq's "ack", or "requeue" to give the message back
         self.queue_name = queue_name
         self.redis_message_id = redis_message_id
         self.on_acked = on_acked
@@ -49,7 +60,7 @@ class _Ack:
 
 def _fill(broker: RedisBroker, batch: list[_Ack], pipeline: Pipeline) -> None:
     for ack in batch:
-        dispatch(broker, pipeline, "ack", ack.queue_name, ack.redis_message_id)
+        dispatch(broker, pipeline, ack.command, ack.queue_name, ack.redis_message_id)
 
 
 class AckSender:
@@ -63,7 +74,14 @@ class AckSender:
 
     def ack(self, queue_name: str, redis_message_id: str, on_acked: OnAcked) -> None:
         """Queue the ack of a message fetched from ``queue_name``; returns at once."""
-        self._queue.put(_Ack(queue_name, redis_message_id, on_acked))
+        self._put(_Ack("ack", queue_name, redis_message_id, on_acked))
+
+    def give_back(self, queue_name: str, redis_message_id: str, on_sent: OnAcked) -> None:
+        """Queue the return of an unacked message to ``queue_name``; returns at once."""
+        self._put(_Ack("requeue", queue_name, redis_message_id, on_sent))
+
+    def _put(self, ack: _Ack) -> None:
+        self._queue.put(ack)
         if self._thread is None:
             self._start()
 
@@ -101,14 +119,24 @@ class AckSender:
                 done.set()
 
     def _send(self, batch: list[_Ack]) -> None:
+        """Send ``batch`` until Redis takes it: this thread must never die."""
+        failures = 0
         while True:
             try:
                 redis_dispatch.execute(self.broker, partial(_fill, self.broker, batch))
                 break
-            except redis.ConnectionError as error:
-                # As Dramatiq's worker does: retry until Redis is back. Until then the
-                # messages hold their consumers' prefetch slots.
-                logger.warning("could not ack %d messages, retrying: %s", len(batch), error)
-                time.sleep(RETRY_S)
+            except Exception as error:  # every Redis error passes; none may stop acks
+                delay = min(MAX_RETRY_S, MIN_RETRY_S * 2 ** min(failures, 16))
+                failures += 1
+                log = logger.warning if failures == 1 or failures % 30 == 0 else logger.debug
+                log(
+                    "could not ack %d message(s), retrying until Redis takes them: %s",
+                    len(batch),
+                    error,
+                )
+                time.sleep(delay)
         for ack in batch:
-            ack.on_acked()
+            try:
+                ack.on_acked()
+            except Exception:
+                logger.exception("after the ack of message %s", ack.redis_message_id)

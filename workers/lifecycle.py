@@ -5,6 +5,14 @@ of the job type's concurrency limit, if it has one), or drop the message saying 
 After it: record the result, the cancellation, or the error with a retry if one is
 left. Meanwhile the task monitor keeps the row's heartbeat fresh and watches for
 cancellation. On a graceful stop, tasks still running go back to pending.
+
+When the database fails (a restart, a failover, a full pool, a locked SQLite file):
+- no claim, no run, no ack: a claim waits the outage out; if the worker stops first,
+  the body does not run and the message goes back to the broker (``give_back``);
+- outcomes are written, whatever happens: the outcome's write is retried until it
+  commits, and the heartbeat goes on until then, so a body that succeeded is never
+  recovered as "worker lost";
+- a result the database cannot store fails the task once, saying why.
 """
 
 from __future__ import annotations
@@ -27,12 +35,13 @@ from sqlalchemy import Connection, Engine
 from app import registry, store
 from app.db import transaction
 from app.models import utcnow
+from app.outages import is_transient, through_outages
 from app.registry import JobSpec
 from app.settings import Settings
 from workers import context, retries
 from workers.context import TaskCancelled
-from workers.monitor import TaskMonitor
-from workers.wakeup import ack_after
+from workers.monitor import Run, TaskMonitor
+from workers.wakeup import ack_after, give_back
 from workers.writes import DISCONNECT_RETRIES, TaskWrites
 
 if TYPE_CHECKING:
@@ -61,6 +70,8 @@ class TaskLifecycle(Middleware):
         self._writes: TaskWrites | None = None
         self._writes_lock = threading.Lock()
         self._monitor: TaskMonitor | None = None
+        #: Set as the worker starts to stop: outage retries of claims give up.
+        self._stopping = threading.Event()
 
     @property
     def engine(self) -> Engine:
@@ -92,8 +103,19 @@ class TaskLifecycle(Middleware):
         )
         self._monitor.start()
 
+    def before_worker_shutdown(self, broker: Broker, worker: Worker) -> None:
+        """Claims waiting out a database outage give up: their messages go back."""
+        self._stopping.set()
+        if self._writes is not None:
+            self._writes.stop_claiming()
+
     def after_worker_shutdown(self, broker: Broker, worker: Worker) -> None:
         """The grace period is over: what still runs goes back to pending, uncounted."""
+        with self._writes_lock:
+            # First the outcomes already queued: a finished body is not put back.
+            if self._writes is not None:
+                self._writes.close()
+                self._writes = None
         if self._monitor is not None:
             self._monitor.stop()
             held = self._monitor.held()
@@ -104,10 +126,6 @@ class TaskLifecycle(Middleware):
                     logger.warning(
                         "stopping: task %s did not finish in time; pending again", task_id
                     )
-        with self._writes_lock:
-            if self._writes is not None:
-                self._writes.close()
-                self._writes = None
 
     # -- one message --------------------------------------------------------------
 
@@ -115,11 +133,24 @@ class TaskLifecycle(Middleware):
         broker.get_actor(message.actor_name)  # an unknown actor fails before any claim
         spec = registry.get_job(message.actor_name)
         task_id, dispatch = message.kwargs["task_id"], message.kwargs["dispatch"]
-        row, reason = self._claim(spec, task_id, dispatch)
+        try:
+            row, reason = self._claim(spec, task_id, dispatch)
+        except Exception as error:
+            # No claim, no run, no ack: the body must not run, and the message must
+            # stay on the broker to be delivered again.
+            give_back(broker, message)
+            logger.warning(
+                "could not claim task %s (dispatch %s): %s; its message goes back",
+                task_id,
+                dispatch,
+                error,
+            )
+            raise SkipMessage(f"claim failed: {error}") from error
         if row is None:
             logger.info("not running task %s (dispatch %s): %s", task_id, dispatch, reason)
             raise SkipMessage(reason)
         monitor = self._monitor
+        run: Run = (task_id, dispatch)
         ctx = context.JobContext(
             task_id=row.id,
             task_type=row.type,
@@ -127,25 +158,30 @@ class TaskLifecycle(Middleware):
             attempt=row.attempts,
             dispatch=dispatch,
             engine=self.engine,
-            on_body_end=(lambda: monitor.release(task_id)) if monitor else (lambda: None),
+            on_body_end=(lambda: monitor.end_body(run)) if monitor else (lambda: None),
         )
         context.bind(ctx)
         if monitor is not None:
-            monitor.hold(task_id, dispatch)
+            monitor.hold(run)
 
     def _claim(self, spec: JobSpec, task_id: str, dispatch: int) -> tuple[Any, str | None]:
         """The claimed row, or None and why not (waiting for a slot, stale, gone…)."""
         limit = spec.concurrency_limit(self.settings.concurrency)
         if limit is not None:
-            return self._transaction(
-                lambda conn: self._claim_or_park(conn, spec, limit, task_id, dispatch)
+            return self._through_outages(
+                lambda conn: self._claim_or_park(conn, spec, limit, task_id, dispatch),
+                until=self._stopping,
+                what=f"claim of task {task_id}",
             )
         row = self.writes.claim(task_id, dispatch)
         if row is not None:
             return row, None
-        return None, self._transaction(
-            lambda conn: store.why_not_claimable(conn, task_id, dispatch, utcnow())
-        )
+        try:
+            return None, self._transaction(
+                lambda conn: store.why_not_claimable(conn, task_id, dispatch, utcnow())
+            )
+        except Exception as error:  # the claim's answer stands; only the reason is lost
+            return None, f"not claimable (could not read why: {error})"
 
     def _claim_or_park(
         self, conn: Connection, spec: JobSpec, limit: int, task_id: str, dispatch: int
@@ -175,9 +211,14 @@ class TaskLifecycle(Middleware):
         ctx.on_body_end()
         try:
             ctx.flush()
+        except Exception as error:  # progress and logs are not the outcome: go on
+            logger.warning("could not write the last progress of task %s: %s", ctx.task_id, error)
+        try:
             self._finish(broker, ctx, exception, message)
         except Exception:
-            # The row stays running; its heartbeat stops, and the sweeper recovers it.
+            # The outage outlasted the worker's stop, or the database refused the
+            # write: the row stays running and, its heartbeat stopped, is recovered.
+            self._release(ctx)
             logger.exception("could not record the outcome of task %s", ctx.task_id)
 
     def _finish(
@@ -192,7 +233,7 @@ class TaskLifecycle(Middleware):
         if exception is None and limit is None and result_error(ctx.result) is None:
             # The common case, committed together with other threads' completions.
             completion = self.writes.complete(ctx.task_id, ctx.dispatch, ctx.result)
-            completion.add_done_callback(partial(_completed, ctx.task_id))
+            completion.add_done_callback(partial(self._completed, ctx))
             if not ack_after(broker, message, completion):
                 completion.result()  # the message is acked as this returns
             return
@@ -212,12 +253,45 @@ class TaskLifecycle(Middleware):
                 free = limit - store.count_running(conn, spec.name)
                 store.wake_waiting(conn, spec.name, free, now)
 
-        self._transaction(record)
+        # Every write in ``record`` is guarded by the run's dispatch: safe to repeat.
+        self._through_outages(
+            record, until=self.writes.completions_stopped, what=f"outcome of task {ctx.task_id}"
+        )
+        self._release(ctx)
+
+    def _completed(self, ctx: context.JobContext, completion: Future[bool]) -> None:
+        """A group-committed completion is settled (on the writer thread)."""
+        error = completion.exception()
+        if error is not None and not completion_gave_up(error):
+            # The database refused the result itself: fail the task, saying why.
+            reason = f"the job's result could not be stored: {type(error).__name__}: {error}"
+            try:
+                self._transaction(
+                    lambda conn: store.fail_task(
+                        conn, ctx.task_id, ctx.dispatch, error=reason[:2000], now=utcnow()
+                    )
+                )
+            except Exception:
+                logger.exception("could not record the outcome of task %s", ctx.task_id)
+        elif error is not None:
+            logger.error("could not record the outcome of task %s", ctx.task_id, exc_info=error)
+        elif not completion.result():
+            logger.warning("task %s finished but was no longer this attempt's", ctx.task_id)
+        self._release(ctx)
+
+    def _release(self, ctx: context.JobContext) -> None:
+        if self._monitor is not None:
+            self._monitor.release((ctx.task_id, ctx.dispatch))
+
+    def _through_outages(
+        self, work: Callable[[Connection], T], *, until: threading.Event, what: str
+    ) -> T:
+        return through_outages(lambda: self._transaction(work), until=until, what=what)
 
     def _transaction(self, work: Callable[[Connection], T]) -> T:
         # Claims and finishes are guarded UPDATEs, safe to repeat: without the retry, a
-        # dead pooled connection (after a database restart) would lose this message's
-        # claim until the sweeper's backstop.
+        # dead pooled connection (after a database restart) would cost a round of
+        # backoff for nothing.
         return transaction(self.engine, work, disconnect_retries=DISCONNECT_RETRIES)
 
     def _complete(self, conn: Connection, ctx: context.JobContext) -> None:
@@ -237,7 +311,7 @@ class TaskLifecycle(Middleware):
         error: str,
     ) -> None:
         now = utcnow()
-        trace = "".join(traceback.format_exception(exception))
+        trace = storable_text("".join(traceback.format_exception(exception)))
         store.append_logs(conn, [_line(ctx, "ERROR", trace, now)])
         if retries.deserves_retry(spec, exception):
             task = store.get_task(conn, ctx.task_id)
@@ -250,22 +324,28 @@ class TaskLifecycle(Middleware):
         store.fail_task(conn, ctx.task_id, ctx.dispatch, error=error, now=now)
 
 
-def _completed(task_id: str, completion: Future[bool]) -> None:
-    """Log what went wrong with a completion (its worker thread has moved on)."""
-    error = completion.exception()
-    if error is not None:
-        # The row stays running; its heartbeat stopped, and the sweeper recovers it.
-        logger.error("could not record the outcome of task %s", task_id, exc_info=error)
-    elif not completion.result():
-        logger.warning("task %s finished but was no longer this attempt's", task_id)
+def completion_gave_up(error: BaseException) -> bool:
+    """Whether a completion failed for an outage that outlasted the worker's stop,
+    rather than because the database refused the result."""
+    return is_transient(error)
 
 
 def result_error(result: Any) -> str | None:
-    """Why ``result`` cannot be stored, or None when it can (as JSON)."""
+    """Why ``result`` cannot be stored, or None when it can.
+
+    It is stored as JSON, in PostgreSQL's ``jsonb`` or SQLite's text: NaN and
+    ±Infinity are not JSON (SQLite would give them back as null), a NUL character has
+    no place in ``jsonb`` text, and a lone surrogate cannot be encoded as UTF-8.
+    """
     try:
-        json.dumps(result)
-    except (TypeError, ValueError) as error:
-        return f"the job's result is not JSON-serializable: {error}"
+        text = json.dumps(result, allow_nan=False, ensure_ascii=False)
+        text.encode("utf-8")
+    except (TypeError, ValueError) as error:  # UnicodeEncodeError is a ValueError
+        return f"the job's result cannot be stored as JSON: {error}"
+    except RecursionError:
+        return "the job's result cannot be stored as JSON: it is nested too deeply"
+    if "\x00" in text:
+        return "the job's result cannot be stored as JSON: it contains a NUL character"
     return None
 
 
@@ -279,4 +359,12 @@ def describe(exception: BaseException, message: MessageProxy) -> str:
         limit_ms = message.options.get("time_limit")
         seconds = f"{limit_ms / 1000:g}" if limit_ms else "?"
         return f"timed out after {seconds} s"
-    return f"{type(exception).__name__}: {exception}"
+    return storable_text(f"{type(exception).__name__}: {exception}")
+
+
+def storable_text(text: str) -> str:
+    """``text`` as a database text column can hold it: no NUL, no lone surrogate.
+
+    An error message is the job's own words; one the database refused would leave
+    the task's failure unrecorded."""
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")

@@ -1,10 +1,17 @@
-"""Watching the tasks a worker process runs: heartbeats and cancellations.
+"""Watching the runs a worker process holds: heartbeats and cancellations.
 
 One thread per process. Every ``cancel_interval`` it asks the database whether any
-task it holds was cancelled, and raises ``TaskCancelled`` in that task's thread (the
-way Dramatiq's time limit interrupts a thread); every ``heartbeat_interval`` it
-refreshes ``heartbeat_at`` of all of them with one UPDATE. The sweeper recovers
-running tasks whose heartbeat stops.
+task whose body runs here was cancelled, and raises ``TaskCancelled`` in that body's
+thread (the way Dramatiq's time limit interrupts a thread); every ``heartbeat_interval``
+it refreshes ``heartbeat_at`` of every run it holds with one UPDATE. Maintenance
+recovers running tasks whose heartbeat stops.
+
+A run is a (task id, dispatch) pair: a stale run of a task (an older dispatch, still
+running here after the task was recovered and published again) and the live run of
+the same task are two entries, and the end of one leaves the other's watch alone. A
+run is held from its claim until its outcome is committed, so the heartbeat covers the
+outcome's write too (also while that write waits out a database outage); the
+cancellation watch ends with the body.
 """
 
 from __future__ import annotations
@@ -12,7 +19,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
 
 from dramatiq.threading import raise_thread_exception
 from sqlalchemy import Engine
@@ -23,15 +29,11 @@ from workers.context import TaskCancelled
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Held:
-    thread_id: int
-    dispatch: int
+Run = tuple[str, int]  #: task id, dispatch
 
 
 class TaskMonitor(threading.Thread):
-    """Heartbeats and cancellation checks for the tasks this process runs."""
+    """Heartbeats and cancellation checks for the runs this process holds."""
 
     def __init__(
         self, engine: Engine, *, heartbeat_interval: float, cancel_interval: float
@@ -40,29 +42,39 @@ class TaskMonitor(threading.Thread):
         self.engine = engine
         self.heartbeat_interval = heartbeat_interval
         self.cancel_interval = cancel_interval
-        self._held: dict[str, Held] = {}
-        self._interrupted: set[str] = set()
+        self._held: set[Run] = set()
+        #: The thread of each run whose body still runs (the target of a cancellation).
+        self._bodies: dict[Run, int] = {}
+        self._interrupted: set[Run] = set()
         self._lock = threading.Lock()
         self._stopped = threading.Event()
 
-    def hold(self, task_id: str, dispatch: int) -> None:
+    def hold(self, run: Run) -> None:
+        """Beat for ``run`` and watch it for cancellation (its body runs in this thread)."""
         with self._lock:
-            self._held[task_id] = Held(threading.get_ident(), dispatch)
+            self._held.add(run)
+            self._bodies[run] = threading.get_ident()
 
-    def release(self, task_id: str) -> None:
-        """Stop watching ``task_id``; safe against an interrupt arriving meanwhile."""
+    def end_body(self, run: Run) -> None:
+        """``run``'s body is over: no more interrupts; the heartbeat goes on."""
         while True:
             try:
                 with self._lock:
-                    self._held.pop(task_id, None)
-                    self._interrupted.discard(task_id)
+                    self._bodies.pop(run, None)
+                    self._interrupted.discard(run)
                 return
             except TaskCancelled:
-                continue  # raised just before the release took effect: release anyway
+                continue  # raised just before the watch ended: end it anyway
 
-    def held(self) -> list[tuple[str, int]]:
+    def release(self, run: Run) -> None:
+        """``run``'s outcome is committed (or given up on): stop beating for it."""
+        self.end_body(run)
         with self._lock:
-            return [(task_id, held.dispatch) for task_id, held in self._held.items()]
+            self._held.discard(run)
+
+    def held(self) -> list[Run]:
+        with self._lock:
+            return sorted(self._held)
 
     def stop(self) -> None:
         self._stopped.set()
@@ -75,29 +87,27 @@ class TaskMonitor(threading.Thread):
                 if time.monotonic() >= next_beat:
                     next_beat = time.monotonic() + self.heartbeat_interval
                     self._beat()
-            except Exception:
-                # A missed beat is not fatal; a long outage lets the sweeper recover
+            except Exception as error:
+                # A missed beat is not fatal; a long outage lets maintenance recover
                 # the tasks, which is the right outcome if this worker is cut off.
-                logger.exception("task monitor pass failed")
+                logger.warning("task monitor pass failed, trying again: %s", error)
 
     def _interrupt_cancelled(self) -> None:
         with self._lock:
-            watched = [task_id for task_id in self._held if task_id not in self._interrupted]
+            watched = {task_id for task_id, _ in self._bodies}
         if not watched:
             return
         with self.engine.begin() as conn:
-            cancelled = store.cancel_requested(conn, watched)
+            cancelled = set(store.cancel_requested(conn, sorted(watched)))
         with self._lock:
-            for task_id in cancelled:
-                held = self._held.get(task_id)
-                if held is not None and task_id not in self._interrupted:
-                    self._interrupted.add(task_id)
-                    logger.info("cancelling task %s: interrupting its thread", task_id)
-                    raise_thread_exception(held.thread_id, TaskCancelled)
+            for run, thread_id in list(self._bodies.items()):
+                if run[0] in cancelled and run not in self._interrupted:
+                    self._interrupted.add(run)
+                    logger.info("cancelling task %s: interrupting its thread", run[0])
+                    raise_thread_exception(thread_id, TaskCancelled)
 
     def _beat(self) -> None:
-        with self._lock:
-            task_ids = list(self._held)
-        if task_ids:
+        runs = self.held()
+        if runs:
             with self.engine.begin() as conn:
-                store.beat(conn, task_ids, utcnow())
+                store.beat(conn, runs, utcnow())

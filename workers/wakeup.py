@@ -155,6 +155,28 @@ def ack_after(broker: Broker, message: MessageProxy, done: Future[Any]) -> bool:
     return True
 
 
+#: The attribute ``give_back`` sets on a message: its "ack" returns it to the queue.
+_GIVE_BACK = "_jobplane_give_back"
+
+
+def give_back(broker: Broker, message: MessageProxy) -> None:
+    """Have ``message`` delivered again instead of acked once Dramatiq is done with it.
+
+    For a message whose claim failed: its body did not run, so its task must stay
+    reachable. A ``WakeableRedisBroker``'s consumer puts it back on its queue (through
+    the ack thread, which rides out Redis errors). Another broker gets a copy enqueued
+    now, and the original is acked as usual; if that enqueue fails too, the task is
+    republished by maintenance as a published task that was never claimed.
+    """
+    if isinstance(broker, WakeableRedisBroker):
+        setattr(message, _GIVE_BACK, True)
+        return
+    try:
+        broker.enqueue(message.copy())
+    except Exception as error:
+        logger.warning("could not give message %s back: %s", message.message_id, error)
+
+
 class WakeableConsumer(Consumer):
     """Dramatiq's Redis consumer, waiting on an event between empty fetches.
 
@@ -194,8 +216,10 @@ class WakeableConsumer(Consumer):
         Until the ack is sent the message keeps its prefetch slot, as Dramatiq counts
         a message held until its ack returns. A message given to ``ack_after`` is
         handed over once its future is resolved."""
+        # A message given back is "acked" by being put back on its queue.
+        command = self._acks.give_back if getattr(message, _GIVE_BACK, False) else self._acks.ack
         send = partial(
-            self._acks.ack,
+            command,
             self._queue,
             message.options["redis_message_id"],
             partial(self._acked, message),

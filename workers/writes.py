@@ -7,10 +7,16 @@ share one statement and one commit (``app.group_commit``). A thread still waits 
 its own claim to be committed before the body runs. Its completion is committed before
 Dramatiq acks the message, exactly as with a transaction of its own; on Redis the thread
 need not wait for that, and takes its next message at once (``workers.wakeup.ack_after``).
+
+Both are guarded UPDATEs, safe to repeat, so both ride through a database outage: a
+batch that fails because the database is unreachable is written again, with backoff,
+until it commits. Claims stop retrying when the worker starts to stop (the message then
+goes back to the broker); completions go on for ``close``'s grace period.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -24,6 +30,9 @@ from app.models import utcnow
 #: Fresh connections tried after a dead one (0.2 s, 0.4 s, 0.8 s apart): claims and
 #: completions are guarded UPDATEs, safe to repeat.
 DISCONNECT_RETRIES = 3
+#: How long a stopping worker goes on retrying completions while the database is
+#: unreachable, in s; after it, a finished task stays running and is recovered.
+DEFAULT_CLOSE_GRACE_S = 10.0
 
 Claim = tuple[str, int]  #: task id, dispatch
 Completion = tuple[str, int, Any]  #: task id, dispatch, result
@@ -40,6 +49,9 @@ class TaskWrites:
 
     def __init__(self, engine: Engine, worker_name: Callable[[], str]) -> None:
         self.worker_name = worker_name
+        #: Set when claims (completions) must stop riding out an outage.
+        self.claims_stopped = threading.Event()
+        self.completions_stopped = threading.Event()
         # On PostgreSQL a batch is one UPDATE: committed as it runs, one round trip.
         single_statement = engine.dialect.name == "postgresql"
         self._claims: GroupCommit[Claim, Row[Any] | None] = GroupCommit(
@@ -48,6 +60,7 @@ class TaskWrites:
             name="jobplane-claims",
             disconnect_retries=DISCONNECT_RETRIES,
             autocommit=single_statement,
+            retry_until=self.claims_stopped,
         )
         self._completions: GroupCommit[Completion, bool] = GroupCommit(
             engine,
@@ -55,10 +68,14 @@ class TaskWrites:
             name="jobplane-completions",
             disconnect_retries=DISCONNECT_RETRIES,
             autocommit=single_statement,
+            retry_until=self.completions_stopped,
         )
 
     def claim(self, task_id: str, dispatch: int) -> Row[Any] | None:
-        """The claimed row (pending → running), or None if this message may not run it."""
+        """The claimed row (pending → running), or None if this message may not run it.
+
+        Waits out a database outage; raises only once ``stop_claiming`` was called or
+        for an error that is not an outage's."""
         return self._claims.run((task_id, dispatch))
 
     def complete(self, task_id: str, dispatch: int, result: Any) -> Future[bool]:
@@ -66,10 +83,23 @@ class TaskWrites:
         attempt's. Resolved once committed."""
         return self._completions.submit((task_id, dispatch, result))
 
-    def close(self) -> None:
-        """Write what is queued and stop the writer threads."""
-        self._claims.close()
-        self._completions.close()
+    def stop_claiming(self) -> None:
+        """Claims waiting out an outage give up (their messages go back to the broker)."""
+        self.claims_stopped.set()
+
+    def close(self, grace: float = DEFAULT_CLOSE_GRACE_S) -> None:
+        """Write what is queued and stop the writer threads; completions still waiting
+        out an outage after ``grace`` seconds give up."""
+        self.stop_claiming()
+        timer = threading.Timer(grace, self.completions_stopped.set)
+        timer.daemon = True
+        timer.start()
+        try:
+            self._claims.close()
+            self._completions.close()
+        finally:
+            timer.cancel()
+            self.completions_stopped.set()
 
     def _claim_batch(self, conn: Connection, claims: list[Claim]) -> list[Row[Any] | None]:
         return store.claim_tasks(conn, claims, worker=self.worker_name(), now=utcnow())

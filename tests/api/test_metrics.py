@@ -104,7 +104,7 @@ def test_relays_sweepers_and_workers_numbers_reach_the_apis_metrics(
         store.claim_task(conn, ids[0], 1, worker="w:1", now=start)
         store.complete_task(conn, ids[0], 1, result=None, now=start + timedelta(seconds=2))
         store.claim_task(conn, ids[1], 1, worker="w:2", now=start)
-        store.beat(conn, [ids[1]], start - timedelta(hours=1))  # its last heartbeat
+        store.beat(conn, [(ids[1], 1)], start - timedelta(hours=1))  # its last heartbeat
     sweeper.sweep()
     samples = scrape(api)
 
