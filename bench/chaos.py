@@ -23,7 +23,6 @@ jobs over 15 s, one PostgreSQL restart, one Redis restart, the kills.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import shutil
 import signal
@@ -36,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import harness as h  # noqa: E402
 from bench.faultsuite import plan as p  # noqa: E402
-from bench.faultsuite.run import run  # noqa: E402
+from bench.faultsuite.run import run, write_json  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -80,8 +79,7 @@ def main() -> int:
     problems = figures.problems()
     for problem in problems:
         print(f"FAILED: {problem}")
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps({**figures.to_json(), "log_lines": signs}, indent=2))
+    write_json(json_path, figures, signs)
     print(f"figures written to {json_path}")
     ok = not problems
     if ok and not args.keep_logs:

@@ -96,19 +96,21 @@ class Injector:
 
     def kill_worker(self) -> str:
         victim = self.rng.randrange(len(self.fleet.workers))
-        self._kill(self.fleet.workers[victim])
+        pgid = self._kill(self.fleet.workers[victim])
         self.fleet.workers[victim] = self.platform.start_worker(1, self.threads, wait=False)
-        return f"worker {victim}"
+        return f"worker {victim} (process group {pgid})"
 
     def kill_relay(self) -> str:
         victim = self.rng.randrange(len(self.fleet.relays))
-        self._kill(self.fleet.relays[victim])
+        pgid = self._kill(self.fleet.relays[victim])
         self.fleet.relays[victim] = self.platform.start_relay(wait=False)
-        return f"relay {victim}"
+        return f"relay {victim} (process group {pgid})"
 
-    def _kill(self, proc: h.Proc) -> None:
-        self.record.killed[proc.pid] = time.time()  # its pid is its process group's id
+    def _kill(self, proc: h.Proc) -> int:
+        """SIGKILL ``proc``'s process group (its pid is the group's id); returns it."""
+        self.record.killed[proc.pid] = time.time()
         self.platform.procs.kill(proc)
+        return proc.pid
 
     def restart_exited(self) -> None:
         """Start again a worker or relay that exited on its own, and record it."""

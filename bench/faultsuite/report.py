@@ -54,6 +54,8 @@ class Figures:
     drain_seconds: float | None  #: last fault -> every task terminal; None: not by the deadline
     drain_target: float
     samples: dict[str, list[Any]] = field(default_factory=dict)
+    #: every fault struck: seconds after the first submission, kind, what it did
+    timeline: list[dict[str, Any]] = field(default_factory=list)
 
     def problems(self) -> list[str]:
         """What makes the run fail; empty when the platform kept its promise."""
@@ -125,6 +127,7 @@ class Observed:
     faults: Counter[str]
     messages_deleted: int
     exits: list[dict[str, Any]]
+    events: list[dict[str, Any]]
     key_prefix: str
     last_fault_at: float
     last_accepted_at: float
@@ -184,6 +187,7 @@ def measure(plan: p.Plan, seed: int, seen: Observed) -> Figures:
             "never_accepted": list(seen.given_up.values())[:SAMPLES],
             "exits": seen.exits[:SAMPLES],
         },
+        timeline=seen.events,
     )
 
 

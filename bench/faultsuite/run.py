@@ -9,6 +9,7 @@ Servers and processes are gone when it returns, also when it fails.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import time
@@ -62,7 +63,9 @@ def run(
             say(f"platform up: {plan.apis} APIs, {plan.relays} relays, {plan.workers} workers")
             seen = load_and_strike(plan, platform, servers, fleet, random.Random(seed), say)
             seen.starts = read_starts(starts_dir)
-            return measure(plan, seed, seen), scan_logs(log_dir)
+            figures, signs = measure(plan, seed, seen), scan_logs(log_dir)
+            write_json(log_dir / "figures.json", figures, signs)
+            return figures, signs
         finally:
             # SIGKILL, not a graceful stop: nothing is measured any more, and each
             # worker's shutdown grace would add seconds to every run.
@@ -119,6 +122,7 @@ def load_and_strike(
         faults=Counter(record.counts),
         messages_deleted=record.messages_deleted,
         exits=list(record.exits),
+        events=list(record.events),
         key_prefix=key_prefix,
         last_fault_at=last_fault - started,
         last_accepted_at=submitters.last_accepted - started,
@@ -167,6 +171,12 @@ def query(db: h.ScratchDatabase, sql: str) -> list[Any]:
                 raise
             db.disconnect()
             time.sleep(0.2)
+
+
+def write_json(path: Path, figures: Figures, signs: dict[str, int]) -> None:
+    """The figures, the problems, the targets and the log-line counts, as JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**figures.to_json(), "log_lines": signs}, indent=2))
 
 
 def scan_logs(log_dir: Path) -> dict[str, int]:
