@@ -6,9 +6,13 @@ cron expression; everything after that is ours: fire times are computed here in 
 schedule's own timezone, every run is a task row identified by (schedule, fire time),
 and catch-up decides, per missed fire time, whether to enqueue it or record it skipped.
 
-DST rule: a wall-clock time that does not exist (the spring-forward gap) fires at the
-same offset after the gap, e.g. 02:30 → 03:30; a time that happens twice (fall back)
-fires once, at its first occurrence.
+Daylight saving follows Debian cron (as cronsim implements it). An expression whose
+minute or hour field starts with ``*`` (``*/15 * * * *``, ``0 * * * *``) runs in real
+time: it fires at every instant whose wall-clock reading matches, so both passes of a
+repeated hour fire and a skipped hour does not. Any other expression names wall-clock
+times: one that happens twice fires once, at its first occurrence, and one that does not
+exist fires when the clock jumps over it (``30 2 * * *`` in Berlin, spring: 03:00 CEST).
+Fire times are UTC instants, so the two passes of a repeated hour are two runs.
 """
 
 from __future__ import annotations
@@ -16,8 +20,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from periodiq import CronSpec
 
 from app.domain import JobplaneError
 from app.registry import JobSpec, all_jobs
@@ -26,6 +33,7 @@ MISFIRE_POLICIES = ("all", "latest", "skip")  #: what catch-up does with missed 
 DEFAULT_CATCH_UP_WINDOW = timedelta(hours=24)
 #: A run this late or less is on time (a tick), not missed: the policy does not apply.
 ON_TIME = timedelta(seconds=60)
+_ZERO = timedelta(0)
 #: How far ahead ``next_fire_time`` looks before deciding a schedule never fires.
 HORIZON_DAYS = 5 * 366
 
@@ -55,6 +63,25 @@ class Schedule:
     @property
     def cron_text(self) -> str:
         return str(self.cron)
+
+    @cached_property
+    def in_real_time(self) -> bool:
+        """Debian cron's "wildcard" job: the minute or the hour field starts with ``*``."""
+        minute, hour, *_ = _written_fields(self.cron)
+        return minute.startswith("*") or hour.startswith("*")
+
+    @cached_property
+    def days_and(self) -> bool:
+        """Debian cron: a day field that starts with ``*`` makes both day fields required."""
+        *_, dom, _month, dow = _written_fields(self.cron)
+        return dom.startswith("*") or dow.startswith("*")
+
+    @cached_property
+    def _times_of_day(self) -> list[tuple[time, time]]:
+        """Every time of day the schedule names, each as a pair of passes."""
+        return [
+            _passes(time(hour, minute)) for hour in self.cron.hour for minute in self.cron.minute
+        ]
 
     @classmethod
     def from_options(cls, job: str, options: dict[str, Any]) -> Schedule:
@@ -86,7 +113,8 @@ class Schedule:
     def fire_times(self, start: datetime, end: datetime) -> list[datetime]:
         """Every fire time in (start, end], in UTC, oldest first."""
         found: set[datetime] = set()
-        day = start.astimezone(self.timezone).date()
+        # The day before too: a time skipped by the clock can fire on the next day.
+        day = start.astimezone(self.timezone).date() - timedelta(days=1)
         while day <= end.astimezone(self.timezone).date():
             for instant in self._fires_on(day):
                 if start < instant <= end:
@@ -100,8 +128,8 @@ class Schedule:
 
     def next_fire_time(self, after: datetime) -> datetime | None:
         """The first fire time after ``after`` (None if it never fires again)."""
-        day = after.astimezone(self.timezone).date()
-        for _ in range(HORIZON_DAYS):
+        day = after.astimezone(self.timezone).date() - timedelta(days=1)
+        for _ in range(HORIZON_DAYS + 1):
             later = [instant for instant in self._fires_on(day) if instant > after]
             if later:
                 return min(later)
@@ -111,22 +139,68 @@ class Schedule:
     def _fires_on(self, day: date) -> Iterable[datetime]:
         if not self._runs_on(day):
             return
-        for hour in self.cron.hour:
-            for minute in self.cron.minute:
-                wall = datetime.combine(day, time(hour, minute)).replace(tzinfo=self.timezone)
-                # fold=0: a time in the DST gap maps past it; a repeated time to its first.
-                yield wall.astimezone(UTC)
+        for at in self._times_of_day:
+            if self.in_real_time:
+                yield from _instants_reading(day, at, self.timezone)
+            else:
+                yield _first_instant_from(day, at, self.timezone)
 
     def _runs_on(self, day: date) -> bool:
-        """Standard cron: with both day fields restricted, either may match."""
+        """Standard cron: unless a day field starts with ``*``, either day field may match."""
         if day.month not in self.cron.month:
             return False
         dom_ok = day.day in self.cron.dom
         # cron: 0 and 7 are Sunday; Python: Monday is 0.
         dow_ok = (day.weekday() + 1) % 7 in {value % 7 for value in self.cron.dow}
-        if self.cron.is_dom_restricted and self.cron.is_dow_restricted:
-            return dom_ok or dow_ok
-        return dom_ok and dow_ok
+        if self.days_and:
+            return dom_ok and dow_ok
+        return dom_ok or dow_ok
+
+
+def _written_fields(spec: Any) -> list[str]:
+    """The five cron fields as declared, periodiq's ``@hourly`` and the like expanded."""
+    text = str(spec).strip()
+    return str(CronSpec._named_spec.get(text, text)).split()
+
+
+def _instants_reading(day: date, at: tuple[time, time], tz: ZoneInfo) -> list[datetime]:
+    """Every instant, in UTC and in order, at which a clock in ``tz`` reads ``at`` on ``day``.
+
+    One for an ordinary time, two for a time the clock repeats, none for one it skips.
+    ``at`` is the time of day with fold 0 and with fold 1 (the first and the second pass).
+    """
+    # zoneinfo finds the offset from a datetime's fields and fold alone, so the wall time,
+    # labelled UTC, turns into the instant by subtracting it. On this path, run for every
+    # minute a schedule names, it is several times faster than datetime.replace().
+    first, second = (datetime.combine(day, time_of_day, UTC) for time_of_day in at)
+    earlier, later = tz.utcoffset(first) or _ZERO, tz.utcoffset(second) or _ZERO
+    if earlier == later:
+        return [first - earlier]
+    # Two offsets: a repeated time (both instants read ``at``) or a skipped one (neither).
+    return [
+        instant
+        for instant in (first - earlier, second - later)
+        if _reading(instant, tz) == (day, at[0])
+    ]
+
+
+def _reading(instant: datetime, tz: ZoneInfo) -> tuple[date, time]:
+    local = instant.astimezone(tz)
+    return local.date(), local.time()
+
+
+def _first_instant_from(day: date, at: tuple[time, time], tz: ZoneInfo) -> datetime:
+    """The first instant, in UTC, at which a clock in ``tz`` reads ``at`` on ``day`` or, if
+    the clock skips that time, the instant it jumps over it (the first minute after)."""
+    moment = datetime.combine(day, at[0])
+    while not (instants := _instants_reading(moment.date(), _passes(moment.time()), tz)):
+        moment += timedelta(minutes=1)
+    return instants[0]
+
+
+def _passes(time_of_day: time) -> tuple[time, time]:
+    """A time of day as read on the first and on the second pass of a repeated hour."""
+    return time_of_day.replace(fold=0), time_of_day.replace(fold=1)
 
 
 def _check_cron(job: str, spec: Any) -> None:

@@ -628,7 +628,15 @@ def recover_stale_running(conn: Connection, stale_before: datetime, now: datetim
 
     The lost attempt counts against the task's retries ("worker lost"), so a job that
     kills its worker cannot loop forever.
+
+    Nothing is recovered while the database server itself has been up for less than
+    the heartbeat timeout: after a restart every heartbeat is old, but live workers
+    have not had the time to beat again, and their finished bodies' outcomes are being
+    written (recovering those would run them twice).
     """
+    up_since = database_up_since(conn)
+    if up_since is not None and up_since > stale_before:
+        return Recovery([], [])
     stale = (Task.status == RUNNING) & (Task.heartbeat_at < stale_before)
     error = "worker lost: no heartbeat since before " + stale_before.isoformat()
     conn.execute(
@@ -658,6 +666,14 @@ def recover_stale_running(conn: Connection, stale_before: datetime, now: datetim
         .returning(Task.id)
     ).all()
     return Recovery([row.id for row in retried], [row.id for row in failed])
+
+
+def database_up_since(conn: Connection) -> datetime | None:
+    """When the PostgreSQL server started (None on SQLite, which never restarts apart)."""
+    if conn.dialect.name != "postgresql":
+        return None
+    started: datetime = conn.execute(select(func.pg_postmaster_start_time())).scalar_one()
+    return started
 
 
 def _published() -> Any:

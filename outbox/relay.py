@@ -116,6 +116,8 @@ class Relay:
             except Exception:
                 backoff = min(self.settings.relay_max_backoff, max(0.1, backoff * 2))
                 logger.exception("relay batch failed; retrying in %.1f s", backoff)
+                if self.sweeper is not None:
+                    self.sweeper.note_outage()
                 self._count_error()
                 self._stopped.wait(backoff)
                 continue

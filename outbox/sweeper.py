@@ -47,9 +47,28 @@ class Sweeper:
         self.settings = settings
         self.clock = clock
         self.counts: Counter[str] = Counter()
+        #: Whether a pass has failed, and since when passes succeed again: after an
+        #: outage, workers need a heartbeat timeout of their own to beat again.
+        self._failed = False
+        self._reachable_since: datetime | None = None
 
     def sweep(self) -> Counter[str]:
         """Run every pass once; returns what this pass recovered, by kind."""
+        try:
+            return self._sweep()
+        except Exception:
+            self.note_outage()
+            raise
+
+    def note_outage(self) -> None:
+        """The database (or the broker) just failed this process: the next recovery of
+        lost workers waits a heartbeat timeout, so live workers can beat first."""
+        self._failed = True
+        self._reachable_since = None
+
+    def _sweep(self) -> Counter[str]:
+        if self._failed and self._reachable_since is None:
+            self._reachable_since = self.clock()
         found: Counter[str] = Counter()
         found.update(self.recover_dead_workers())
         found["republished_after_broker_loss"] += self.recover_broker_loss()
@@ -68,6 +87,8 @@ class Sweeper:
     def recover_dead_workers(self, *, stale_before: datetime | None = None) -> Counter[str]:
         now = self.clock()
         cutoff = stale_before or now - timedelta(seconds=self.settings.heartbeat_timeout)
+        if self._reachable_since is not None and self._reachable_since > cutoff:
+            return Counter()  # back from an outage: live workers have not beaten yet
         with self.engine.begin() as conn:
             recovery = store.recover_stale_running(conn, cutoff, now)
         for task_id in recovery.retried:

@@ -96,3 +96,32 @@ def pg_url(database: str) -> str:
 def admin_execute(sql: str) -> None:
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(sql)  # type: ignore[arg-type]
+
+
+class DatabaseOutage:
+    """One test database made unreachable, as a server restart makes it, and back.
+
+    The shared server stays up for everybody else: only ``database`` refuses new
+    connections (``ALLOW_CONNECTIONS false``) and loses the ones it had. ``end`` (also
+    on leaving the ``with`` block, whatever happened) lets connections in again.
+    """
+
+    def __init__(self, database_url: str) -> None:
+        self.database = database_url.rsplit("/", 1)[1]
+
+    def begin(self) -> None:
+        admin_execute(f'ALTER DATABASE "{self.database}" ALLOW_CONNECTIONS false')
+        admin_execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE datname = '{self.database}' AND pid <> pg_backend_pid()"
+        )
+
+    def end(self) -> None:
+        admin_execute(f'ALTER DATABASE "{self.database}" ALLOW_CONNECTIONS true')
+
+    def __enter__(self) -> DatabaseOutage:
+        self.begin()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.end()

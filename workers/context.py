@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 
 from app import store
 from app.models import utcnow
+from app.outages import is_transient
 
 #: Progress and logs are written at most this often (seconds) while a job runs.
 FLUSH_INTERVAL = 0.25
@@ -26,6 +27,8 @@ FLUSH_INTERVAL = 0.25
 MAX_BUFFERED_LINES = 100
 #: ``ctx.cancelled`` reads the database at most this often (seconds).
 CANCEL_CHECK_INTERVAL = 0.5
+
+logger = logging.getLogger(__name__)
 
 _local = threading.local()
 
@@ -102,8 +105,13 @@ class JobContext:
         now = self.clock()
         if not self._cancelled and now - self._cancel_checked >= CANCEL_CHECK_INTERVAL:
             self._cancel_checked = now
-            with self.engine.begin() as conn:
-                self._cancelled = bool(store.cancel_requested(conn, [self.task_id]))
+            try:
+                with self.engine.begin() as conn:
+                    self._cancelled = bool(store.cancel_requested(conn, [self.task_id]))
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                return False  # unknown until the database is back: carry on
         return self._cancelled
 
     def check_cancelled(self) -> None:
@@ -115,18 +123,29 @@ class JobContext:
         now = self.clock()
         if force or now - self._last_flush >= FLUSH_INTERVAL:
             self._last_flush = now
-            self.flush()
+            try:
+                self.flush()
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                # Progress is not the outcome: a database outage must not fail the
+                # body. What is buffered is written at the next flush.
+                logger.warning("task %s: progress not written yet: %s", self.task_id, error)
 
     def flush(self) -> None:
-        """Write buffered progress and log lines, in one transaction."""
-        progress, self._progress = self._progress, None
-        lines, self._lines = self._lines, []
+        """Write buffered progress and log lines, in one transaction.
+
+        If the write fails, they stay buffered (a newer progress replaces the older)."""
+        progress, lines = self._progress, list(self._lines)
         if progress is None and not lines:
             return
         with self.engine.begin() as conn:
             if progress is not None:
                 store.record_progress(conn, self.task_id, self.dispatch, *progress)
             store.append_logs(conn, lines)
+        if self._progress == progress:
+            self._progress = None
+        del self._lines[: len(lines)]
 
 
 class TaskLogHandler(logging.Handler):

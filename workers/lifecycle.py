@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import traceback
@@ -41,7 +42,7 @@ from app.settings import Settings
 from workers import context, retries
 from workers.context import TaskCancelled
 from workers.monitor import Run, TaskMonitor
-from workers.wakeup import ack_after, give_back
+from workers.wakeup import ack_after, flush_acks, give_back
 from workers.writes import DISCONNECT_RETRIES, TaskWrites
 
 if TYPE_CHECKING:
@@ -116,6 +117,7 @@ class TaskLifecycle(Middleware):
             if self._writes is not None:
                 self._writes.close()
                 self._writes = None
+        flush_acks(broker)  # messages given back after their consumer closed
         if self._monitor is not None:
             self._monitor.stop()
             held = self._monitor.held()
@@ -264,7 +266,9 @@ class TaskLifecycle(Middleware):
         error = completion.exception()
         if error is not None and not completion_gave_up(error):
             # The database refused the result itself: fail the task, saying why.
-            reason = f"the job's result could not be stored: {type(error).__name__}: {error}"
+            cause = getattr(error, "orig", None) or error  # the driver's words, not the SQL
+            first_line = str(cause).splitlines()[0] if str(cause) else ""
+            reason = f"the job's result could not be stored: {type(cause).__name__}: {first_line}"
             try:
                 self._transaction(
                     lambda conn: store.fail_task(
@@ -344,9 +348,13 @@ def result_error(result: Any) -> str | None:
         return f"the job's result cannot be stored as JSON: {error}"
     except RecursionError:
         return "the job's result cannot be stored as JSON: it is nested too deeply"
-    if "\x00" in text:
+    if _JSON_NUL.search(text):
         return "the job's result cannot be stored as JSON: it contains a NUL character"
     return None
+
+
+#: JSON's escape of a NUL character (not preceded by an escaped backslash).
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def _line(ctx: context.JobContext, level: str, message: str, now: Any) -> dict[str, Any]:

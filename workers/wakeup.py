@@ -177,6 +177,12 @@ def give_back(broker: Broker, message: MessageProxy) -> None:
         logger.warning("could not give message %s back: %s", message.message_id, error)
 
 
+def flush_acks(broker: Broker) -> None:
+    """Wait (a few seconds at most) for the acks and give-backs queued so far."""
+    if isinstance(broker, WakeableRedisBroker) and not broker.acks.flush():
+        logger.warning("stopping with acks not sent: those messages are delivered again")
+
+
 class WakeableConsumer(Consumer):
     """Dramatiq's Redis consumer, waiting on an event between empty fetches.
 

@@ -11,7 +11,7 @@ import logging
 import re
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -27,52 +27,11 @@ from outbox import broker_state
 from outbox.publisher import publish
 from outbox.relay import Relay
 from tests.conftest import wait_until
-from workers.broker import make_broker, worker_broker
 
 
 @pytest.fixture(autouse=True)
 def _jobs() -> None:
     load_jobs()
-
-
-@pytest.fixture
-def publisher(redis_url: str) -> Iterator[dramatiq.Broker]:
-    """The relay's side of the broker: a plain Redis broker that only enqueues."""
-    broker = make_broker(redis_url)
-    yield broker
-    broker.client.close()  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-def start_worker(
-    pg_engine: Engine, pg_settings: Settings
-) -> Iterator[Callable[[], dramatiq.Broker]]:
-    """Start a Dramatiq worker (2 threads) running every job with the task lifecycle."""
-    started: list[tuple[dramatiq.Broker, dramatiq.Worker]] = []
-    root = logging.getLogger()
-    handlers = list(root.handlers)
-
-    def start() -> dramatiq.Broker:
-        broker = worker_broker(pg_settings, lambda: pg_engine)
-        broker.emit_after("process_boot")  # what Dramatiq's CLI does in each worker process
-        worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
-        worker.start()
-        started.append((broker, worker))
-        return broker
-
-    yield start
-    for broker, worker in started:
-        worker.stop(timeout=10_000)
-        broker.client.close()  # type: ignore[attr-defined]
-    for handler in root.handlers[:]:
-        if handler not in handlers:  # the task-log handler the process boot added
-            root.removeHandler(handler)
-
-
-@pytest.fixture
-def lifecycle_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    caplog.set_level(logging.INFO, logger="workers.lifecycle")
-    return caplog
 
 
 def submit(engine: Engine, settings: Settings, job: str = "demo.noop", **params: Any) -> str:

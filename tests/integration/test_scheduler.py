@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from periodiq import cron
@@ -97,6 +98,29 @@ def test_two_schedulers_at_once_record_each_fire_time_exactly_once(
     finally:
         for engine in engines:
             engine.dispose()
+
+
+def test_both_passes_of_a_repeated_hour_are_recorded_as_separate_runs(
+    pg_engine: Engine, pg_settings: Settings
+) -> None:
+    # Given every 15 minutes in Berlin, first seen at 01:50 CEST on the autumn night
+    every_15 = Schedule.from_options(
+        "sync_shioaji_futures", {"periodic": cron("*/15 * * * *"), "timezone": "Europe/Berlin"}
+    )
+    scheduler = Scheduler(pg_engine, pg_settings, [every_15])
+    scheduler.tick(datetime(2026, 10, 24, 23, 50, tzinfo=UTC))
+
+    # When the scheduler ticks at 03:00:30 CET, after the clock went back at 03:00 CEST
+    scheduler.tick(datetime(2026, 10, 25, 2, 0, 30, tzinfo=UTC))
+
+    # Then 02:00 to 02:45 are runs twice, once per pass, 15 real minutes apart
+    fires = [fire for fire, _ in runs(pg_engine)]
+    assert len(fires) == len(set(fires)) == 9
+    assert {later - earlier for earlier, later in zip(fires, fires[1:], strict=False)} == {
+        timedelta(minutes=15)
+    }
+    berlin = ZoneInfo("Europe/Berlin")
+    assert sum(fire.astimezone(berlin).hour == 2 for fire in fires) == 8
 
 
 def test_a_dry_run_writes_nothing(pg_engine: Engine, pg_settings: Settings) -> None:
