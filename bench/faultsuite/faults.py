@@ -113,24 +113,29 @@ class Injector:
         return proc.pid
 
     def restart_exited(self) -> None:
-        """Start again a worker or relay that exited on its own, and record it."""
+        """Record each process that exited on its own; start a worker or relay again.
+
+        An API is not started again: the clients know only the ports of the first two.
+        """
         for role, procs in (("worker", self.fleet.workers), ("relay", self.fleet.relays)):
             for n, proc in enumerate(procs):
-                if proc.alive():
-                    continue
-                self.record.exits.append(
-                    {"process": proc.name, "status": proc.popen.returncode, "log": proc.tail(5)}
-                )
-                self.say(f"  {proc.name} exited on its own ({proc.popen.returncode})")
-                self.platform.procs.kill(proc)
-                procs[n] = (
-                    self.platform.start_worker(1, self.threads, wait=False)
-                    if role == "worker"
-                    else self.platform.start_relay(wait=False)
-                )
+                if not proc.alive():
+                    self._exited(proc)
+                    procs[n] = (
+                        self.platform.start_worker(1, self.threads, wait=False)
+                        if role == "worker"
+                        else self.platform.start_relay(wait=False)
+                    )
+        for proc in list(self.fleet.apis):
+            if not proc.alive():
+                self._exited(proc)
+                self.fleet.apis.remove(proc)
 
-    def exited_apis(self) -> list[str]:
-        return [proc.name for proc in self.fleet.apis if not proc.alive()]
+    def _exited(self, proc: h.Proc) -> None:
+        status = proc.popen.returncode
+        self.record.exits.append({"process": proc.name, "status": status, "log": proc.tail(5)})
+        self.say(f"  {proc.name} exited on its own ({status})")
+        self.platform.procs.kill(proc)  # reaps it and closes its log
 
     # -- servers -----------------------------------------------------------------------
 

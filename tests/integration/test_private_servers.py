@@ -20,7 +20,7 @@ def servers() -> Iterator[PrivateServers]:
 def test_deleting_half_of_a_queue_keeps_the_other_half_and_the_epoch_key(
     servers: PrivateServers,
 ) -> None:
-    client = servers.redis.client()
+    client = redis.Redis("127.0.0.1", servers.redis.port, decode_responses=True)
     client.set("jobplane:broker-epoch", "e1")
     for n in range(10):
         client.rpush("dramatiq:default", f"m{n}")
@@ -28,11 +28,11 @@ def test_deleting_half_of_a_queue_keeps_the_other_half_and_the_epoch_key(
 
     deleted = servers.redis.delete_half_of_queue("default")
 
-    kept = [m.decode() for m in client.lrange("dramatiq:default", 0, -1)]
+    kept = client.lrange("dramatiq:default", 0, -1)
     assert deleted == 5
     assert kept == ["m1", "m3", "m5", "m7", "m9"]
-    assert sorted(m.decode() for m in client.hkeys("dramatiq:default.msgs")) == kept
-    assert client.get("jobplane:broker-epoch") == b"e1"
+    assert sorted(client.hkeys("dramatiq:default.msgs")) == kept
+    assert client.get("jobplane:broker-epoch") == "e1"
 
 
 def test_a_read_only_redis_refuses_writes_until_it_is_writable_again(
