@@ -10,8 +10,8 @@ PostgreSQL three times (once ``-m immediate``), restarts Redis once without
 persistence, makes Redis read-only for 10 s, and deletes half of a queue's messages
 while the broker epoch survives. Then it waits for every task to end and prints one
 table (the same figures go to a JSON file). It exits 1 on any lost task, unexplained
-duplicate start, unexpected failure, submission never accepted, or process that
-exited on its own.
+duplicate start, unexpected failure, submission never accepted, 5xx answer other than
+a 503 with Retry-After, or process that exited on its own.
 
     .venv/bin/python bench/chaos.py [--short] [--jobs N] [--duration S] [--seed N]
                                     [--json PATH] [--keep-logs]

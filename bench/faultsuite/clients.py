@@ -21,6 +21,8 @@ from typing import Any
 #: Seconds a client waits before sending a failed request again: doubling, capped.
 FIRST_BACKOFF, MAX_BACKOFF = 0.1, 1.0
 REQUEST_TIMEOUT = 10.0
+#: Counted besides "503" when a 503 answer does not say when to try again.
+NO_RETRY_AFTER = "503 without Retry-After"
 
 
 class Submitters:
@@ -107,6 +109,8 @@ class Submitters:
                 return
             with self._lock:
                 self.errors[str(status)] += 1
+                if status == 503 and not retry_after:
+                    self.errors[NO_RETRY_AFTER] += 1
             if (isinstance(status, int) and 400 <= status < 500) or time.monotonic() > give_up:
                 with self._lock:
                     self.given_up[index] = f"{status}: {str(answer)[:200]}"

@@ -70,9 +70,21 @@ class Figures:
             found.append(f"{self.not_accepted} submission(s) never accepted by the API")
         if self.answers_naming_another_task:
             found.append(f"{self.answers_naming_another_task} retried key(s) got another task")
+        if self.server_errors:
+            found.append(f"{self.server_errors} answer(s) 5xx other than 503 with Retry-After")
         if self.processes_exited_on_their_own:
             found.append(f"{self.processes_exited_on_their_own} process(es) exited on their own")
         return found
+
+    @property
+    def server_errors(self) -> int:
+        """Answers a retrying client cannot tell from a bug: 5xx but a 503 that says
+        when to try again (a database restart should give those, never a 500)."""
+        return sum(
+            count
+            for status, count in self.client_errors.items()
+            if status.startswith("5") and status != "503"
+        )
 
     def targets(self) -> dict[str, bool]:
         settled = self.settled_seconds
