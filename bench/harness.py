@@ -524,14 +524,21 @@ class Platform:
     def migrate(self) -> None:
         self.db.migrate(self.env("migrate"), self.procs.log_dir)
 
-    def start_api(self) -> Proc:
-        port = free_port()
+    def start_api(self, port: int | None = None) -> Proc:
+        """An API on ``port`` (default: a free one), once it bound the port and answers.
+
+        Another run's server may take a free port before ours binds it, and would then
+        answer /healthz itself: the API's own log line says the port is ours.
+        """
+        port = port or free_port()
         proc = self.procs.start("api", [JOBPLANE, "api", "--port", str(port)], self.env("api"))
+        bound = f"Uvicorn running on http://127.0.0.1:{port}"
         wait_for(
-            lambda: proc.check_alive() or api_healthy(port),
+            lambda: proc.check_alive() or (bound in proc.log_text() and api_healthy(port)),
             timeout=60,
             what="the API to answer /healthz",
         )
+        proc.check_alive()
         self.api_port = port
         self.api_ports.append(port)
         return proc

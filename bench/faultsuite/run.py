@@ -27,7 +27,7 @@ from bench.faultsuite.clients import Submitters
 from bench.faultsuite.faults import Fleet, Injector
 from bench.faultsuite.report import Figures, Observed, TaskRow, measure
 from bench.faultsuite.starts import read_starts
-from tests.private_servers import PrivateServers
+from tests.private_servers import PrivateServers, free_port
 
 #: Seconds the bench's own queries keep trying while PostgreSQL is restarting.
 QUERY_PATIENCE = 60.0
@@ -79,7 +79,8 @@ def start_fleet(platform: h.Platform, plan: p.Plan) -> Fleet:
     # Relays and workers start together (each takes seconds to import), then are waited for.
     relays = [platform.start_relay(wait=False) for _ in range(plan.relays)]
     workers = [platform.start_worker(1, plan.threads, wait=False) for _ in range(plan.workers)]
-    apis = [platform.start_api() for _ in range(plan.apis)]
+    # Ports of the private servers' range: no other run's free_port() hands them out.
+    apis = [platform.start_api(free_port()) for _ in range(plan.apis)]
     for relay in relays:
         h.wait_relay_ready(relay)
     for worker in workers:
