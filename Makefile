@@ -35,6 +35,7 @@ bench: install
 ## Longer crash/recovery runs than the test suite's.
 chaos: install
 	$(BIN)/python bench/chaos.py
+	$(BIN)/python bench/partition.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -3,8 +3,10 @@
 ``plan`` decides (pure, testable with any clock); ``catch_up`` reads what is recorded,
 plans, and writes the decisions in the caller's transaction: enqueued runs as pending
 tasks with their outbox rows, skipped runs as ``skipped`` tasks carrying the reason.
-Every run is unique on (schedule, fire time), so catching up twice, or two schedulers
-at once, never enqueues a run twice.
+Every run is also recorded in the runs ledger, unique on (schedule, fire time), so
+catching up twice, or two schedulers at once, never enqueues a run twice; and since
+retention trims the ledger only outside every catch-up window (``ledger_cutoff``), not
+after retention has deleted a run's task either.
 """
 
 from __future__ import annotations
@@ -17,13 +19,18 @@ from sqlalchemy import Connection
 
 from app import service, store
 from app.domain import TaskStatus
-from app.schedules import ON_TIME, Schedule
+from app.schedules import DEFAULT_CATCH_UP_WINDOW, ON_TIME, Schedule
 from app.service import Submission
 from app.settings import Settings
 
 ENQUEUE, WOULD_ENQUEUE = "enqueued", "would_enqueue"
 RECORDED, SKIPPED = "already_recorded", "skipped_late"
 NOT_DUE, NOT_TODAY = "not_due", "not_scheduled_today"
+#: How much longer than the longest catch-up window the runs ledger remembers a run:
+#: room for clock skew between the clean-up's host and the scheduler's.
+LEDGER_MARGIN = timedelta(days=1)
+
+Recorded = dict[datetime, tuple[str | None, str | None]]
 
 
 @dataclass(frozen=True)
@@ -42,11 +49,12 @@ def plan(
     schedule: Schedule,
     now: datetime,
     first_seen: datetime,
-    recorded: dict[datetime, tuple[str, str]],
+    recorded: Recorded,
 ) -> list[Decision]:
     """Decide every fire time in the schedule's window, plus today's outlook.
 
-    ``recorded`` maps fire times that already have a run to (task id, status).
+    The window never reaches before ``first_seen``. ``recorded`` maps fire times that
+    already have a run to (task id, status); a status of None: retention deleted it.
     """
     start = max(now - schedule.catch_up_window, first_seen - timedelta(microseconds=1))
     due = schedule.fire_times(start, now)
@@ -69,7 +77,7 @@ def _decide(
     schedule: Schedule,
     fire: datetime,
     now: datetime,
-    recorded: dict[datetime, tuple[str, str]],
+    recorded: Recorded,
     newest: datetime | None,
 ) -> Decision:
     def decision(outcome: str, reason: str, task_id: str | None = None) -> Decision:
@@ -77,7 +85,7 @@ def _decide(
 
     if fire in recorded:
         task_id, status = recorded[fire]
-        return decision(RECORDED, f"run recorded: {status}", task_id)
+        return decision(RECORDED, f"run recorded: {status or 'its task was deleted'}", task_id)
     late = now - fire
     if schedule.max_lateness is not None and late > schedule.max_lateness:
         return decision(
@@ -132,16 +140,42 @@ def catch_up(
     dry_run: bool = False,
 ) -> list[Decision]:
     """Plan every schedule and, unless ``dry_run``, record the decisions."""
+    recorded = {
+        schedule.name: store.recorded_runs(
+            conn, schedule.name, now - schedule.catch_up_window - timedelta(seconds=1), now
+        )
+        for schedule in schedules
+    }
+    # Read after the ledger: a trim that commits in between moves the horizon past
+    # every run it deleted, so a run missing from ``recorded`` above is either
+    # unrecorded or before the horizon read here, and catch-up never looks there.
+    kept_since = store.runs_kept_since(conn)
     decisions: list[Decision] = []
     for schedule in schedules:
         first_seen = store.schedule_first_seen(conn, schedule.name, now, record=not dry_run)
-        start = now - schedule.catch_up_window - timedelta(seconds=1)
-        recorded = store.recorded_runs(conn, schedule.name, start, now)
-        planned = plan(schedule, now, first_seen, recorded)
+        since = first_seen if kept_since is None else max(first_seen, kept_since)
+        planned = plan(schedule, now, since, recorded[schedule.name])
         decisions += [
             _preview(d) if dry_run else _record(conn, schedule, d, settings, now) for d in planned
         ]
     return decisions
+
+
+def ledger_cutoff(schedules: Sequence[Schedule], now: datetime) -> datetime:
+    """Before this instant the runs ledger may forget runs: outside every catch-up window.
+
+    Catch-up looks back over (now - the schedule's window, now], cut at the time the
+    schedule was first seen. A ledger row in that range is what makes a run whose task
+    retention deleted ``already_recorded`` instead of enqueued again, so every row
+    younger than the longest window of any schedule stays (plus ``LEDGER_MARGIN`` for
+    clocks that disagree). First-seen only ever starts catch-up later than the window
+    does, never earlier, so the windows alone decide what must be kept.
+    Should a range later reach further back (a window made longer, a clock set back,
+    ``--now`` in the past), the trim's horizon (``store.runs_kept_since``) cuts it as
+    first-seen does: a forgotten run is never run again.
+    """
+    longest = max((s.catch_up_window for s in schedules), default=DEFAULT_CATCH_UP_WINDOW)
+    return now - longest - LEDGER_MARGIN
 
 
 def _preview(decision: Decision) -> Decision:

@@ -5,11 +5,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, func, make_url, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from app.timeouts import PostgresTimeouts
+
+if TYPE_CHECKING:
+    from app.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -18,27 +23,47 @@ T = TypeVar("T")
 SQLITE_BUSY_TIMEOUT_MS = 30_000  #: how long a SQLite writer waits for the lock
 
 
-def make_engine(url: str, **options: Any) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, a busy timeout and immediate transactions."""
+def make_engine(url: str, *, timeouts: PostgresTimeouts | None = None, **options: Any) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and immediate transactions.
+
+    On PostgreSQL every connection gets ``timeouts`` (default: ``PostgresTimeouts()``);
+    a process passes ``PostgresTimeouts.from_settings(settings)``.
+    """
     if url.startswith("sqlite"):
         return _sqlite_engine(url, **options)
-    return create_engine(url, **_postgres_options(options))
+    return create_engine(url, **_postgres_options(url, timeouts or PostgresTimeouts(), options))
 
 
-def make_async_engine(url: str, **options: Any) -> AsyncEngine:
+def engine_from_settings(settings: Settings, **options: Any) -> Engine:
+    """This process's engine: ``settings.database_url`` with the settings' timeouts."""
+    return make_engine(
+        settings.database_url, timeouts=PostgresTimeouts.from_settings(settings), **options
+    )
+
+
+def make_async_engine(
+    url: str, *, timeouts: PostgresTimeouts | None = None, **options: Any
+) -> AsyncEngine:
     """An asyncio engine for a PostgreSQL ``url`` (psycopg's async connections).
 
     For the API's submissions, written from the event loop without a thread hop; the
     statements are the store's own, run through ``AsyncConnection.run_sync``.
     """
-    return create_async_engine(url, **_postgres_options(options))
+    return create_async_engine(
+        url, **_postgres_options(url, timeouts or PostgresTimeouts(), options)
+    )
 
 
-def _postgres_options(options: dict[str, Any]) -> dict[str, Any]:
+def _postgres_options(
+    url: str, timeouts: PostgresTimeouts, options: dict[str, Any]
+) -> dict[str, Any]:
     # As many pooled connections as the API's thread pool runs requests at once
     # (anyio's default: 40), so none is opened and closed per request under load.
     options.setdefault("pool_size", 40)
     options.setdefault("max_overflow", 10)
+    # A caller finding every connection taken (the database hangs) gives up soon: the
+    # API answers 503 instead of holding its clients for SQLAlchemy's default 30 s.
+    options.setdefault("pool_timeout", timeouts.pool)
     # No pre-ping (a round trip per transaction): a connection found dead raises once,
     # SQLAlchemy then replaces every pooled connection older than it, and callers retry
     # (API clients get a 503 with Retry-After; workers retry the claim and the finish).
@@ -49,7 +74,35 @@ def _postgres_options(options: dict[str, Any]) -> dict[str, Any]:
     # scans per claim and per relay batch as it grows: seen at 10 ms per statement with
     # a few thousand rows. A custom plan per run costs far less than that risk.
     options.setdefault("connect_args", {"options": "-c plan_cache_mode=force_custom_plan"})
+    options["connect_args"] = connect_args(url, timeouts, options["connect_args"])
     return options
+
+
+def connect_args(url: str, timeouts: PostgresTimeouts, given: dict[str, Any]) -> dict[str, Any]:
+    """libpq parameters of a connection: the timeouts, then ``given``, then the URL's.
+
+    Parameters in the URL's query (``?connect_timeout=10``) win over the timeouts, and
+    ``options`` of all three are joined, so the URL's own ``-c`` settings are kept.
+    """
+    query = make_url(url).query
+    params = {k: v for k, v in timeouts.libpq_params().items() if k not in query}
+    params.update(given)
+    url_options = query.get("options")
+    parts = [timeouts.server_options(), given.get("options", "")]
+    parts.append(url_options if isinstance(url_options, str) else " ".join(url_options or ()))
+    params["options"] = " ".join(part for part in parts if part)
+    return params
+
+
+def local_statement_timeout(conn: Connection, seconds: float) -> None:
+    """Give the current transaction its own statement timeout (0: none); one round trip.
+
+    For work whose statements need longer (or shorter) than the connection's default;
+    PostgreSQL only (SQLite has no statement timeout).
+    """
+    if conn.dialect.name == "postgresql":
+        ms = str(int(seconds * 1000))
+        conn.execute(select(func.set_config("statement_timeout", ms, True)))
 
 
 def _sqlite_engine(url: str, **options: Any) -> Engine:

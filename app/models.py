@@ -1,4 +1,5 @@
-"""The database schema: tasks, their outbox rows, their log lines, and small state.
+"""The database schema: tasks, their outbox rows, their log lines, the runs ledger, and
+small state.
 
 Timestamps are stored timezone-aware and always come back as UTC, on PostgreSQL and on
 SQLite alike (``UTCDateTime``).
@@ -170,6 +171,28 @@ class ScheduleState(Base):
 
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ScheduleRun(Base):
+    """The runs ledger: one row per (schedule, fire time) that catch-up decided on.
+
+    The authority on "this run is already recorded", kept apart from ``tasks`` so that
+    retention can delete old tasks without forgetting which runs happened. Retention
+    trims it only outside every schedule's catch-up window (``app.catchup``).
+    """
+
+    __tablename__ = "schedule_runs"
+
+    schedule_name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    #: The run's fire time, a UTC instant.
+    fire_time: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    #: The task recorded for the run (enqueued or skipped); no foreign key, because
+    #: retention deletes the task long before the ledger forgets the run.
+    task_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    # Retention trims by fire time across every schedule.
+    __table_args__ = (Index("ix_schedule_runs_fire_time", "fire_time"),)
 
 
 class MetricCounter(Base):

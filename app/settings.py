@@ -65,6 +65,36 @@ class Settings(BaseSettings):
     #: as JSON: ``{"reports.build": 4}``; 0 removes a limit.
     concurrency: dict[str, int] = Field(default_factory=dict)
 
+    #: Seconds to open a PostgreSQL connection (libpq's ``connect_timeout``).
+    db_connect_timeout: int = Field(5, ge=1)
+    #: Seconds a statement may run on PostgreSQL (``statement_timeout``; 0: no limit).
+    db_statement_timeout: float = Field(30.0, ge=0)
+    #: Seconds a transaction may sit idle (``idle_in_transaction_session_timeout``; 0: no
+    #: limit).
+    db_idle_in_transaction_timeout: float = Field(60.0, ge=0)
+    #: Seconds to wait for a free pooled connection; the API answers 503 after it.
+    db_pool_timeout: float = Field(5.0, gt=0)
+    #: Statement timeout of ``jobplane migrate``, in seconds (0: no limit).
+    migrate_statement_timeout: float = Field(0.0, ge=0)
+    #: Statement timeout of the retention clean-up's deletes, in seconds (0: no limit).
+    maintenance_statement_timeout: float = Field(600.0, ge=0)
+    #: Seconds a PostgreSQL or Redis connection is idle before TCP keepalive probes start
+    #: (on both ends: PostgreSQL's session gets the same values).
+    tcp_keepalive_idle: int = Field(5, ge=1)
+    #: Seconds between two keepalive probes.
+    tcp_keepalive_interval: int = Field(2, ge=1)
+    #: Unanswered keepalive probes after which the connection is dropped.
+    tcp_keepalive_count: int = Field(3, ge=1)
+    #: Seconds sent data may stay unacknowledged before the connection is dropped
+    #: (``TCP_USER_TIMEOUT``; 0: the operating system's, about 15 minutes).
+    tcp_user_timeout: float = Field(10.0, ge=0)
+    #: Seconds to open a Redis connection.
+    redis_connect_timeout: float = Field(5.0, gt=0)
+    #: Seconds a Redis command waits for its reply.
+    redis_socket_timeout: float = Field(10.0, gt=0)
+    #: Seconds after which an idle Redis connection is PINGed before its next use.
+    redis_health_check_interval: int = Field(15, ge=0)
+
     @field_validator("broker_url")
     @classmethod
     def _known_broker(cls, value: str) -> str:

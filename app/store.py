@@ -1,4 +1,4 @@
-"""Every statement on tasks, outbox and logs, one function each.
+"""Every statement on tasks, outbox, logs and the runs ledger, one function each.
 
 Callers own the transaction: each function takes ``conn`` (inside ``engine.begin()``)
 and never commits. State changes are guarded UPDATEs (``WHERE status IN …``); the
@@ -20,6 +20,7 @@ from sqlalchemy import (
     Row,
     String,
     Text,
+    and_,
     bindparam,
     cast,
     column,
@@ -41,6 +42,7 @@ from app.models import (
     KeyValue,
     MetricCounter,
     Outbox,
+    ScheduleRun,
     ScheduleState,
     Task,
     TaskLog,
@@ -49,6 +51,7 @@ from app.models import (
 
 PENDING = TaskStatus.PENDING.value
 RUNNING = TaskStatus.RUNNING.value
+FINISHED = [status.value for status in TaskStatus if status.is_terminal]
 #: A task's columns that its outbox row is made of.
 _OUTBOX_SOURCE = (
     Task.id,
@@ -964,24 +967,59 @@ def schedule_first_seen(conn: Connection, name: str, now: datetime, *, record: b
 
 def recorded_runs(
     conn: Connection, name: str, start: datetime, end: datetime
-) -> dict[datetime, tuple[str, str]]:
-    """Runs of schedule ``name`` with a fire time in [start, end]: fire time → (id, status)."""
+) -> dict[datetime, tuple[str | None, str | None]]:
+    """Runs of schedule ``name`` in the ledger with a fire time in [start, end].
+
+    Fire time → (task id, the task's status, or None once retention deleted the task).
+    """
     rows = conn.execute(
-        select(Task.fire_time, Task.id, Task.status).where(
-            Task.schedule_name == name, Task.fire_time >= start, Task.fire_time <= end
+        select(
+            ScheduleRun.fire_time,
+            func.coalesce(Task.id, ScheduleRun.task_id).label("task_id"),
+            Task.status,
+        )
+        .select_from(ScheduleRun)
+        .outerjoin(
+            Task,
+            (Task.schedule_name == ScheduleRun.schedule_name)
+            & (Task.fire_time == ScheduleRun.fire_time),
+        )
+        .where(
+            ScheduleRun.schedule_name == name,
+            ScheduleRun.fire_time >= start,
+            ScheduleRun.fire_time <= end,
         )
     ).all()
-    return {row.fire_time: (row.id, row.status) for row in rows}
+    return {row.fire_time: (row.task_id, row.status) for row in rows}
 
 
 def insert_scheduled_run(conn: Connection, task: dict[str, Any], *, with_outbox: bool) -> bool:
-    """Insert a run unless its (schedule, fire time) exists; True if this call inserted it."""
+    """Record a run in the ledger, with its task (and outbox row if asked), unless the
+    ledger already has its (schedule, fire time); True if this call recorded it.
+
+    The ledger's insert decides: a second scheduler's waits for the first's commit
+    (PostgreSQL) or its turn to write (SQLite), then finds the run and writes nothing.
+    """
+    recorded = conn.execute(
+        _insert_ignoring_conflict(conn, ScheduleRun, ["schedule_name", "fire_time"])
+        .values(
+            schedule_name=task["schedule_name"],
+            fire_time=task["fire_time"],
+            task_id=task["id"],
+            recorded_at=task["created_at"],
+        )
+        .returning(ScheduleRun.fire_time)
+    ).first()
+    if recorded is None:
+        return False
     inserted = conn.execute(
         _insert_ignoring_conflict(conn, Task, ["schedule_name", "fire_time"])
         .values(**task)
         .returning(*_OUTBOX_SOURCE)
     ).first()
     if inserted is None:
+        # A task of this run outlived its ledger row: catch-up never reaches that far
+        # back (see catchup.ledger_cutoff), but if it did, the run still exists once.
         return False
     if with_outbox:
         _insert_outbox(conn, [inserted], task["created_at"])
@@ -1017,21 +1055,72 @@ def delete_finished_before(conn: Connection, cutoff: datetime, limit: int) -> in
     """Delete up to ``limit`` finished tasks that ended before ``cutoff``, with their
     logs and outbox rows; returns how many tasks went. Live tasks are never touched.
 
+    Whether a task is finished is decided as it is deleted, never from ids read
+    earlier: a task retried in the meantime keeps its row and its new outbox row.
     Small batches, each in its own transaction, keep locks short on a busy table.
     """
-    finished = [status.value for status in TaskStatus if status.is_terminal]
     ended = func.coalesce(Task.completed_at, Task.cancelled_at, Task.created_at)
-    ids = list(
-        conn.execute(
-            select(Task.id).where(Task.status.in_(finished), ended < cutoff).limit(limit)
-        ).scalars()
+    finished = and_(Task.status.in_(FINISHED), ended < cutoff)
+    batch = select(Task.id).where(finished).limit(limit)
+    if conn.dialect.name == "postgresql":
+        return _delete_finished_postgres(conn, finished, batch)
+    return _delete_finished_in_turn(conn, finished, batch)
+
+
+def _delete_finished_postgres(conn: Connection, finished: Any, batch: Any) -> int:
+    # One statement: the tasks go, and their logs and outbox rows with them. A task
+    # being retried right now is locked: skipped, not waited for. One that changed
+    # since the statement began is checked again against ``finished`` as it is
+    # deleted (hence the predicate on the DELETE itself, not only in its batch).
+    gone = (
+        delete(Task)
+        .where(Task.id.in_(batch.with_for_update(skip_locked=True)), finished)
+        .returning(Task.id)
+        .cte("gone")
     )
-    if not ids:
-        return 0
-    conn.execute(delete(TaskLog).where(TaskLog.task_id.in_(ids)))
-    conn.execute(delete(Outbox).where(Outbox.task_id.in_(ids)))
-    result = conn.execute(delete(Task).where(Task.id.in_(ids), Task.status.in_(finished)))
-    return result.rowcount
+    logs = delete(TaskLog).where(TaskLog.task_id == gone.c.id).cte("gone_logs")
+    outbox = delete(Outbox).where(Outbox.task_id == gone.c.id).cte("gone_outbox")
+    counted = select(func.count()).select_from(gone).add_cte(logs, outbox)
+    return int(conn.execute(counted).scalar_one())
+
+
+def _delete_finished_in_turn(conn: Connection, finished: Any, batch: Any) -> int:
+    # SQLite has no data-modifying CTE, but the engine begins every transaction with
+    # BEGIN IMMEDIATE: from here to the commit no other connection writes, so the
+    # batch is the same set of tasks in each of the three statements.
+    batch = batch.order_by(Task.id)
+    conn.execute(delete(TaskLog).where(TaskLog.task_id.in_(batch)))
+    conn.execute(delete(Outbox).where(Outbox.task_id.in_(batch)))
+    return conn.execute(delete(Task).where(Task.id.in_(batch), finished)).rowcount
+
+
+#: platform_state key: the runs ledger has forgotten every run that fired before this
+#: instant (ISO-8601), so catch-up never looks before it.
+RUNS_KEPT_SINCE_KEY = "schedule_runs_kept_since"
+
+
+def runs_kept_since(conn: Connection) -> datetime | None:
+    """The instant before which the runs ledger has forgotten runs; None if never trimmed."""
+    value = read_state(conn, RUNS_KEPT_SINCE_KEY)
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def forget_runs_before(conn: Connection, cutoff: datetime, now: datetime) -> int:
+    """Delete the ledger's runs that fired before ``cutoff``, and move the ledger's
+    horizon (``runs_kept_since``; only ever forward) to it; returns how many went.
+    """
+    conn.execute(
+        _insert_ignoring_conflict(conn, KeyValue, ["key"]).values(
+            key=RUNS_KEPT_SINCE_KEY, value=cutoff.isoformat(), updated_at=now
+        )
+    )
+    # Locked until commit: of two clean-ups at once, the later sees the earlier's horizon.
+    held = conn.execute(
+        select(KeyValue.value).where(KeyValue.key == RUNS_KEPT_SINCE_KEY).with_for_update()
+    ).scalar_one()
+    horizon = max(cutoff, datetime.fromisoformat(held))
+    put_state(conn, RUNS_KEPT_SINCE_KEY, horizon.isoformat(), now)
+    return conn.execute(delete(ScheduleRun).where(ScheduleRun.fire_time < horizon)).rowcount
 
 
 def put_state(conn: Connection, key: str, value: str, now: datetime) -> None:

@@ -11,6 +11,7 @@ from alembic import context
 from app.db import make_engine
 from app.models import Base
 from app.settings import get_settings
+from app.timeouts import PostgresTimeouts
 
 config = context.config
 url = config.attributes.get("url") or get_settings().database_url
@@ -23,7 +24,11 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
-    engine = make_engine(url)
+    # A migration may rewrite a large table: it gets its own statement timeout (default:
+    # none), but the same connect timeout and keepalives as every other connection.
+    settings = get_settings()
+    timeouts = PostgresTimeouts.from_settings(settings).for_migrations(settings)
+    engine = make_engine(url, timeouts=timeouts)
     try:
         with engine.connect() as connection:
             context.configure(

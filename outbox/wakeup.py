@@ -40,15 +40,25 @@ class PostgresWakeup(Wakeup):
 
     def __init__(self, engine: Engine) -> None:
         super().__init__()
-        url = engine.url.set(drivername="postgresql")
-        self._conninfo = url.render_as_string(hide_password=False)
+        self._engine = engine
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
 
     def _listen(self) -> psycopg.Connection[tuple[object, ...]]:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self._conninfo, autocommit=True)
+            self._conn = self._connect()
             self._conn.execute(f"LISTEN {CHANNEL}")
         return self._conn
+
+    def _connect(self) -> psycopg.Connection[tuple[object, ...]]:
+        """A connection of the engine's own making, so with its timeouts and keepalives
+        (a LISTEN connection left without them would wait on a vanished server for
+        good), taken out of the pool for good: it keeps its LISTEN."""
+        pooled = self._engine.raw_connection()
+        conn = pooled.driver_connection
+        pooled.detach()
+        assert isinstance(conn, psycopg.Connection)
+        conn.autocommit = True
+        return conn
 
     def wait(self, timeout: float) -> None:
         if self._event.is_set():

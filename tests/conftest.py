@@ -93,6 +93,19 @@ def sqlite_url(tmp_path: Path) -> str:
     return url
 
 
+@pytest.fixture(params=["pg_url", "sqlite_url"], ids=["postgresql", "sqlite"])
+def any_url(request: pytest.FixtureRequest) -> str:
+    """A fresh, migrated database of this test's own: PostgreSQL, then SQLite."""
+    return str(request.getfixturevalue(request.param))
+
+
+@pytest.fixture
+def any_engine(any_url: str) -> Iterator[Engine]:
+    engine = make_engine(any_url)
+    yield engine
+    engine.dispose()
+
+
 @pytest.fixture
 def redis_url(redis_server: None) -> Iterator[str]:
     """A Redis database of the tests' own, empty at the start and end of each test."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from app.db import make_engine
+from app.db import engine_from_settings
 from app.registry import load_jobs
 from app.settings import get_settings
 from workers.broker import worker_broker
@@ -17,6 +17,4 @@ settings = get_settings()
 load_jobs(settings.job_modules)
 #: Extra queues for tasks submitted to a queue other than their job's default.
 _extra_queues = [q for q in os.environ.get("JOBPLANE_WORKER_QUEUES", "").split(",") if q]
-broker = worker_broker(
-    settings, lambda: make_engine(settings.database_url), extra_queues=_extra_queues
-)
+broker = worker_broker(settings, lambda: engine_from_settings(settings), extra_queues=_extra_queues)

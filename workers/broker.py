@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from app import registry
 from app.registry import JobSpec
 from app.settings import Settings
+from app.timeouts import RedisTimeouts
 from workers import context
 from workers.lifecycle import TaskLifecycle
 
@@ -39,8 +40,16 @@ class UnsupportedBrokerURL(ValueError):
     """The broker URL's scheme is not memory://, redis:// or amqp://."""
 
 
-def make_broker(url: str, middleware: list[Middleware] | None = None) -> dramatiq.Broker:
+def make_broker(
+    url: str,
+    middleware: list[Middleware] | None = None,
+    *,
+    timeouts: RedisTimeouts | None = None,
+) -> dramatiq.Broker:
     """A broker for ``url`` with exactly ``middleware`` (none of Dramatiq's defaults).
+
+    A Redis broker's connections get ``timeouts`` (default: ``RedisTimeouts()``); the
+    wake-up listener and the ack sender use the same pool, so they get them too.
 
     Dramatiq's Retries, AgeLimit, Callbacks and Pipelines are left out on purpose:
     retries and delays live in the database, and a platform job must not be retried
@@ -52,10 +61,13 @@ def make_broker(url: str, middleware: list[Middleware] | None = None) -> dramati
         return StubBroker(middleware=middleware)
     if scheme in ("redis", "rediss", "unix"):
         # Its idle consumers are woken by the relay's publishes instead of polling.
+        import redis
+
         from workers.wakeup import WakeableRedisBroker
 
+        options = (timeouts or RedisTimeouts()).connection_options()
         return WakeableRedisBroker(
-            url=url,
+            connection_pool=redis.ConnectionPool.from_url(url, **options),
             middleware=middleware,
             heartbeat_timeout=REDIS_HEARTBEAT_TIMEOUT_MS,
             maintenance_chance=REDIS_MAINTENANCE_CHANCE,
@@ -85,7 +97,9 @@ def worker_broker(
     # Order matters: the claim runs first, so a dropped message never starts a timer.
     middleware: list[Middleware] = [lifecycle, TimeLimit(time_limit=FALLBACK_TIME_LIMIT_MS)]
     if broker is None:
-        broker = make_broker(settings.broker_url, middleware)
+        broker = make_broker(
+            settings.broker_url, middleware, timeouts=RedisTimeouts.from_settings(settings)
+        )
     else:
         for item in middleware:
             broker.add_middleware(item)

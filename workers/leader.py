@@ -3,18 +3,41 @@
 The lock lives as long as the leader's session: if the process dies, PostgreSQL
 drops it and a waiting scheduler takes over at its next attempt (every second).
 SQLite has no such lock; run one scheduler there (``jobplane dev`` does).
+
+Why a session lock and not a lease row with an expiry (as River's leader table):
+what a leader does is idempotent writes to the same database (runs are unique on
+schedule and fire time), so a leader that cannot reach the database cannot act,
+and a brief overlap of two leaders records nothing twice. What matters is that a
+partitioned leader's lock is freed soon, and that the leader learns soon that it
+lost it; both follow from the connections' keepalives (``app.timeouts``):
+
+- PostgreSQL is told the keepalive settings for the session, so it ends a silent
+  client's session, and with it the lock, within ``tcp_user_timeout`` (or keepalive
+  idle + interval × count): ~10 s by default; the standby takes over within a second
+  after that;
+- the leader verifies its lock's connection before each tick, with a short statement
+  timeout; on a partition the check fails within the same ~10 s (client keepalives),
+  and the leader steps down (it is a standby again until it takes the lock anew).
+
+A lease row would bound the overlap by clocks instead, at the cost of a table, a
+renewal write per interval, and a lease length that is the takeover time anyway.
 """
 
 from __future__ import annotations
 
 import logging
 
-from sqlalchemy import Connection, Engine, func, select, text
+from sqlalchemy import Connection, Engine, func, select
+
+from app.db import local_statement_timeout
 
 logger = logging.getLogger(__name__)
 
 #: The advisory lock key of the scheduler ("jobplane" in ASCII, as a 63-bit number).
 SCHEDULER_LOCK = 0x6A6F62706C616E65
+#: Longest the server may take to answer the leader's check of its lock, in s: an
+#: overloaded or stuck server makes the leader step down rather than wait.
+CHECK_TIMEOUT = 2.0
 
 
 class LeaderLock:
@@ -25,30 +48,47 @@ class LeaderLock:
         self.key = key
         self._conn: Connection | None = None
 
+    @property
+    def leading(self) -> bool:
+        """Whether the last ``acquire()`` found this process the leader."""
+        return self._conn is not None or self.engine.dialect.name != "postgresql"
+
     def acquire(self) -> bool:
+        """Verify the lock if held (stepping down if that fails), else try to take it."""
         if self.engine.dialect.name != "postgresql":
             return True
         if self._conn is not None:
             if self._alive(self._conn):
                 return True
-            logger.warning("lost the scheduler lock's connection; trying to take it again")
+            logger.warning("lost the scheduler lock's connection: stepping down")
             self._drop()
         conn = self.engine.connect()
-        if conn.execute(select(func.pg_try_advisory_lock(self.key))).scalar():
+        try:
+            taken = conn.execute(select(func.pg_try_advisory_lock(self.key))).scalar()
             conn.commit()
+        except Exception:
+            conn.invalidate()
+            conn.close()
+            raise
+        if taken:
             self._conn = conn
             logger.info("this scheduler is the leader")
             return True
-        conn.rollback()
         conn.close()
         return False
 
     @staticmethod
     def _alive(conn: Connection) -> bool:
+        """One round trip on the lock's session; False if the session is gone.
+
+        The session holds the lock for as long as it lives, so a live session is a
+        held lock. The statement timeout is set for this transaction only.
+        """
         try:
-            conn.execute(text("SELECT 1"))
+            local_statement_timeout(conn, CHECK_TIMEOUT)
             conn.commit()
-        except Exception:
+        except Exception as error:
+            logger.warning("the scheduler lock's connection failed its check: %s", error)
             return False
         return True
 
@@ -66,6 +106,9 @@ class LeaderLock:
             try:
                 self._conn.execute(select(func.pg_advisory_unlock(self.key)))
                 self._conn.commit()
+            except Exception:
+                logger.warning("could not release the scheduler lock; the session ends it")
+                self._conn.invalidate()
             finally:
                 self._conn.close()
                 self._conn = None

@@ -31,6 +31,10 @@ logger = logging.getLogger(__name__)
 
 MAX_SLEEP = 30.0  #: seconds between wake-ups at most, so new leadership or clocks are seen
 STANDBY_POLL = 1.0  #: seconds between a standby scheduler's attempts to lead
+#: Seconds between the leader's checks of its lock while it waits for the next fire
+#: time: a leader cut off from the database steps down within about this long plus
+#: the connection's keepalive timeout, even between ticks.
+LEADER_CHECK = 2.0
 ERROR_BACKOFF = 5.0  #: seconds to wait after a failed tick
 #: A relay that has not swept for this long is taken to be gone.
 RELAY_SILENCE = timedelta(minutes=2)
@@ -54,6 +58,8 @@ class Scheduler:
         self.clock = clock
         self.leader = leader or LeaderLock(engine)
         self._stopped = threading.Event()
+        #: When the leader ticks next (None: at once, as a new leader does).
+        self._next_tick: datetime | None = None
 
     def tick(self, now: datetime | None = None) -> list[catchup.Decision]:
         """Record every run due as of ``now``; returns the decisions."""
@@ -92,13 +98,21 @@ class Scheduler:
             self.leader.release()
 
     def _step(self) -> float:
+        """Lead or wait, tick when due; returns the seconds until the next step."""
         try:
             if not self.leader.acquire():
+                self._next_tick = None
                 return STANDBY_POLL
-            self.tick()
-            # Wake just after the fire time, so the run is due when recorded.
-            return self.seconds_to_next_fire(self.clock()) + 0.01
+            now = self.clock()
+            if self._next_tick is None or now >= self._next_tick:
+                self.tick()
+                now = self.clock()
+                # Wake just after the fire time, so the run is due when recorded.
+                wait = self.seconds_to_next_fire(now) + 0.01
+                self._next_tick = now + timedelta(seconds=wait)
+            return min(LEADER_CHECK, max(0.0, (self._next_tick - now).total_seconds()))
         except Exception:
+            self._next_tick = None
             logger.exception("scheduler tick failed; retrying in %.0f s", ERROR_BACKOFF)
             return ERROR_BACKOFF
 

@@ -22,6 +22,7 @@ import redis
 from dramatiq.broker import Broker, Consumer, MessageProxy
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import q_name
+from dramatiq.errors import ConnectionClosed
 
 from app.broker_channels import wake_channel
 from workers.acks import FLUSH_TIMEOUT_S, AckSender
@@ -211,9 +212,15 @@ class WakeableConsumer(Consumer):
     def __next__(self) -> MessageProxy | None:
         # Clear before fetching: a wake that comes during the fetch is kept for the wait.
         self._event.clear()
-        message = next(self._inner)
-        if message is None and self._event.wait(self._timeout_s):
+        try:
             message = next(self._inner)
+            if message is None and self._event.wait(self._timeout_s):
+                message = next(self._inner)
+        except redis.RedisError as error:
+            # Dramatiq's consumer turns only ConnectionError into ConnectionClosed; a
+            # fetch that timed out (the server vanished) is the same loss of the
+            # connection, and Dramatiq then restarts the consumer in a few seconds.
+            raise ConnectionClosed(error) from None  # type: ignore[no-untyped-call]
         return message
 
     def ack(self, message: MessageProxy) -> None:

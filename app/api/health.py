@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from app.api.errors import RETRY_AFTER
 from app.api.schemas import Health
+from app.timeouts import RedisTimeouts
 
 router = APIRouter(tags=["health"])
 
@@ -60,9 +61,13 @@ def ping_broker(url: str) -> None:
     if parts.scheme.startswith("redis"):
         import redis
 
-        redis.Redis.from_url(
-            url, socket_connect_timeout=CHECK_TIMEOUT, socket_timeout=CHECK_TIMEOUT
-        ).ping()
+        options = RedisTimeouts().connection_options()
+        options.update(socket_connect_timeout=CHECK_TIMEOUT, socket_timeout=CHECK_TIMEOUT)
+        client = redis.Redis.from_url(url, **options)
+        try:
+            client.ping()
+        finally:
+            client.close()
         return
     port = parts.port or (5671 if parts.scheme == "amqps" else 5672)
     with socket.create_connection((parts.hostname or "localhost", port), timeout=CHECK_TIMEOUT):

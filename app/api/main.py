@@ -20,7 +20,7 @@ from app.api import (
     stats,
     tasks,
 )
-from app.db import make_engine
+from app.db import engine_from_settings
 from app.registry import load_jobs
 from app.settings import Settings, get_settings
 
@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
-    app.state.engine = engine or make_engine(settings.database_url)
+    app.state.engine = engine or engine_from_settings(settings)
     errors.install(app)
     app.include_router(tasks.router)
     app.include_router(admin.router)

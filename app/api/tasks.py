@@ -17,6 +17,7 @@ from app.domain import TaskNotFound
 from app.group_commit import AsyncGroupCommit, GroupCommit
 from app.models import utcnow
 from app.settings import Settings
+from app.timeouts import PostgresTimeouts
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"], dependencies=[Depends(require_token)])
 
@@ -75,11 +76,13 @@ def submissions(app: FastAPI) -> SubmissionsWriter:
     """
     writer: SubmissionsWriter | None = getattr(app.state, "submissions", None)
     if writer is None:
-        writer = app.state.submissions = _new_submissions_writer(app.state.engine)
+        writer = app.state.submissions = _new_submissions_writer(
+            app.state.engine, app.state.settings
+        )
     return writer
 
 
-def _new_submissions_writer(engine: Engine) -> SubmissionsWriter:
+def _new_submissions_writer(engine: Engine, settings: Settings) -> SubmissionsWriter:
     name = "jobplane-submissions"
     if engine.dialect.name != "postgresql":
         return GroupCommit(engine, service.write_new_tasks, name=name)
@@ -87,7 +90,13 @@ def _new_submissions_writer(engine: Engine) -> SubmissionsWriter:
     # One writer, one connection. Its only statement reads no table, so no plan of it
     # can go stale as tables grow: PostgreSQL may keep a generic plan, instead of
     # planning each insert again (0.18 of 0.85 ms per submission, measured).
-    async_engine = make_async_engine(url, pool_size=1, max_overflow=1, connect_args={})
+    async_engine = make_async_engine(
+        url,
+        timeouts=PostgresTimeouts.from_settings(settings),
+        pool_size=1,
+        max_overflow=1,
+        connect_args={},
+    )
     # On PostgreSQL a batch of submissions is one statement (tasks, outbox rows, NOTIFY).
     return AsyncGroupCommit(async_engine, service.write_new_tasks_async, name=name, autocommit=True)
 

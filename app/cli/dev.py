@@ -11,7 +11,7 @@ import dramatiq
 import uvicorn
 
 from app.api.main import create_app
-from app.db import make_engine
+from app.db import engine_from_settings
 from app.migrate import upgrade
 from app.registry import load_jobs
 from app.schedules import all_schedules
@@ -38,7 +38,7 @@ def run_dev(settings: Settings, *, host: str, port: int, threads: int) -> None:
     """Migrate, then serve API + relay + workers until Ctrl-C; a restart resumes the work."""
     settings, generated = with_token(settings)
     upgrade(settings.database_url)
-    engine = make_engine(settings.database_url)
+    engine = engine_from_settings(settings)
     load_jobs(settings.job_modules)
     broker = worker_broker(settings, lambda: engine)
     broker.emit_after("process_boot")  # what Dramatiq's CLI does in each worker process

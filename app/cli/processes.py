@@ -56,15 +56,16 @@ def relay(sweeper: bool) -> None:
     """Publish committed outbox rows to the broker (and recover lost work)."""
     import signal
 
-    from app.db import make_engine
+    from app.db import engine_from_settings
+    from app.timeouts import RedisTimeouts
     from outbox.relay import Relay
     from outbox.sweeper import Sweeper
     from workers.broker import make_broker
 
     _logging()
     settings = get_settings()
-    engine = make_engine(settings.database_url)
-    broker = make_broker(settings.broker_url)
+    engine = engine_from_settings(settings)
+    broker = make_broker(settings.broker_url, timeouts=RedisTimeouts.from_settings(settings))
     the_relay = Relay(
         engine, broker, settings, sweeper=Sweeper(engine, broker, settings) if sweeper else None
     )
@@ -129,7 +130,7 @@ def scheduler() -> None:
     """Record schedule runs as they fall due, after catching up what was missed."""
     import signal
 
-    from app.db import make_engine
+    from app.db import engine_from_settings
     from app.registry import load_jobs
     from app.schedules import all_schedules
     from workers.scheduler import Scheduler
@@ -137,7 +138,7 @@ def scheduler() -> None:
     _logging()
     settings = get_settings()
     load_jobs(settings.job_modules)
-    the_scheduler = Scheduler(make_engine(settings.database_url), settings, all_schedules())
+    the_scheduler = Scheduler(engine_from_settings(settings), settings, all_schedules())
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: the_scheduler.stop())
     names = ", ".join(s.name for s in the_scheduler.schedules) or "none"

@@ -9,13 +9,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from periodiq import cron
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 
+from app.catchup import Decision, catch_up
 from app.db import make_engine
-from app.models import ScheduleState, Task
+from app.models import ScheduleRun, ScheduleState, Task
 from app.registry import load_jobs
 from app.schedules import Schedule
 from app.settings import Settings
+from tests import services
 from tests.conftest import row_counts, wait_until
 from workers.leader import LeaderLock
 from workers.scheduler import Scheduler
@@ -123,9 +125,53 @@ def test_both_passes_of_a_repeated_hour_are_recorded_as_separate_runs(
     assert sum(fire.astimezone(berlin).hour == 2 for fire in fires) == 8
 
 
-def test_a_dry_run_writes_nothing(pg_engine: Engine, pg_settings: Settings) -> None:
-    from app.catchup import catch_up
+def waiting_on_a_lock(engine: Engine) -> bool:
+    """Whether some other session of this PostgreSQL database waits for a row lock."""
+    with engine.connect() as conn:
+        waiting = conn.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        ).scalar_one()
+    return bool(waiting)
 
+
+def test_two_schedulers_inserting_the_same_run_at_once_make_one_task(any_url: str) -> None:
+    # Given two schedulers, each with its own engine, that saw the schedule at 10:00:30
+    settings = Settings(database_url=any_url)
+    engines = [make_engine(any_url) for _ in range(2)]
+    first, second = (Scheduler(engine, settings, [hourly("all")]) for engine in engines)
+    first.tick(T0)
+    eleven = T0 + timedelta(minutes=59, seconds=40)
+    try:
+        # When the first records the 11:00 run but has not committed yet
+        with engines[0].connect() as conn:
+            conn.begin()
+            mine = catch_up(conn, first.schedules, settings, eleven)
+            # And the second records the same run meanwhile
+            theirs: list[list[Decision]] = []
+            racer = threading.Thread(target=lambda: theirs.append(second.tick(eleven)))
+            racer.start()
+            if any_url.startswith("postgresql"):  # it read nothing recorded, then waits
+                wait_until(lambda: waiting_on_a_lock(engines[0]), what="the second insert")
+            conn.commit()
+        racer.join(timeout=60)
+
+        # Then the run is one task with one outbox row, and one ledger row
+        fire = eleven.replace(second=0)
+        assert [d.outcome for d in mine if d.fire_time == fire] == ["enqueued"]
+        assert [d.outcome for d in theirs[0] if d.fire_time == fire] == ["already_recorded"]
+        assert [(fire.hour, status) for fire, status in runs(engines[0])] == [(11, "pending")]
+        assert row_counts(engines[0])["outbox"] == 1
+        with engines[0].connect() as conn:
+            assert conn.execute(select(func.count()).select_from(ScheduleRun)).scalar_one() == 1
+    finally:
+        for engine in engines:
+            engine.dispose()
+
+
+def test_a_dry_run_writes_nothing(pg_engine: Engine, pg_settings: Settings) -> None:
     scheduler = Scheduler(pg_engine, pg_settings, [hourly("all")])
     scheduler.tick(T0)
     before = row_counts(pg_engine)
@@ -176,3 +222,21 @@ def test_one_scheduler_leads_and_another_takes_over_when_it_dies(
     # The server releases the lock as the session's backend exits, a moment later.
     wait_until(second.acquire, timeout=10, what="the standby to take the lock")
     second.release()
+
+
+def test_a_leader_whose_session_ends_steps_down_and_the_standby_takes_over(
+    two_engines: tuple[Engine, Engine],
+) -> None:
+    first, second = LeaderLock(two_engines[0]), LeaderLock(two_engines[1])
+    assert first.acquire() is True
+    assert first._conn is not None
+    pid = first._conn.execute(select(func.pg_backend_pid())).scalar()
+    first._conn.commit()
+    # When the server ends the leader's session (as keepalives do for a lost client)
+    services.admin_execute(f"SELECT pg_terminate_backend({int(pid)})")  # type: ignore[arg-type]
+    # Then the standby takes over, and the old leader, checking its lock, steps down
+    wait_until(second.acquire, timeout=10, what="the standby to take the lock")
+    assert first.acquire() is False
+    assert not first.leading
+    second.release()
+    first.release()

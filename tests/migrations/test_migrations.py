@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from alembic import command
 from alembic.util.exc import CommandError
+from sqlalchemy import insert, inspect, select
 
+from app import service
+from app.db import make_engine
 from app.migrate import alembic_config, upgrade
+from app.models import ScheduleRun, Task
+from app.service import Submission
+from app.settings import Settings
 from tests import services
+
+FIRE = datetime(2026, 11, 30, 21, 0, tzinfo=UTC)
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
@@ -41,3 +50,42 @@ def test_check_detects_a_schema_that_is_behind(empty_database: str) -> None:
     # An un-migrated database differs from the models: check must say so.
     with pytest.raises(CommandError):
         command.check(alembic_config(empty_database))
+
+
+def test_the_runs_ledger_is_filled_from_the_scheduled_runs_kept_and_goes_on_downgrade(
+    empty_database: str,
+) -> None:
+    # Given a database before the ledger with a scheduled run, a run started by hand
+    # (no fire time) and an ordinary task
+    config = alembic_config(empty_database)
+    upgrade(empty_database, "0006")
+    engine = make_engine(empty_database)
+    try:
+        now = datetime.now(UTC)
+        rows = [service.build_task(Submission(type="demo.noop"), Settings(), now) for _ in "abc"]
+        rows[0].update(schedule_name="nightly", fire_time=FIRE)
+        rows[1].update(schedule_name="nightly")
+        with engine.begin() as conn:
+            conn.execute(insert(Task), rows)
+
+        # When it is upgraded, downgraded and upgraded again
+        upgrade(empty_database)
+        with engine.connect() as conn:
+            first = conn.execute(select(ScheduleRun)).all()
+        command.downgrade(config, "0006")
+        with engine.connect() as conn:
+            tables = inspect(conn).get_table_names()
+            tasks = conn.execute(select(Task.id)).scalars().all()
+        upgrade(empty_database)
+        with engine.connect() as conn:
+            again = conn.execute(select(ScheduleRun)).all()
+    finally:
+        engine.dispose()
+
+    # Then the ledger holds the scheduled run, only while it exists, and no task is lost
+    assert [(r.schedule_name, r.fire_time, r.task_id) for r in first] == [
+        ("nightly", FIRE, rows[0]["id"])
+    ]
+    assert "schedule_runs" not in tables and len(tasks) == 3
+    assert again == first
+    command.check(config)
