@@ -24,6 +24,11 @@ class TaskStatus(enum.StrEnum):
         return self in TERMINAL_STATES
 
 
+#: Most retries a task may have (the API's ``maxRetries``, ``@job(max_retries=…)`` and
+#: ``JOBPLANE_DEFAULT_MAX_RETRIES`` alike). With the default 300 s backoff cap, 100
+#: retries span more than eight hours.
+MAX_RETRIES = 100
+
 TERMINAL_STATES = frozenset(
     {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.SKIPPED}
 )

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.domain import JobplaneError, UnknownJobType
+from app.domain import MAX_RETRIES, JobplaneError, UnknownJobType
 
 #: Job modules that are always loaded.
 BUILTIN_JOB_MODULES = ("workers.jobs.demo", "workers.jobs.maintenance")
@@ -39,6 +39,19 @@ class JobSpec:
     concurrency: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # At the decorator, so a mistake fails the job module's import with the reason.
+        if self.max_retries is not None and not 0 <= self.max_retries <= MAX_RETRIES:
+            raise InvalidJobSpec(
+                f"job {self.name!r}: max_retries must be between 0 and {MAX_RETRIES}, "
+                f"not {self.max_retries}"
+            )
+        if not 0 <= self.min_backoff <= self.max_backoff:
+            raise InvalidJobSpec(
+                f"job {self.name!r}: need 0 <= min_backoff <= max_backoff (seconds), "
+                f"not {self.min_backoff} and {self.max_backoff}"
+            )
+
     def concurrency_limit(self, overrides: dict[str, int]) -> int | None:
         """The limit in force: ``JOBPLANE_CONCURRENCY`` wins over the decorator; 0 is none."""
         limit = overrides.get(self.name, self.concurrency)
@@ -46,6 +59,10 @@ class JobSpec:
 
 
 _jobs: dict[str, JobSpec] = {}
+
+
+class InvalidJobSpec(JobplaneError):
+    """A job's declaration (``@job``) has a value out of its range."""
 
 
 class JobModuleError(JobplaneError):

@@ -111,7 +111,7 @@ def build_task(
         "cancel_requested": False,
         "created_at": now,
         "idempotency_key": idempotency_key,
-        "request_hash": submission.fingerprint() if idempotency_key else None,
+        "request_hash": submission.fingerprint() if idempotency_key is not None else None,
         **UNSET_COLUMNS,
     }
 

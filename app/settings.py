@@ -10,6 +10,8 @@ from functools import lru_cache
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.domain import MAX_RETRIES
+
 FOUR_HOURS = 4 * 3600
 BROKER_SCHEMES = ("memory", "redis", "rediss", "unix", "amqp", "amqps")
 
@@ -35,8 +37,8 @@ class Settings(BaseSettings):
 
     #: Default time limit of a job, in seconds.
     default_timeout: int = Field(FOUR_HOURS, gt=0)
-    #: Default number of retries after a failed attempt.
-    default_max_retries: int = Field(3, ge=0)
+    #: Default number of retries after a failed attempt (0 to ``MAX_RETRIES``, 100).
+    default_max_retries: int = Field(3, ge=0, le=MAX_RETRIES)
 
     #: Outbox rows the relay publishes per transaction.
     relay_batch_size: int = Field(500, gt=0)

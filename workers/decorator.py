@@ -38,11 +38,12 @@ def job(
     Parameters:
       name: the job type clients submit; stable, unique.
       queue: the queue its messages go to (default ``"default"``).
-      max_retries: retries after a failed attempt (default: ``JOBPLANE_DEFAULT_MAX_RETRIES``, 3).
+      max_retries: retries after a failed attempt, 0 to 100 (default:
+        ``JOBPLANE_DEFAULT_MAX_RETRIES``, 3).
       timeout: time limit of one attempt, in seconds (default: ``JOBPLANE_DEFAULT_TIMEOUT``, 4 h).
       retry_for: exception types worth a retry (default: any exception).
-      min_backoff, max_backoff: seconds before the first retry, and the cap; the delay
-        doubles at each retry, with jitter.
+      min_backoff, max_backoff: seconds before the first retry, and the cap
+        (0 <= min_backoff <= max_backoff); the delay doubles at each retry, with jitter.
       concurrency: most tasks of this type running at once across every worker and
         host (default: no limit; ``JOBPLANE_CONCURRENCY`` overrides it). A task over
         the limit waits, pending, without using an attempt.

@@ -8,6 +8,11 @@ from dramatiq.middleware import TimeLimitExceeded
 
 from app.registry import JobSpec
 
+#: Doublings past which the delay is the cap anyway (2**62 × any sane min_backoff is
+#: beyond any max_backoff); bounding the exponent keeps a huge retry number from
+#: overflowing a float.
+MAX_DOUBLINGS = 62
+
 
 def deserves_retry(spec: JobSpec, error: BaseException) -> bool:
     """Whether ``error`` is one the job retries for (any exception, unless ``retry_for``).
@@ -27,7 +32,9 @@ def backoff_seconds(spec: JobSpec, retry_number: int, *, jitter: float = 0.1) ->
 
     Jitter only lengthens the delay (up to ``jitter`` of it), so a retry is never
     earlier than the documented 1 s, 2 s, 4 s, and retries of many tasks that failed
-    together spread out.
+    together spread out. Any ``retry_number`` gives a finite delay of at most
+    ``max_backoff`` × (1 + ``jitter``) seconds.
     """
-    base: float = min(spec.max_backoff, spec.min_backoff * 2 ** (retry_number - 1))
+    doublings = min(max(retry_number - 1, 0), MAX_DOUBLINGS)
+    base: float = min(spec.max_backoff, spec.min_backoff * 2**doublings)
     return base * (1 + random.uniform(0, jitter))

@@ -4,14 +4,33 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 from sqlalchemy import Row
 
-from app.domain import TaskStatus
+from app.domain import MAX_RETRIES, TaskStatus
 from app.service import MAX_BATCH, Submission
+
+#: Longest Idempotency-Key, in characters: the length of its column (app.models).
+MAX_IDEMPOTENCY_KEY = 200
+
+
+def _not_blank(key: str) -> str:
+    # An empty key would be one key shared by every client that sends the header empty.
+    if not key.strip():
+        raise ValueError(
+            f"must not be empty or only whitespace: send 1 to {MAX_IDEMPOTENCY_KEY} "
+            "characters, or no Idempotency-Key header"
+        )
+    return key
+
+
+#: The ``Idempotency-Key`` header's value: 1 to 200 characters, not all whitespace.
+IdempotencyKey = Annotated[
+    str, StringConstraints(max_length=MAX_IDEMPOTENCY_KEY), AfterValidator(_not_blank)
+]
 
 
 class Camel(BaseModel):
@@ -26,7 +45,7 @@ class SubmitTask(Camel):
     queue: str | None = Field(None, description="queue to publish on (default: the job's)")
     priority: int | None = Field(None, ge=-1000, le=1000)
     delay_seconds: float = Field(0, ge=0, le=366 * 86400, description="start no earlier than this")
-    max_retries: int | None = Field(None, ge=0, le=100)
+    max_retries: int | None = Field(None, ge=0, le=MAX_RETRIES)
     timeout_seconds: int | None = Field(None, gt=0, le=7 * 86400)
 
     def to_submission(self) -> Submission:

@@ -11,7 +11,14 @@ from starlette.concurrency import run_in_threadpool
 
 from app import service, store
 from app.api.auth import require_token
-from app.api.schemas import BatchCreated, Problem, SubmitBatch, SubmitTask, TaskDetail
+from app.api.schemas import (
+    BatchCreated,
+    IdempotencyKey,
+    Problem,
+    SubmitBatch,
+    SubmitTask,
+    TaskDetail,
+)
 from app.db import make_async_engine
 from app.domain import TaskNotFound
 from app.group_commit import AsyncGroupCommit, GroupCommit
@@ -25,7 +32,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "missing or invalid token"},
     409: {"model": Problem, "description": "Idempotency-Key reused for another submission"},
     413: {"model": Problem, "description": "params larger than 64 KiB"},
-    422: {"model": Problem, "description": "unknown job type or invalid params"},
+    422: {"model": Problem, "description": "unknown job type, invalid params or Idempotency-Key"},
     503: {"model": Problem, "description": "the database is unreachable"},
 }
 
@@ -45,7 +52,7 @@ async def submit_task(
     body: SubmitTask,
     request: Request,
     response: Response,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: Annotated[IdempotencyKey | None, Header()] = None,
 ) -> TaskDetail:
     """Submit a job; the task row and its outbox row are written in one transaction."""
     state = request.app.state

@@ -78,7 +78,9 @@ def submit(
     ):
         if value is not None:
             body[key] = value
-    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    # An empty key is sent too: the API refuses it, rather than the CLI dropping it and
+    # the submission silently losing its idempotency (say, from an unset shell variable).
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else {}
     task = _client(url, token).request("POST", "/api/tasks", json=body, headers=headers)
     if as_json:
         print_json(task)

@@ -70,6 +70,9 @@ def test_errors_have_exit_codes_scripts_can_rely_on(
     assert "cannot reach the API" in down.stderr
     bad = jobplane("submit", "demo.echo", "--param", "novalue", url=url, token="tok")
     assert bad.returncode == 2
+    empty_key = jobplane("submit", "demo.echo", "--idempotency-key", "", url=url, token="tok")
+    assert empty_key.returncode == EXIT_API_ERROR
+    assert "must not be empty" in empty_key.stderr
 
 
 def test_a_bad_configuration_is_one_clear_line_not_a_traceback(tmp_path: Path) -> None:
@@ -79,7 +82,13 @@ def test_a_bad_configuration_is_one_clear_line_not_a_traceback(tmp_path: Path) -
         (["worker", "-p", "1"], {"JOBPLANE_JOBS": "nosuch.jobs"}, "cannot import job module"),
         (["migrate"], {"JOBPLANE_DATABASE_URL": "bogus"}, "Could not parse"),
         (["migrate"], {"JOBPLANE_CONCURRENCY": "{not json"}, "concurrency"),
+        (["migrate"], {"JOBPLANE_DEFAULT_MAX_RETRIES": "101"}, "JOBPLANE_DEFAULT_MAX_RETRIES"),
+        (["worker", "-p", "1"], {"JOBPLANE_JOBS": "many_retries"}, "max_retries must be between"),
     ]
+    # A job module (importable: `python -m` puts the working directory on the path).
+    (tmp_path / "many_retries.py").write_text(
+        "from workers import job\n\n@job('many.retries', max_retries=5000)\ndef f(): pass\n"
+    )
     for args, settings, message in cases:
         done = subprocess.run(
             [sys.executable, "-m", "app.cli", *args],

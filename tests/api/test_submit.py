@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import socket
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -205,3 +208,83 @@ def test_with_a_token_set_every_api_route_needs_it(
         "/api/tasks", json={"type": "demo.noop"}, headers={"Authorization": "Bearer s3cret"}
     )
     assert allowed.status_code == 201
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def any_api(
+    request: pytest.FixtureRequest, api_factory: Callable[..., httpx.Client]
+) -> tuple[httpx.Client, Engine]:
+    """The API over HTTP on PostgreSQL, then on SQLite, with an engine on its database."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("pg_api"), request.getfixturevalue("pg_engine")
+    engine = request.getfixturevalue("sqlite_engine")
+    settings = Settings(database_url=request.getfixturevalue("sqlite_url"), broker_url="memory://")
+    return api_factory(settings), engine
+
+
+def raw_post(api: httpx.Client, path: str, body: dict[str, Any], headers: str) -> httpx.Response:
+    """A POST written byte by byte: httpx refuses to send a header value of blanks."""
+    content = json.dumps(body).encode()
+    request = (
+        f"POST {path} HTTP/1.1\r\nHost: {api.base_url.host}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(content)}\r\n"
+        f"{headers}\r\n\r\n"
+    ).encode() + content
+    with socket.create_connection((api.base_url.host, api.base_url.port), timeout=10) as sock:
+        sock.sendall(request)
+        answer = b"".join(iter(lambda: sock.recv(65536), b""))
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return httpx.Response(status, content=payload.decode())
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        pytest.param("Idempotency-Key:", id="empty"),
+        pytest.param("Idempotency-Key: \t ", id="whitespace"),
+    ],
+)
+def test_an_empty_idempotency_key_is_a_422_and_never_answers_with_another_task(
+    any_api: tuple[httpx.Client, Engine], header: str
+) -> None:
+    api, engine = any_api
+    for params in ({"client": "a"}, {"client": "b"}):
+        body = {"type": "demo.echo", "params": params}
+        response = raw_post(api, "/api/tasks", body, header)
+        assert response.status_code == 422, response.text
+        assert response.json()["error"] == "invalid_request"
+        assert "idempotency-key" in response.json()["message"].lower()
+        assert "must not be empty" in response.json()["message"]
+    assert row_counts(engine)["tasks"] == 0
+
+
+def test_an_idempotency_key_longer_than_200_characters_is_a_422(
+    any_api: tuple[httpx.Client, Engine],
+) -> None:
+    api, engine = any_api
+    body = {"type": "demo.noop"}
+    longest = api.post("/api/tasks", json=body, headers={"Idempotency-Key": "k" * 200})
+    assert longest.status_code == 201
+    response = api.post("/api/tasks", json=body, headers={"Idempotency-Key": "k" * 201})
+    assert response.status_code == 422
+    assert response.json()["error"] == "invalid_request"
+    assert "idempotency-key" in response.json()["message"].lower()
+    assert "200" in response.json()["message"]
+    assert row_counts(engine)["tasks"] == 1
+
+
+@pytest.mark.parametrize("max_retries", [-1, 101, 10**6])
+def test_max_retries_out_of_0_to_100_is_a_422_naming_the_field(
+    pg_api: httpx.Client, pg_engine: Engine, max_retries: int
+) -> None:
+    body = {"type": "demo.noop", "maxRetries": max_retries}
+    for response in (
+        pg_api.post("/api/tasks", json=body),
+        pg_api.post("/api/tasks/batch", json={"tasks": [body]}),
+    ):
+        assert response.status_code == 422
+        assert response.json()["error"] == "invalid_request"
+        assert "maxRetries" in response.json()["message"]
+    assert row_counts(pg_engine)["tasks"] == 0
+    assert pg_api.post("/api/tasks", json={**body, "maxRetries": 100}).status_code == 201

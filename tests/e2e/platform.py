@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
@@ -13,19 +14,28 @@ import httpx
 
 from tests.conftest import free_port, wait_until
 
-JOBPLANE = [sys.executable, "-m", "app.cli"]
+JOBPLANE = (sys.executable, "-m", "app.cli")
 
 
 class Process:
     """One jobplane process with its output captured to a file."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str],
+        log_dir: Path,
+        command: Sequence[str] = JOBPLANE,
+        cwd: Path | None = None,
+    ) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log: IO[bytes] = self.log_path.open("ab")
         self.popen = subprocess.Popen(
-            [*JOBPLANE, *args],
+            [*command, *args],
             env=env,
+            cwd=cwd,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so SIGKILL reaches children
@@ -60,9 +70,22 @@ class Process:
 
 
 class Platform:
-    """API, relay and workers as separate processes on one database and broker."""
+    """API, relay and workers as separate processes on one database and broker.
 
-    def __init__(self, database_url: str, broker_url: str, log_dir: Path, **settings: str) -> None:
+    ``command`` runs jobplane (default: this interpreter's ``-m app.cli``), in ``cwd``.
+    """
+
+    def __init__(
+        self,
+        database_url: str,
+        broker_url: str,
+        log_dir: Path,
+        command: Sequence[str] = JOBPLANE,
+        cwd: Path | None = None,
+        **settings: str,
+    ) -> None:
+        self.command = command
+        self.cwd = cwd
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("JOBPLANE_")},
             "JOBPLANE_DATABASE_URL": database_url,
@@ -82,7 +105,12 @@ class Platform:
 
     def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> Process:
         process = Process(
-            f"{name}-{len(self.processes)}", list(args), {**self.env, **(env or {})}, self.log_dir
+            f"{name}-{len(self.processes)}",
+            list(args),
+            {**self.env, **(env or {})},
+            self.log_dir,
+            self.command,
+            self.cwd,
         )
         self.processes.append(process)
         return process

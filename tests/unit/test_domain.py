@@ -8,8 +8,9 @@ from dramatiq.middleware import TimeLimitExceeded
 from app.api.schemas import percent
 from app.cli.admin import parse_param
 from app.domain import ALLOWED_FROM, TERMINAL_STATES, TaskStatus, can_transition
-from app.registry import JobSpec
+from app.registry import InvalidJobSpec, JobSpec, known_types
 from app.settings import Settings
+from workers import job
 from workers.context import TaskCancelled
 from workers.retries import backoff_seconds, deserves_retry
 
@@ -54,10 +55,39 @@ def test_backoff_doubles_from_one_second_and_is_capped() -> None:
     assert delays == [1.0, 2.0, 4.0, 5.0]
 
 
+@pytest.mark.parametrize("retry_number", [1_025, 10**6, 10**100])
+def test_the_backoff_of_a_huge_retry_number_is_the_cap(retry_number: int) -> None:
+    spec = _spec(min_backoff=1.0, max_backoff=300.0)
+    assert backoff_seconds(spec, retry_number, jitter=0) == 300.0
+    assert 300.0 <= backoff_seconds(spec, retry_number) <= 330.0
+
+
 def test_jitter_never_makes_a_retry_earlier_than_its_backoff() -> None:
     spec = _spec()
     for _ in range(200):
         assert 2.0 <= backoff_seconds(spec, 2) <= 2.2
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_retries": -1}, "max_retries must be between 0 and 100, not -1"),
+        ({"max_retries": 101}, "max_retries must be between 0 and 100, not 101"),
+        ({"min_backoff": -1.0}, "need 0 <= min_backoff <= max_backoff"),
+        ({"min_backoff": 10.0, "max_backoff": 5.0}, "need 0 <= min_backoff <= max_backoff"),
+    ],
+)
+def test_a_job_declared_with_retries_or_backoff_out_of_range_fails_at_import_with_the_reason(
+    options: dict[str, float], message: str
+) -> None:
+    with pytest.raises(InvalidJobSpec, match=f"job 'bad.retries': {message}"):
+        job("bad.retries", **options)(lambda: None)  # type: ignore[arg-type]
+    assert "bad.retries" not in known_types()
+
+
+def test_the_bounds_of_max_retries_are_accepted() -> None:
+    assert _spec(max_retries=0).max_retries == 0
+    assert _spec(max_retries=100).max_retries == 100
 
 
 def test_retry_for_limits_which_errors_are_retried() -> None:
