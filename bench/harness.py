@@ -194,14 +194,19 @@ def free_port() -> int:
 
 
 class ScratchDatabase:
-    """A fresh PostgreSQL database of this run, dropped (WITH FORCE) by ``drop()``."""
+    """A fresh PostgreSQL database of this run, dropped (WITH FORCE) by ``drop()``.
 
-    def __init__(self, prefix: str) -> None:
+    ``admin_url``: the server's maintenance database (default: ``BENCH_PG``, the shared
+    server); fault runs give their private cluster's.
+    """
+
+    def __init__(self, prefix: str, admin_url: str = PG_ADMIN_URL) -> None:
         self.name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-        base = PG_ADMIN_URL.rsplit("/", 1)[0]
+        self.admin_url = admin_url
+        base = admin_url.rsplit("/", 1)[0]
         self.conninfo = f"{base}/{self.name}"
         self.url = self.conninfo.replace("postgresql://", "postgresql+psycopg://", 1)
-        admin(f'CREATE DATABASE "{self.name}"')
+        admin(f'CREATE DATABASE "{self.name}"', admin_url)
         self._conn: psycopg.Connection[Any] | None = None
 
     def connect(self) -> psycopg.Connection[Any]:
@@ -209,6 +214,12 @@ class ScratchDatabase:
         if self._conn is None or self._conn.closed:
             self._conn = psycopg.connect(self.conninfo, autocommit=True, application_name="bench")
         return self._conn
+
+    def disconnect(self) -> None:
+        """Close the bench's connection (a broken one, say); the next query opens another."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[Any]:
         return self.connect().execute(sql, params).fetchall()  # type: ignore[arg-type]
@@ -234,11 +245,11 @@ class ScratchDatabase:
     def drop(self) -> None:
         if self._conn is not None:
             self._conn.close()
-        admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)', self.admin_url)
 
 
-def admin(sql: str) -> None:
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+def admin(sql: str, admin_url: str = PG_ADMIN_URL) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(sql)  # type: ignore[arg-type]
 
 
@@ -473,7 +484,8 @@ class Platform:
     """``jobplane api``, ``relay`` and ``worker`` processes on one database and Redis db.
 
     With ``app_names``, each process's connections carry ``application_name=<role>``,
-    so PostgreSQL's views and logs tell them apart.
+    so PostgreSQL's views and logs tell them apart. ``broker_url`` overrides the shared
+    Redis's db ``redis_db``; ``extra_env`` is added to every process's environment.
     """
 
     def __init__(
@@ -484,46 +496,57 @@ class Platform:
         *,
         settings: dict[str, str] | None = None,
         app_names: bool = False,
+        broker_url: str | None = None,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.procs = procs
         self.db = db
         self.redis_db = redis_db
+        self.broker_url = broker_url or redis_url(redis_db)
+        self.extra_env = extra_env or {}
         self.settings = settings or {}
         self.app_names = app_names
         self.api_port: int | None = None
+        #: Every API started, oldest first (``api_port`` is the newest's).
+        self.api_ports: list[int] = []
 
     def env(self, role: str, extra: dict[str, str] | None = None) -> dict[str, str]:
         url = self.db.url + (f"?application_name={role}" if self.app_names else "")
         return {
             **base_env(),
             "JOBPLANE_DATABASE_URL": url,
-            "JOBPLANE_BROKER_URL": redis_url(self.redis_db),
+            "JOBPLANE_BROKER_URL": self.broker_url,
             **{f"JOBPLANE_{k.upper()}": v for k, v in self.settings.items()},
+            **self.extra_env,
             **(extra or {}),
         }
 
     def migrate(self) -> None:
         self.db.migrate(self.env("migrate"), self.procs.log_dir)
 
-    def start_api(self) -> Proc:
-        port = free_port()
+    def start_api(self, port: int | None = None) -> Proc:
+        """An API on ``port`` (default: a free one), once it bound the port and answers.
+
+        Another run's server may take a free port before ours binds it, and would then
+        answer /healthz itself: the API's own log line says the port is ours.
+        """
+        port = port or free_port()
         proc = self.procs.start("api", [JOBPLANE, "api", "--port", str(port)], self.env("api"))
+        bound = f"Uvicorn running on http://127.0.0.1:{port}"
         wait_for(
-            lambda: proc.check_alive() or api_healthy(port),
+            lambda: proc.check_alive() or (bound in proc.log_text() and api_healthy(port)),
             timeout=60,
             what="the API to answer /healthz",
         )
+        proc.check_alive()
         self.api_port = port
+        self.api_ports.append(port)
         return proc
 
     def start_relay(self, *, wait: bool = True) -> Proc:
         proc = self.procs.start("relay", [JOBPLANE, "relay"], self.env("relay"))
         if wait:
-            wait_for(
-                lambda: proc.check_alive() or "relay started" in proc.log_text(),
-                timeout=60,
-                what="the relay to start",
-            )
+            wait_relay_ready(proc)
         return proc
 
     def start_worker(self, processes: int = 1, threads: int = 8, *, wait: bool = True) -> Proc:
@@ -547,6 +570,15 @@ class Platform:
 
     def outbox_count(self) -> int:
         return int(self.db.scalar("SELECT count(*) FROM outbox"))
+
+
+def wait_relay_ready(proc: Proc, timeout: float = 60) -> None:
+    """Until the relay logged that it started."""
+    wait_for(
+        lambda: proc.check_alive() or "relay started" in proc.log_text(),
+        timeout=timeout,
+        what=f"{proc.name} to start",
+    )
 
 
 def wait_worker_ready(proc: Proc, processes: int, timeout: float = 60) -> None:
