@@ -73,7 +73,7 @@ class Plan:
             "heartbeat_interval": "0.5",
             "heartbeat_timeout": "3",
             "sweep_interval": "0.5",
-            "unclaimed_grace": "10",
+            "unclaimed_after": "10",
         }
     )
 
