@@ -32,7 +32,8 @@ test: install $(CHROMIUM)
 bench: install
 	$(BIN)/python bench/e2e.py
 
-## Longer crash/recovery runs than the test suite's.
+## The fault suite (kills, PostgreSQL and Redis restarts, Redis read-only, half a queue
+## lost, on private servers), then the partition proof (network namespaces; needs root).
 chaos: install
 	$(BIN)/python bench/chaos.py
 	$(BIN)/python bench/partition.py

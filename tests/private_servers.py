@@ -30,7 +30,17 @@ from typing import Any
 import psycopg
 import redis
 
-PG_BIN = Path(os.environ.get("JOBPLANE_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+def _newest_pg_bin() -> Path:
+    """The server binaries of the newest PostgreSQL that Debian's packages installed."""
+    installed = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3])
+    )
+    return installed[-1].parent if installed else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = Path(os.environ.get("JOBPLANE_TEST_PG_BIN") or _newest_pg_bin())
 #: Ports are picked below the kernel's ephemeral range (32768-60999 on Linux), so that
 #: no client's outgoing connection takes a server's port while the server is down.
 PORT_RANGE = (20000, 32000)
