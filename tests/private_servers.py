@@ -31,7 +31,6 @@ import psycopg
 import redis
 
 
-
 def _newest_pg_bin() -> Path:
     """The server binaries of the newest PostgreSQL that Debian's packages installed."""
     installed = sorted(
