@@ -17,7 +17,7 @@ import httpx
 import pytest
 import redis
 import uvicorn
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 
 from app.api.main import create_app
 from app.db import make_engine
@@ -241,3 +241,15 @@ def platform_factory(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     yield make
     for platform in made:
         platform.close()
+
+
+def waiting_on_a_lock(engine: Engine) -> bool:
+    """Whether some session of ``engine``'s PostgreSQL database waits for a lock."""
+    with engine.connect() as conn:
+        waiting = conn.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        ).scalar_one()
+    return bool(waiting)

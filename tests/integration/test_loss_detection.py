@@ -15,14 +15,20 @@ from typing import Any
 import dramatiq
 import pytest
 import redis
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine, select
 
 from app.models import Outbox
 from app.registry import load_jobs
 from app.settings import Settings
 from outbox.relay import BrokerEpochChanged, Relay
 from outbox.sweeper import Sweeper
-from tests.conftest import DEFAULT_MESSAGES, DEFAULT_QUEUE, outbox_rows, wait_until
+from tests.conftest import (
+    DEFAULT_MESSAGES,
+    DEFAULT_QUEUE,
+    outbox_rows,
+    wait_until,
+    waiting_on_a_lock,
+)
 from tests.integration.test_broker_state import receive
 from tests.integration.test_outbox import Clock, published_messages, submit
 from workers.broker import make_broker
@@ -154,22 +160,6 @@ class SteppedRelay(Relay):
         return thread
 
 
-def waiting_for_a_lock(engine: Engine) -> Callable[[], bool]:
-    """Whether a session of the test's database waits for a lock (the sweeper's swap)."""
-
-    def check() -> bool:
-        with engine.connect() as conn:
-            waiting = conn.execute(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-            ).scalar_one()
-        return bool(waiting)
-
-    return check
-
-
 @pytest.fixture
 def two_relays(
     pg_engine: Engine, pg_settings: Settings, redis_url: str
@@ -238,7 +228,7 @@ def test_a_batch_committed_while_another_relay_handles_a_loss_is_republished_by_
     )
     sweeping.start()
     # (the sweeper's swap of the epoch waits for relay A's batch)
-    wait_until(waiting_for_a_lock(pg_engine), timeout=10, what="the swap to wait")
+    wait_until(lambda: waiting_on_a_lock(pg_engine), timeout=10, what="the swap to wait")
     relay_a.release.set()
     thread.join(timeout=30)
     sweeping.join(timeout=30)

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from periodiq import cron
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, select
 
 from app.catchup import Decision, catch_up
 from app.db import make_engine
@@ -18,7 +18,7 @@ from app.registry import load_jobs
 from app.schedules import Schedule
 from app.settings import Settings
 from tests import services
-from tests.conftest import row_counts, wait_until
+from tests.conftest import row_counts, wait_until, waiting_on_a_lock
 from workers.leader import LeaderLock
 from workers.scheduler import Scheduler
 
@@ -123,18 +123,6 @@ def test_both_passes_of_a_repeated_hour_are_recorded_as_separate_runs(
     }
     berlin = ZoneInfo("Europe/Berlin")
     assert sum(fire.astimezone(berlin).hour == 2 for fire in fires) == 8
-
-
-def waiting_on_a_lock(engine: Engine) -> bool:
-    """Whether some other session of this PostgreSQL database waits for a row lock."""
-    with engine.connect() as conn:
-        waiting = conn.execute(
-            text(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-        ).scalar_one()
-    return bool(waiting)
 
 
 def test_two_schedulers_inserting_the_same_run_at_once_make_one_task(any_url: str) -> None:
