@@ -108,8 +108,11 @@ class Injector:
 
     def _kill(self, proc: h.Proc) -> int:
         """SIGKILL ``proc``'s process group (its pid is the group's id); returns it."""
-        self.record.killed[proc.pid] = time.time()
         self.platform.procs.kill(proc)
+        # Taken once the group is dead, not before the signal: a body that started in
+        # the milliseconds between the two was still started by the killed process
+        # (seen: a start 5 ms "after" its kill, counted as an unexplained duplicate).
+        self.record.killed[proc.pid] = time.time()
         return proc.pid
 
     def restart_exited(self) -> None:
