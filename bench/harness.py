@@ -183,11 +183,11 @@ def api_healthy(port: int) -> bool:
 
 
 def free_port() -> int:
-    import socket
+    """A free port outside the ephemeral range: no outgoing connection of another
+    process can hold it, so a server's port is its own (``tests.private_servers``)."""
+    from tests.private_servers import free_port as free_server_port
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_server_port()
 
 
 # -- the scratch database and Redis --------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import socket
 import threading
 import time
 import uuid
@@ -26,6 +25,7 @@ from app.models import Outbox, Task, TaskLog
 from app.registry import load_jobs
 from app.settings import Settings, get_settings
 from tests import services
+from tests.private_servers import free_port
 
 # Tests set what they need explicitly; nothing leaks in from the developer's shell.
 for _name in [name for name in os.environ if name.startswith("JOBPLANE_")]:
@@ -132,12 +132,6 @@ def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
 @pytest.fixture
 def pg_settings(pg_url: str, redis_url: str) -> Settings:
     return Settings(database_url=pg_url, broker_url=redis_url)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class LiveServer:
