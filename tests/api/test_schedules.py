@@ -99,6 +99,16 @@ def test_catch_up_refuses_a_time_without_offset(api: httpx.Client, pg_engine: En
     assert row_counts(pg_engine)["tasks"] == 0
 
 
+@pytest.mark.parametrize("now", ["0001-01-01T00:00:00+00:00", "9999-12-31T23:59:59-01:00"])
+def test_catch_up_refuses_a_time_no_schedule_can_be_replayed_on(
+    api: httpx.Client, pg_engine: Engine, now: str
+) -> None:
+    response = api.post("/api/admin/schedules/catch-up", json={"now": now, "dryRun": True})
+    assert response.status_code == 422
+    assert "1970 to 2999" in response.json()["message"]
+    assert row_counts(pg_engine)["tasks"] == 0
+
+
 def test_the_cli_prints_catch_up_for_people_and_for_scripts(api: httpx.Client) -> None:
     url = str(api.base_url)
     jobplane("schedules", "catch-up", "--now", MONDAY_NOON, url=url)
