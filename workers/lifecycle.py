@@ -264,8 +264,9 @@ class TaskLifecycle(Middleware):
     def _completed(self, ctx: context.JobContext, completion: Future[bool]) -> None:
         """A group-committed completion is settled (on the writer thread)."""
         error = completion.exception()
-        if error is not None and not completion_gave_up(error):
-            # The database refused the result itself: fail the task, saying why.
+        # A transient error here is an outage that outlasted the worker's stop; any other
+        # is the database refusing the result itself: fail the task, saying why.
+        if error is not None and not is_transient(error):
             cause = getattr(error, "orig", None) or error  # the driver's words, not the SQL
             first_line = str(cause).splitlines()[0] if str(cause) else ""
             reason = f"the job's result could not be stored: {type(cause).__name__}: {first_line}"
@@ -326,12 +327,6 @@ class TaskLifecycle(Middleware):
             ):
                 return
         store.fail_task(conn, ctx.task_id, ctx.dispatch, error=error, now=now)
-
-
-def completion_gave_up(error: BaseException) -> bool:
-    """Whether a completion failed for an outage that outlasted the worker's stop,
-    rather than because the database refused the result."""
-    return is_transient(error)
 
 
 def result_error(result: Any) -> str | None:

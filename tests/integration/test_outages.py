@@ -57,6 +57,11 @@ def retrying(caplog: pytest.LogCaptureFixture, what: str) -> bool:
     )
 
 
+def wait_until_acked(publisher: dramatiq.Broker, what: str) -> None:
+    """Wait until Redis holds no message of queue "default": every one was acked."""
+    wait_until(lambda: not broker_state.queue_holds_messages(publisher, "default"), what=what)
+
+
 def test_a_claim_that_fails_during_an_outage_runs_the_body_exactly_once_after_it(
     pg_engine: Engine,
     pg_settings: Settings,
@@ -79,10 +84,7 @@ def test_a_claim_that_fails_during_an_outage_runs_the_body_exactly_once_after_it
     wait_until(lambda: task(pg_engine, task_id).status == "completed", what="completion")
     done = task(pg_engine, task_id)
     assert (done.attempts, done.result) == (1, {"n": 1})
-    wait_until(
-        lambda: not broker_state.queue_holds_messages(publisher, "default"),
-        what="the message to be acked",
-    )
+    wait_until_acked(publisher, "the message to be acked")
 
 
 def test_a_claim_given_up_at_shutdown_leaves_its_message_on_the_broker(
@@ -138,10 +140,7 @@ def test_a_completion_that_meets_an_outage_is_written_once_the_database_is_back(
     wait_until(lambda: task(pg_engine, task_id).status == "completed", what="completion")
     done = task(pg_engine, task_id)
     assert (done.attempts, done.result) == (1, {"slept": 0.5, "steps": 1})
-    wait_until(
-        lambda: not broker_state.queue_holds_messages(publisher, "default"),
-        what="the message to be acked after the commit",
-    )
+    wait_until_acked(publisher, "the message to be acked after the commit")
 
 
 @pytest.mark.parametrize("kind", ["nan", "infinity", "nul", "surrogate"])
@@ -190,10 +189,7 @@ def test_the_ack_thread_keeps_acking_after_redis_refuses_writes(
         wait_until(lambda: task(pg_engine, task_id).status == "completed", what="completion")  # noqa: B023
 
     # Then both messages are acked: the refusal did not stop the ack thread
-    wait_until(
-        lambda: not broker_state.queue_holds_messages(publisher, "default"),
-        what="both messages to be acked",
-    )
+    wait_until_acked(publisher, "both messages to be acked")
     assert next(refusals, None) is None
 
 
