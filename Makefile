@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test bench chaos lint format install lock clean
+.PHONY: dev test bench chaos lint src-tree format install lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +38,19 @@ chaos: install
 	$(BIN)/python bench/chaos.py
 	$(BIN)/python bench/partition.py
 
-lint: install
+## mypy and import-linter read packages from directories, and the installed package,
+## jobplane, is four of the repository's folders (pyproject.toml's package-dir): lint
+## checks a tree of links laid out as it is installed. Rebuilt on every run.
+SRC_TREE := .build/src
+src-tree:
+	rm -rf $(SRC_TREE) && mkdir -p $(SRC_TREE)
+	cp -rs $(CURDIR)/app $(SRC_TREE)/jobplane
+	cp -rs $(CURDIR)/workers $(SRC_TREE)/jobplane/workers
+	cp -rs $(CURDIR)/outbox $(SRC_TREE)/jobplane/outbox
+	cp -rs $(CURDIR)/migrations $(SRC_TREE)/jobplane/migrations
+	find $(SRC_TREE) -name __pycache__ -prune -exec rm -rf {} +
+
+lint: install src-tree
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -54,4 +66,4 @@ lock:
 	/tmp/jobplane-lock/bin/pip freeze --exclude-editable | grep -v '^jobplane' > constraints.txt
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache .mypy_cache .build

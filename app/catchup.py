@@ -17,11 +17,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
 
-from app import service, store
-from app.domain import TaskStatus
-from app.schedules import DEFAULT_CATCH_UP_WINDOW, ON_TIME, Schedule
-from app.service import Submission
-from app.settings import Settings
+from jobplane import service, store
+from jobplane.domain import TaskStatus
+from jobplane.schedules import DEFAULT_CATCH_UP_WINDOW, ON_TIME, Schedule
+from jobplane.service import Submission
+from jobplane.settings import Settings
 
 ENQUEUE, WOULD_ENQUEUE = "enqueued", "would_enqueue"
 RECORDED, SKIPPED = "already_recorded", "skipped_late"

@@ -11,10 +11,10 @@ from sqlalchemy import Connection, Engine, create_engine, event, func, make_url,
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from app.timeouts import PostgresTimeouts
+from jobplane.timeouts import PostgresTimeouts
 
 if TYPE_CHECKING:
-    from app.settings import Settings
+    from jobplane.settings import Settings
 
 logger = logging.getLogger(__name__)
 

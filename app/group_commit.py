@@ -27,8 +27,8 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.db import HeldConnection
-from app.outages import is_transient, through_outages
+from jobplane.db import HeldConnection
+from jobplane.outages import is_transient, through_outages
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +50,9 @@ class GroupCommit(Generic[ItemT, ResultT]):
       disconnect_retries: fresh connections tried when the held one was dead
         (default 0: the caller sees the error; only idempotent writes should retry).
       autocommit: ``write`` is a single statement, committed as it runs (one round
-        trip fewer per batch); see ``app.db.transaction``.
+        trip fewer per batch); see ``jobplane.db.transaction``.
       retry_until: for writes safe to repeat: a batch that fails because the database
-        is unreachable or busy (``app.outages.is_transient``) is written again, with
+        is unreachable or busy (``jobplane.outages.is_transient``) is written again, with
         backoff, until it succeeds or this event is set; only then do its callers see
         the error. Default None: they see it at once.
 

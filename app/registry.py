@@ -1,6 +1,6 @@
 """The registry of job types: what the API accepts and what workers run.
 
-``workers.job`` adds to it when a job module is imported; every process imports the
+``jobplane.workers.job`` adds to it when a job module is imported; every process imports the
 built-in job modules and the user's (``JOBPLANE_JOBS``) at start through ``load_jobs``.
 Nothing here needs a broker, so the API learns the job types without one.
 """
@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.domain import MAX_RETRIES, JobplaneError, UnknownJobType
+from jobplane.domain import MAX_RETRIES, JobplaneError, UnknownJobType
 
 #: Job modules that are always loaded.
-BUILTIN_JOB_MODULES = ("workers.jobs.demo", "workers.jobs.maintenance")
+BUILTIN_JOB_MODULES = ("jobplane.workers.jobs.demo", "jobplane.workers.jobs.maintenance")
 
 DEFAULT_QUEUE = "default"
 

@@ -26,8 +26,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from periodiq import CronSpec
 
-from app.domain import JobplaneError
-from app.registry import JobSpec, all_jobs
+from jobplane.domain import JobplaneError
+from jobplane.registry import JobSpec, all_jobs
 
 MISFIRE_POLICIES = ("all", "latest", "skip")  #: what catch-up does with missed runs
 DEFAULT_CATCH_UP_WINDOW = timedelta(hours=24)

@@ -20,15 +20,15 @@ from sqlalchemy import Connection, Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app import registry, store
-from app.domain import (
+from jobplane import registry, store
+from jobplane.domain import (
     IdempotencyConflict,
     InvalidParams,
     JobplaneError,
     ParamsTooLarge,
     TaskStatus,
 )
-from app.settings import Settings
+from jobplane.settings import Settings
 
 MAX_PARAMS_BYTES = 64 * 1024  #: largest ``params`` accepted, JSON-encoded
 MAX_BATCH = 1000  #: most submissions in one batch

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.domain import MAX_RETRIES
+from jobplane.domain import MAX_RETRIES
 
 FOUR_HOURS = 4 * 3600
 BROKER_SCHEMES = ("memory", "redis", "rediss", "unix", "amqp", "amqps")

@@ -37,8 +37,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import BindParameter
 
-from app.domain import ALLOWED_FROM, InvalidTransition, TaskNotFound, TaskStatus
-from app.models import (
+from jobplane.domain import ALLOWED_FROM, InvalidTransition, TaskNotFound, TaskStatus
+from jobplane.models import (
     KeyValue,
     MetricCounter,
     Outbox,
@@ -63,7 +63,8 @@ _OUTBOX_SOURCE = (
 )
 #: platform_state key: when a relay's sweeper last ran (ISO-8601).
 RELAY_SEEN_KEY = "relay_seen_at"
-#: platform_state key: the broker epoch the sweeper last recorded (see ``outbox.broker_state``).
+#: platform_state key: the broker epoch the sweeper last recorded
+#: (see ``jobplane.outbox.broker_state``).
 BROKER_EPOCH_KEY = "broker_epoch"
 
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from alembic import context
 
-from app.db import make_engine
-from app.models import Base
-from app.settings import get_settings
-from app.timeouts import PostgresTimeouts
+from jobplane.db import make_engine
+from jobplane.models import Base
+from jobplane.settings import get_settings
+from jobplane.timeouts import PostgresTimeouts
 
 config = context.config
 url = config.attributes.get("url") or get_settings().database_url

@@ -19,10 +19,10 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from redis.client import Pipeline
 
-from app import redis_dispatch
-from app.broker_channels import wake_channel
-from app.redis_dispatch import dispatch
-from app.store import Publication
+from jobplane import redis_dispatch
+from jobplane.broker_channels import wake_channel
+from jobplane.redis_dispatch import dispatch
+from jobplane.store import Publication
 
 EPOCH_KEY = "jobplane:broker-epoch"
 #: The epoch of a broker that keeps its messages on disk (RabbitMQ durable queues).
@@ -117,7 +117,7 @@ def enqueue_all(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message[Any
     ``RedisBroker.enqueue`` costs one round trip per message, which caps a relay at a
     few thousand messages a second. Dramatiq has no public batch enqueue, so this does
     what ``RedisBroker.enqueue`` does, with every script call in one pipeline
-    (``app.redis_dispatch``). The same pipeline then publishes each
+    (``jobplane.redis_dispatch``). The same pipeline then publishes each
     queue's name on the wake-up channel, so idle workers fetch at once instead of at
     the end of their poll back-off (``workers/wakeup.py``), and reads the epoch. It runs
     as one MULTI/EXEC transaction: no loss of Redis's data can fall between the

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import dramatiq
 
-from app.store import OutboxMessage
-from outbox import broker_state
+from jobplane.outbox import broker_state
+from jobplane.store import OutboxMessage
 
 
 def publish(broker: dramatiq.Broker, *rows: OutboxMessage) -> str | None:

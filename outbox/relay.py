@@ -24,14 +24,14 @@ from datetime import datetime
 import dramatiq
 from sqlalchemy import Connection, Engine
 
-from app import counters, store
-from app.db import HeldConnection
-from app.domain import JobplaneError
-from app.models import utcnow
-from app.settings import Settings
-from outbox.publisher import publish
-from outbox.sweeper import Sweeper
-from outbox.wakeup import Wakeup, wakeup_for
+from jobplane import counters, store
+from jobplane.db import HeldConnection
+from jobplane.domain import JobplaneError
+from jobplane.models import utcnow
+from jobplane.outbox.publisher import publish
+from jobplane.outbox.sweeper import Sweeper
+from jobplane.outbox.wakeup import Wakeup, wakeup_for
+from jobplane.settings import Settings
 
 logger = logging.getLogger(__name__)
 

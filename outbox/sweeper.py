@@ -22,10 +22,10 @@ from datetime import datetime, timedelta
 import dramatiq
 from sqlalchemy import Engine
 
-from app import counters, store
-from app.models import utcnow
-from app.settings import Settings
-from outbox import broker_state
+from jobplane import counters, store
+from jobplane.models import utcnow
+from jobplane.outbox import broker_state
+from jobplane.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -18,12 +18,12 @@ import redis
 import uvicorn
 from sqlalchemy import Engine, func, select, text
 
-from app.api.main import create_app
-from app.db import make_engine
-from app.migrate import upgrade
-from app.models import Outbox, Task, TaskLog
-from app.registry import load_jobs
-from app.settings import Settings, get_settings
+from jobplane.api.main import create_app
+from jobplane.db import make_engine
+from jobplane.migrate import upgrade
+from jobplane.models import Outbox, Task, TaskLog
+from jobplane.registry import load_jobs
+from jobplane.settings import Settings, get_settings
 from tests import services
 from tests.private_servers import free_port
 

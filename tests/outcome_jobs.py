@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workers import job
+from jobplane import job
 
 UNSTORABLE: dict[str, Any] = {
     "nan": float("nan"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from periodiq import cron
 
-from workers import job
+from jobplane import job
 
 
 @job("sync_shioaji_futures", periodic=cron("30 15 * * 1-5"), timezone="Asia/Taipei")

@@ -12,8 +12,8 @@ import click
 import pytest
 import yaml  # installed with uvicorn[standard]
 
-from app.cli.main import cli
-from app.settings import Settings
+from jobplane.cli.main import cli
+from jobplane.settings import Settings
 
 COMPOSE_FILE = Path(__file__).resolve().parent.parent / "compose.yaml"
 SERVICES = {"postgres", "redis", "migrate", "api", "relay", "worker"}

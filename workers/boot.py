@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 
-from app.db import engine_from_settings
-from app.registry import load_jobs
-from app.settings import get_settings
-from workers.broker import worker_broker
+from jobplane.db import engine_from_settings
+from jobplane.registry import load_jobs
+from jobplane.settings import get_settings
+from jobplane.workers.broker import worker_broker
 
 settings = get_settings()
 load_jobs(settings.job_modules)

@@ -10,12 +10,12 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Middleware, TimeLimit
 from sqlalchemy import Engine
 
-from app import registry
-from app.registry import JobSpec
-from app.settings import Settings
-from app.timeouts import RedisTimeouts
-from workers import context
-from workers.lifecycle import TaskLifecycle
+from jobplane import registry
+from jobplane.registry import JobSpec
+from jobplane.settings import Settings
+from jobplane.timeouts import RedisTimeouts
+from jobplane.workers import context
+from jobplane.workers.lifecycle import TaskLifecycle
 
 #: Dramatiq's own TimeLimit default (10 min) must never apply silently: every message
 #: the relay publishes carries its task's limit; this only covers a message without one.
@@ -63,7 +63,7 @@ def make_broker(
         # Its idle consumers are woken by the relay's publishes instead of polling.
         import redis
 
-        from workers.wakeup import WakeableRedisBroker
+        from jobplane.workers.wakeup import WakeableRedisBroker
 
         options = (timeouts or RedisTimeouts()).connection_options()
         return WakeableRedisBroker(

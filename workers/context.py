@@ -17,9 +17,9 @@ from typing import Any
 from dramatiq.threading import Interrupt
 from sqlalchemy import Engine
 
-from app import store
-from app.models import utcnow
-from app.outages import is_transient
+from jobplane import store
+from jobplane.models import utcnow
+from jobplane.outages import is_transient
 
 #: Progress and logs are written at most this often (seconds) while a job runs.
 FLUSH_INTERVAL = 0.25

@@ -1,7 +1,7 @@
 """``@job``: declare a job type.
 
-The decorator only registers the function (``app.registry``); Dramatiq actors are
-made from the registry when a worker builds its broker (``workers.broker``), so
+The decorator only registers the function (``jobplane.registry``); Dramatiq actors are
+made from the registry when a worker builds its broker (``jobplane.workers.broker``), so
 importing a job module needs no broker and the API can learn job types from it.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from app.registry import DEFAULT_QUEUE, JobSpec, register
-from app.schedules import Schedule
+from jobplane.registry import DEFAULT_QUEUE, JobSpec, register
+from jobplane.schedules import Schedule
 
 F = TypeVar("F", bound=Callable[..., Any])
 

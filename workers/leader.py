@@ -9,7 +9,7 @@ what a leader does is idempotent writes to the same database (runs are unique on
 schedule and fire time), so a leader that cannot reach the database cannot act,
 and a brief overlap of two leaders records nothing twice. What matters is that a
 partitioned leader's lock is freed soon, and that the leader learns soon that it
-lost it; both follow from the connections' keepalives (``app.timeouts``):
+lost it; both follow from the connections' keepalives (``jobplane.timeouts``):
 
 - PostgreSQL is told the keepalive settings for the session, so it ends a silent
   client's session, and with it the lock, within ``tcp_user_timeout`` (or keepalive
@@ -29,7 +29,7 @@ import logging
 
 from sqlalchemy import Connection, Engine, func, select
 
-from app.db import local_statement_timeout
+from jobplane.db import local_statement_timeout
 
 logger = logging.getLogger(__name__)
 

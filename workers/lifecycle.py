@@ -33,17 +33,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from dramatiq.middleware import Middleware, SkipMessage, TimeLimitExceeded
 from sqlalchemy import Connection, Engine
 
-from app import registry, store
-from app.db import transaction
-from app.models import utcnow
-from app.outages import is_transient, through_outages
-from app.registry import JobSpec
-from app.settings import Settings
-from workers import context, retries
-from workers.context import TaskCancelled
-from workers.monitor import Run, TaskMonitor
-from workers.wakeup import ack_after, flush_acks, give_back
-from workers.writes import DISCONNECT_RETRIES, TaskWrites
+from jobplane import registry, store
+from jobplane.db import transaction
+from jobplane.models import utcnow
+from jobplane.outages import is_transient, through_outages
+from jobplane.registry import JobSpec
+from jobplane.settings import Settings
+from jobplane.workers import context, retries
+from jobplane.workers.context import TaskCancelled
+from jobplane.workers.monitor import Run, TaskMonitor
+from jobplane.workers.wakeup import ack_after, flush_acks, give_back
+from jobplane.workers.writes import DISCONNECT_RETRIES, TaskWrites
 
 if TYPE_CHECKING:
     from dramatiq import Broker, Worker

@@ -23,9 +23,9 @@ import time
 from dramatiq.threading import raise_thread_exception
 from sqlalchemy import Engine
 
-from app import store
-from app.models import utcnow
-from workers.context import TaskCancelled
+from jobplane import store
+from jobplane.models import utcnow
+from jobplane.workers.context import TaskCancelled
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import random
 
 from dramatiq.middleware import TimeLimitExceeded
 
-from app.registry import JobSpec
+from jobplane.registry import JobSpec
 
 #: Doublings past which the delay is the cap anyway (2**62 × any sane min_backoff is
 #: beyond any max_backoff); bounding the exponent keeps a huge retry number from

@@ -1,6 +1,6 @@
 """``jobplane scheduler``: records every schedule's runs as they fall due.
 
-Each wake-up is a catch-up as of now (``app.catchup``): fire times that arrived are
+Each wake-up is a catch-up as of now (``jobplane.catchup``): fire times that arrived are
 recorded as tasks, unique on (schedule, fire time). So the start-up catch-up, an
 ordinary tick, a restart inside a tick, and a second scheduler all reduce to the
 same idempotent step. Periodiq's own scheduler loop (host timezone only, nothing
@@ -21,11 +21,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine
 
-from app import catchup, store
-from app.models import utcnow
-from app.schedules import Schedule
-from app.settings import Settings
-from workers.leader import LeaderLock
+from jobplane import catchup, store
+from jobplane.models import utcnow
+from jobplane.schedules import Schedule
+from jobplane.settings import Settings
+from jobplane.workers.leader import LeaderLock
 
 logger = logging.getLogger(__name__)
 

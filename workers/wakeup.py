@@ -3,7 +3,7 @@
 Dramatiq's Redis consumer polls: after an empty fetch it sleeps a back-off growing up
 to the worker timeout, so the first job after a quiet spell waits for the next poll
 before a worker even looks. The relay publishes the queue names of every batch on a
-pub/sub channel (``outbox.broker_state.enqueue_all``); one listener thread per broker
+pub/sub channel (``jobplane.outbox.broker_state.enqueue_all``); one listener thread per broker
 (so per worker process) turns them into ``threading.Event``s, on which the consumers
 wait instead of sleeping. Pub/sub is only a hint: while it is down, consumers fetch
 every ``timeout`` ms as before, so a message is never lost, only picked up later.
@@ -24,8 +24,8 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import q_name
 from dramatiq.errors import ConnectionClosed
 
-from app.broker_channels import wake_channel
-from workers.acks import FLUSH_TIMEOUT_S, AckSender
+from jobplane.broker_channels import wake_channel
+from jobplane.workers.acks import FLUSH_TIMEOUT_S, AckSender
 
 logger = logging.getLogger(__name__)
 

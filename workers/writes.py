@@ -3,10 +3,10 @@
 Each of a worker's threads claims a task before its body and completes it after. For
 short jobs those two transactions were most of the worker's and the database's work
 per job; here the claims (and the completions) of all threads that arrive together
-share one statement and one commit (``app.group_commit``). A thread still waits for
+share one statement and one commit (``jobplane.group_commit``). A thread still waits for
 its own claim to be committed before the body runs. Its completion is committed before
 Dramatiq acks the message, exactly as with a transaction of its own; on Redis the thread
-need not wait for that, and takes its next message at once (``workers.wakeup.ack_after``).
+need not wait for that, and takes its next message at once (``jobplane.workers.wakeup.ack_after``).
 
 Both are guarded UPDATEs, safe to repeat, so both ride through a database outage: a
 batch that fails because the database is unreachable is written again, with backoff,
@@ -23,9 +23,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Row
 
-from app import store
-from app.group_commit import GroupCommit
-from app.models import utcnow
+from jobplane import store
+from jobplane.group_commit import GroupCommit
+from jobplane.models import utcnow
 
 #: Fresh connections tried after a dead one (0.2 s, 0.4 s, 0.8 s apart): claims and
 #: completions are guarded UPDATEs, safe to repeat.

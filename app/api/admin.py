@@ -7,12 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from app import store
-from app.api.auth import require_token
-from app.api.schemas import LogLine, LogPage, Problem, TaskDetail, TaskPage, TaskSummary
-from app.api.tasks import EngineDep, load_task
-from app.domain import TaskStatus
-from app.models import utcnow
+from jobplane import store
+from jobplane.api.auth import require_token
+from jobplane.api.schemas import LogLine, LogPage, Problem, TaskDetail, TaskPage, TaskSummary
+from jobplane.api.tasks import EngineDep, load_task
+from jobplane.domain import TaskStatus
+from jobplane.models import utcnow
 
 router = APIRouter(
     prefix="/api/admin",

@@ -11,7 +11,7 @@ import hmac
 
 from fastapi import Request
 
-from app.domain import JobplaneError
+from jobplane.domain import JobplaneError
 
 #: Methods a read-only token may use.
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

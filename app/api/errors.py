@@ -12,8 +12,8 @@ from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app import domain, schedules
-from app.api.auth import Forbidden, Unauthorized
+from jobplane import domain, schedules
+from jobplane.api.auth import Forbidden, Unauthorized
 
 logger = logging.getLogger(__name__)
 

@@ -24,12 +24,12 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from app import store
-from app.api.auth import require_token
-from app.api.schemas import Problem, TaskSummary
-from app.api.stats import collect_stats
-from app.api.tasks import EngineDep
-from app.models import utcnow
+from jobplane import store
+from jobplane.api.auth import require_token
+from jobplane.api.schemas import Problem, TaskSummary
+from jobplane.api.stats import collect_stats
+from jobplane.api.tasks import EngineDep
+from jobplane.models import utcnow
 
 logger = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from app.api.errors import RETRY_AFTER
-from app.api.schemas import Health
-from app.timeouts import RedisTimeouts
+from jobplane.api.errors import RETRY_AFTER
+from jobplane.api.schemas import Health
+from jobplane.timeouts import RedisTimeouts
 
 router = APIRouter(tags=["health"])
 

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from app.api import (
+from jobplane.api import (
     admin,
     dashboard,
     errors,
@@ -20,9 +20,9 @@ from app.api import (
     stats,
     tasks,
 )
-from app.db import engine_from_settings
-from app.registry import load_jobs
-from app.settings import Settings, get_settings
+from jobplane.db import engine_from_settings
+from jobplane.registry import load_jobs
+from jobplane.settings import Settings, get_settings
 
 
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:

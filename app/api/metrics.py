@@ -3,7 +3,7 @@
 The database is the source of truth, so the API serves the platform's numbers for
 every process: tasks by status and type, the outbox backlog and its oldest row, the
 workers seen, retries, scheduled runs by outcome, recent job durations, and the
-counters relays and sweepers push through the database (``app.counters``). Relays and
+counters relays and sweepers push through the database (``jobplane.counters``). Relays and
 workers serve no metrics endpoint of their own.
 """
 
@@ -26,10 +26,10 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import counters, registry, store
-from app.api.stats import WORKERS_SEEN_WINDOW
-from app.domain import TaskStatus
-from app.models import utcnow
+from jobplane import counters, registry, store
+from jobplane.api.stats import WORKERS_SEEN_WINDOW
+from jobplane.domain import TaskStatus
+from jobplane.models import utcnow
 
 router = APIRouter(tags=["health"])
 
@@ -93,7 +93,7 @@ DURATION_WINDOW = timedelta(hours=1)
 
 
 def _pushed(rows: Iterable[Any]) -> Iterator[Metric]:
-    """The counters of ``app.counters``; an unlabelled one is 0 until pushed to."""
+    """The counters of ``jobplane.counters``; an unlabelled one is 0 until pushed to."""
     values = {(name, label): value for name, label, value in rows}
     for spec in counters.ALL:
         family = CounterMetricFamily(

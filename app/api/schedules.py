@@ -7,9 +7,9 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Request
 
-from app import catchup, store
-from app.api.auth import require_token
-from app.api.schemas import (
+from jobplane import catchup, store
+from jobplane.api.auth import require_token
+from jobplane.api.schemas import (
     CatchUpRequest,
     CatchUpResult,
     LastRun,
@@ -19,9 +19,9 @@ from app.api.schemas import (
     ScheduleList,
     TaskDetail,
 )
-from app.api.tasks import EngineDep, load_task
-from app.models import utcnow
-from app.schedules import Schedule, all_schedules, get_schedule
+from jobplane.api.tasks import EngineDep, load_task
+from jobplane.models import utcnow
+from jobplane.schedules import Schedule, all_schedules, get_schedule
 
 router = APIRouter(
     prefix="/api/admin/schedules",

@@ -10,10 +10,10 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 from sqlalchemy import Row
 
-from app.domain import MAX_RETRIES, TaskStatus
-from app.service import MAX_BATCH, Submission
+from jobplane.domain import MAX_RETRIES, TaskStatus
+from jobplane.service import MAX_BATCH, Submission
 
-#: Longest Idempotency-Key, in characters: the length of its column (app.models).
+#: Longest Idempotency-Key, in characters: the length of its column (jobplane.models).
 MAX_IDEMPOTENCY_KEY = 200
 
 

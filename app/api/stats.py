@@ -11,13 +11,13 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import Field
 from sqlalchemy import Connection
 
-from app import registry, store
-from app.api.auth import require_token
-from app.api.schemas import Camel, Problem
-from app.api.tasks import EngineDep
-from app.domain import TaskStatus
-from app.models import utcnow
-from app.settings import Settings
+from jobplane import registry, store
+from jobplane.api.auth import require_token
+from jobplane.api.schemas import Camel, Problem
+from jobplane.api.tasks import EngineDep
+from jobplane.domain import TaskStatus
+from jobplane.models import utcnow
+from jobplane.settings import Settings
 
 router = APIRouter(
     prefix="/api/admin",

@@ -9,9 +9,9 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from app import service, store
-from app.api.auth import require_token
-from app.api.schemas import (
+from jobplane import service, store
+from jobplane.api.auth import require_token
+from jobplane.api.schemas import (
     BatchCreated,
     IdempotencyKey,
     Problem,
@@ -19,12 +19,12 @@ from app.api.schemas import (
     SubmitTask,
     TaskDetail,
 )
-from app.db import make_async_engine
-from app.domain import TaskNotFound
-from app.group_commit import AsyncGroupCommit, GroupCommit
-from app.models import utcnow
-from app.settings import Settings
-from app.timeouts import PostgresTimeouts
+from jobplane.db import make_async_engine
+from jobplane.domain import TaskNotFound
+from jobplane.group_commit import AsyncGroupCommit, GroupCommit
+from jobplane.models import utcnow
+from jobplane.settings import Settings
+from jobplane.timeouts import PostgresTimeouts
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"], dependencies=[Depends(require_token)])
 
@@ -59,7 +59,7 @@ async def submit_task(
     submission = body.to_submission()
     if idempotency_key is None:
         # The common case: committed together with the submissions arriving meanwhile
-        # (app.group_commit), without occupying a thread of the pool while it waits.
+        # (jobplane.group_commit), without occupying a thread of the pool while it waits.
         task = service.build_task(submission, state.settings, utcnow())
         await submissions(request.app).run_async(task)
         return TaskDetail.from_row(task)
@@ -77,7 +77,7 @@ SubmissionsWriter = GroupCommit[dict[str, Any], None] | AsyncGroupCommit[dict[st
 def submissions(app: FastAPI) -> SubmissionsWriter:
     """The app's writer of submissions without an Idempotency-Key, made at first use.
 
-    Submissions are written in shared transactions (``app.group_commit``); on PostgreSQL
+    Submissions are written in shared transactions (``jobplane.group_commit``); on PostgreSQL
     from the event loop itself, through psycopg's async connections, so the writer is
     made inside the loop that serves the requests (an asyncio engine is bound to it).
     """

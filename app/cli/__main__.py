@@ -1,5 +1,5 @@
-"""``python -m app.cli``: the same as the ``jobplane`` command."""
+"""``python -m jobplane.cli``: the same as the ``jobplane`` command."""
 
-from app.cli.main import main
+from jobplane.cli.main import main
 
 main()

@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from app.cli.client import Client, fail
-from app.cli.output import (
+from jobplane.cli.client import Client, fail
+from jobplane.cli.output import (
     STATUS_COLORS,
     print_json,
     print_log,
@@ -16,7 +16,7 @@ from app.cli.output import (
     print_task_table,
     show,
 )
-from app.settings import get_settings
+from jobplane.settings import get_settings
 
 
 def _connection_options(fn: Any) -> Any:

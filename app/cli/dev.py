@@ -10,16 +10,16 @@ import threading
 import dramatiq
 import uvicorn
 
-from app.api.main import create_app
-from app.db import engine_from_settings
-from app.migrate import upgrade
-from app.registry import load_jobs
-from app.schedules import all_schedules
-from app.settings import Settings
-from outbox.relay import Relay
-from outbox.sweeper import Sweeper
-from workers.broker import worker_broker
-from workers.scheduler import Scheduler
+from jobplane.api.main import create_app
+from jobplane.db import engine_from_settings
+from jobplane.migrate import upgrade
+from jobplane.outbox.relay import Relay
+from jobplane.outbox.sweeper import Sweeper
+from jobplane.registry import load_jobs
+from jobplane.schedules import all_schedules
+from jobplane.settings import Settings
+from jobplane.workers.broker import worker_broker
+from jobplane.workers.scheduler import Scheduler
 
 logger = logging.getLogger("jobplane.dev")
 

@@ -9,8 +9,8 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from app.cli import admin, processes, schedules
-from app.domain import JobplaneError
+from jobplane.cli import admin, processes, schedules
+from jobplane.domain import JobplaneError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from app.settings import get_settings
+from jobplane.settings import get_settings
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: Longest idle back-off of a worker's Redis consumer, in ms (Dramatiq's default: 1,000).
@@ -22,7 +22,7 @@ def _logging() -> None:
 @click.command()
 def migrate() -> None:
     """Bring the database schema up to date (alembic upgrade head)."""
-    from app.migrate import upgrade
+    from jobplane.migrate import upgrade
 
     _logging()
     upgrade(get_settings().database_url)
@@ -36,7 +36,7 @@ def api(host: str, port: int) -> None:
     """Serve the HTTP API with uvicorn."""
     import uvicorn
 
-    from app.api.main import create_app
+    from jobplane.api.main import create_app
 
     _logging()
     # Open dashboard event streams must not hold a stop up for their full length.
@@ -56,11 +56,11 @@ def relay(sweeper: bool) -> None:
     """Publish committed outbox rows to the broker (and recover lost work)."""
     import signal
 
-    from app.db import engine_from_settings
-    from app.timeouts import RedisTimeouts
-    from outbox.relay import Relay
-    from outbox.sweeper import Sweeper
-    from workers.broker import make_broker
+    from jobplane.db import engine_from_settings
+    from jobplane.outbox.relay import Relay
+    from jobplane.outbox.sweeper import Sweeper
+    from jobplane.timeouts import RedisTimeouts
+    from jobplane.workers.broker import make_broker
 
     _logging()
     settings = get_settings()
@@ -83,7 +83,7 @@ def worker(processes: int, threads: int, queues: str) -> None:
     """Run Dramatiq worker processes for every registered job."""
     from dramatiq import cli as dramatiq_cli
 
-    from app.registry import load_jobs
+    from jobplane.registry import load_jobs
 
     # Fail here, with one clear line, rather than in every worker process.
     load_jobs(get_settings().job_modules)
@@ -91,11 +91,11 @@ def worker(processes: int, threads: int, queues: str) -> None:
     # Dramatiq's Redis consumer, finding its queue empty, backs off up to this many ms
     # (its default: 1,000), which is how late the first job after a quiet spell starts.
     os.environ.setdefault("dramatiq_worker_timeout", str(IDLE_POLL_MS))
-    # Read by workers.boot in every worker process: tasks may be sent to queues other
+    # Read by jobplane.workers.boot in every worker process: tasks may be sent to queues other
     # than their job's default, and a worker only consumes queues it declared.
     os.environ["JOBPLANE_WORKER_QUEUES"] = ",".join(queue_list)
     grace_ms = int(get_settings().shutdown_grace * 1000)
-    argv = ["workers.boot", "--processes", str(processes), "--threads", str(threads)]
+    argv = ["jobplane.workers.boot", "--processes", str(processes), "--threads", str(threads)]
     # On SIGTERM, running jobs get this long to finish; the lifecycle middleware then
     # puts the rest back to pending without counting their attempt.
     argv += ["--worker-shutdown-timeout", str(max(grace_ms, 1))]
@@ -110,7 +110,7 @@ def worker(processes: int, threads: int, queues: str) -> None:
 @click.option("--threads", default=4, show_default=True, type=int, help="worker threads")
 def dev(host: str, port: int, threads: int) -> None:
     """Run everything in one process: API, relay, workers, scheduler (SQLite, in-memory broker)."""
-    from app.cli.dev import run_dev
+    from jobplane.cli.dev import run_dev
 
     _logging()
     run_dev(get_settings(), host=host, port=port, threads=threads)
@@ -130,10 +130,10 @@ def scheduler() -> None:
     """Record schedule runs as they fall due, after catching up what was missed."""
     import signal
 
-    from app.db import engine_from_settings
-    from app.registry import load_jobs
-    from app.schedules import all_schedules
-    from workers.scheduler import Scheduler
+    from jobplane.db import engine_from_settings
+    from jobplane.registry import load_jobs
+    from jobplane.schedules import all_schedules
+    from jobplane.workers.scheduler import Scheduler
 
     _logging()
     settings = get_settings()

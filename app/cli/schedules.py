@@ -7,9 +7,9 @@ from typing import Any
 
 import click
 
-from app.cli.admin import _client, _connection_options
-from app.cli.client import fail
-from app.cli.output import print_catch_up, print_schedules, print_task, show
+from jobplane.cli.admin import _client, _connection_options
+from jobplane.cli.client import fail
+from jobplane.cli.output import print_catch_up, print_schedules, print_task, show
 
 
 @click.group()

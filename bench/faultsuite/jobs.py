@@ -1,6 +1,6 @@
 """The fault suite's jobs, loaded by every jobplane process through JOBPLANE_JOBS.
 
-Each is a demo job (``workers.jobs.demo``) that first appends one line per start of
+Each is a demo job (``jobplane.workers.jobs.demo``) that first appends one line per start of
 its body (task id, attempt, dispatch, pid, process group, time) to a file of its
 worker process, in the directory ``BENCH_CHAOS_STARTS`` names. A file and not a
 table, so that recording survives every database fault the run injects: one
@@ -17,8 +17,8 @@ import time
 from typing import Any
 
 from bench.faultsuite.plan import FAIL, NOOP, SLEEP, STARTS_DIR_ENV
-from workers import current_job, job
-from workers.jobs import demo
+from jobplane import current_job, job
+from jobplane.workers.jobs import demo
 
 _files: dict[int, int] = {}  #: pid -> descriptor (Dramatiq forks worker processes)
 _lock = threading.Lock()

@@ -12,23 +12,33 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import app.models
+import jobplane.models
 
-revision: str = '0002'
-down_revision: str | None = '0001'
+revision: str = "0002"
+down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('tasks', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('waiting_since', app.models.UTCDateTime(timezone=True), nullable=True))
-        batch_op.create_index('ix_tasks_waiting', ['type', 'waiting_since'], unique=False, postgresql_where=sa.text('waiting_since IS NOT NULL'), sqlite_where=sa.text('waiting_since IS NOT NULL'))
-
+    with op.batch_alter_table("tasks", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("waiting_since", jobplane.models.UTCDateTime(timezone=True), nullable=True)
+        )
+        batch_op.create_index(
+            "ix_tasks_waiting",
+            ["type", "waiting_since"],
+            unique=False,
+            postgresql_where=sa.text("waiting_since IS NOT NULL"),
+            sqlite_where=sa.text("waiting_since IS NOT NULL"),
+        )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('tasks', schema=None) as batch_op:
-        batch_op.drop_index('ix_tasks_waiting', postgresql_where=sa.text('waiting_since IS NOT NULL'), sqlite_where=sa.text('waiting_since IS NOT NULL'))
-        batch_op.drop_column('waiting_since')
-
+    with op.batch_alter_table("tasks", schema=None) as batch_op:
+        batch_op.drop_index(
+            "ix_tasks_waiting",
+            postgresql_where=sa.text("waiting_since IS NOT NULL"),
+            sqlite_where=sa.text("waiting_since IS NOT NULL"),
+        )
+        batch_op.drop_column("waiting_since")

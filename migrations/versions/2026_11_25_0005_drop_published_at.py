@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import app.models
+import jobplane.models
 
 revision: str = "0005"
 down_revision: str | None = "0004"
@@ -31,5 +31,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("tasks") as batch:
         batch.add_column(
-            sa.Column("published_at", app.models.UTCDateTime(timezone=True), nullable=True)
+            sa.Column("published_at", jobplane.models.UTCDateTime(timezone=True), nullable=True)
         )

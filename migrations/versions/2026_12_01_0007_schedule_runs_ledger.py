@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import app.models
+import jobplane.models
 
 revision: str = "0007"
 down_revision: str | None = "0006"
@@ -27,9 +27,9 @@ def upgrade() -> None:
     op.create_table(
         "schedule_runs",
         sa.Column("schedule_name", sa.String(length=200), nullable=False),
-        sa.Column("fire_time", app.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("fire_time", jobplane.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("task_id", sa.String(length=36), nullable=True),
-        sa.Column("recorded_at", app.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("recorded_at", jobplane.models.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("schedule_name", "fire_time", name=op.f("pk_schedule_runs")),
     )
     op.create_index("ix_schedule_runs_fire_time", "schedule_runs", ["fire_time"])

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from app.settings import Settings
+from jobplane.settings import Settings
 
 
 def test_the_admin_list_pages_newest_first_and_filters(pg_api: httpx.Client) -> None:

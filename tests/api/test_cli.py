@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 
-from app import store
-from app.cli.client import EXIT_API_ERROR, EXIT_NOT_FOUND, EXIT_UNREACHABLE
-from app.settings import Settings
+from jobplane import store
+from jobplane.cli.client import EXIT_API_ERROR, EXIT_NOT_FOUND, EXIT_UNREACHABLE
+from jobplane.settings import Settings
 
 
 def jobplane(*args: str, url: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -22,7 +22,7 @@ def jobplane(*args: str, url: str, token: str | None = None) -> subprocess.Compl
     if token:
         env["JOBPLANE_API_TOKEN"] = token
     return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
+        [sys.executable, "-m", "jobplane.cli", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -91,7 +91,7 @@ def test_a_bad_configuration_is_one_clear_line_not_a_traceback(tmp_path: Path) -
     )
     for args, settings, message in cases:
         done = subprocess.run(
-            [sys.executable, "-m", "app.cli", *args],
+            [sys.executable, "-m", "jobplane.cli", *args],
             env={**env, **settings, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
             cwd=tmp_path,
             capture_output=True,
@@ -106,8 +106,8 @@ def test_a_bad_configuration_is_one_clear_line_not_a_traceback(tmp_path: Path) -
 def test_logs_cancel_and_retry_from_the_command_line(
     api_factory: Callable[..., httpx.Client], pg_settings: Settings
 ) -> None:
-    from app.db import make_engine
-    from app.models import utcnow
+    from jobplane.db import make_engine
+    from jobplane.models import utcnow
 
     url = str(api_factory(pg_settings).base_url)
     task_id = json.loads(jobplane("submit", "demo.echo", "--json", url=url).stdout)["taskId"]

@@ -12,10 +12,10 @@ import httpx
 import pytest
 from sqlalchemy import Connection, Engine
 
-from app import store
-from app.api.events import TaskWatcher
-from app.models import utcnow
-from app.settings import Settings
+from jobplane import store
+from jobplane.api.events import TaskWatcher
+from jobplane.models import utcnow
+from jobplane.settings import Settings
 
 TOKEN = "events-token"
 Event = tuple[str, dict[str, Any]]

@@ -8,9 +8,9 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
 
-from app import store
-from app.models import utcnow
-from app.settings import Settings
+from jobplane import store
+from jobplane.models import utcnow
+from jobplane.settings import Settings
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -83,9 +83,9 @@ def test_relays_sweepers_and_workers_numbers_reach_the_apis_metrics(
 ) -> None:
     from datetime import timedelta
 
-    from outbox.relay import Relay
-    from outbox.sweeper import Sweeper
-    from workers.broker import make_broker
+    from jobplane.outbox.relay import Relay
+    from jobplane.outbox.sweeper import Sweeper
+    from jobplane.workers.broker import make_broker
 
     # Given an API, and nothing relayed yet
     api = api_factory(pg_settings)

@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode, checks
 
-from app.api.main import create_app
-from app.db import make_engine
-from app.settings import Settings
+from jobplane.api.main import create_app
+from jobplane.db import make_engine
+from jobplane.settings import Settings
 
 TOKEN = "openapi-token"
 #: A stream that lasts seconds; test_events.py reads it with a bounded client instead.

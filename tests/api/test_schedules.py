@@ -9,7 +9,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from app.settings import Settings
+from jobplane.settings import Settings
 from tests.api.test_cli import jobplane
 from tests.conftest import row_counts
 

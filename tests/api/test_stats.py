@@ -10,9 +10,9 @@ import httpx
 import pytest
 from sqlalchemy import Engine, update
 
-from app import store
-from app.models import Task, utcnow
-from app.settings import Settings
+from jobplane import store
+from jobplane.models import Task, utcnow
+from jobplane.settings import Settings
 from tests.api.test_cli import jobplane
 
 TOKEN, READ_ONLY = "rw-token", "ro-token"

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from sqlalchemy import Engine, select
 
-from app.models import Outbox, Task
-from app.settings import Settings
+from jobplane.models import Outbox, Task
+from jobplane.settings import Settings
 from tests.conftest import row_counts
 
 

@@ -46,7 +46,7 @@ class DevPlatform:
         self._log = self.log_path.open("ab")
         env = {k: v for k, v in os.environ.items() if not k.startswith("JOBPLANE_")}
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "dev", "--port", str(port)],
+            [sys.executable, "-m", "jobplane.cli", "dev", "--port", str(port)],
             cwd=workdir,
             env={**env, "PYTHONPATH": str(ROOT)},
             stdout=self._log,

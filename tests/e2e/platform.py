@@ -14,7 +14,7 @@ import httpx
 
 from tests.conftest import free_port, wait_until
 
-JOBPLANE = (sys.executable, "-m", "app.cli")
+JOBPLANE = (sys.executable, "-m", "jobplane.cli")
 
 
 class Process:
@@ -72,7 +72,7 @@ class Process:
 class Platform:
     """API, relay and workers as separate processes on one database and broker.
 
-    ``command`` runs jobplane (default: this interpreter's ``-m app.cli``), in ``cwd``.
+    ``command`` runs jobplane (default: this interpreter's ``-m jobplane.cli``), in ``cwd``.
     """
 
     def __init__(

@@ -22,7 +22,7 @@ class Dev:
         self.log = (workdir / "dev.log").open("ab")
         env = {k: v for k, v in os.environ.items() if not k.startswith("JOBPLANE_")}
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "dev", "--port", str(self.port)],
+            [sys.executable, "-m", "jobplane.cli", "dev", "--port", str(self.port)],
             cwd=workdir,
             env={
                 **env,

@@ -105,9 +105,11 @@ def empty_pg_url(postgres: None) -> Iterator[str]:
 
 IMPORT_PROBE = """
 import importlib.util, json
-import app, outbox, workers
+import jobplane, jobplane.outbox, jobplane.workers
 print(json.dumps({
-    "packages": [app.__file__, outbox.__file__, workers.__file__],
+    "packages": [jobplane.__file__, jobplane.outbox.__file__, jobplane.workers.__file__],
+    "shadowing": [n for n in ("app", "workers", "outbox", "migrations")
+                  if importlib.util.find_spec(n)],
     "dev_extra": [n for n in ("pytest", "playwright") if importlib.util.find_spec(n)],
 }))
 """
@@ -128,6 +130,7 @@ def test_the_wheel_installed_without_extras_runs_every_process_until_a_job_compl
     site_packages = next((plain_install / "lib").glob("python3*/site-packages"))
     assert all(Path(path).is_relative_to(site_packages) for path in found["packages"]), found
     assert found["dev_extra"] == []
+    assert found["shadowing"] == [], "the wheel put more than jobplane into site-packages"
 
     platform = platform_factory(
         empty_pg_url, redis_url, command=[str(plain_install / "bin" / "jobplane")], cwd=elsewhere

@@ -11,7 +11,7 @@ from typing import Any
 import redis
 from sqlalchemy import Engine
 
-from outbox.relay import CRASH_AFTER_PUBLISH_ENV
+from jobplane.outbox.relay import CRASH_AFTER_PUBLISH_ENV
 from tests.conftest import DEFAULT_MESSAGES, DEFAULT_QUEUE, outbox_rows, wait_until
 
 TASKS = 50

@@ -9,8 +9,8 @@ import dramatiq
 import pytest
 from sqlalchemy import Engine
 
-from app.settings import Settings
-from workers.broker import make_broker, worker_broker
+from jobplane.settings import Settings
+from jobplane.workers.broker import make_broker, worker_broker
 
 
 class Workers:
@@ -62,5 +62,5 @@ def start_worker(pg_engine: Engine, pg_settings: Settings) -> Iterator[Workers]:
 
 @pytest.fixture
 def lifecycle_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    caplog.set_level(logging.INFO, logger="workers.lifecycle")
+    caplog.set_level(logging.INFO, logger="jobplane.workers.lifecycle")
     return caplog

@@ -1,4 +1,4 @@
-"""What ``outbox.broker_state`` reads from a broker, checked against real brokers.
+"""What ``jobplane.outbox.broker_state`` reads from a broker, checked against real brokers.
 
 These functions rely on details outside Dramatiq's public API (the Redis key layout,
 the stub broker's queues). If a Dramatiq upgrade changes them, these tests fail loudly
@@ -15,10 +15,10 @@ import redis
 from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.brokers.stub import StubBroker
 
-from app.store import Publication
-from outbox import broker_state
+from jobplane.outbox import broker_state
+from jobplane.store import Publication
+from jobplane.workers.broker import make_broker
 from tests.conftest import DEFAULT_MESSAGES, noop_message, wait_until
-from workers.broker import make_broker
 
 
 @pytest.fixture

@@ -19,13 +19,13 @@ import dramatiq
 import pytest
 from sqlalchemy import Connection, Engine, Row, update
 
-from app import service, store
-from app.models import Task, utcnow
-from app.registry import load_jobs
-from app.settings import Settings
-from outbox import broker_state
-from outbox.publisher import publish
-from outbox.relay import Relay
+from jobplane import service, store
+from jobplane.models import Task, utcnow
+from jobplane.outbox import broker_state
+from jobplane.outbox.publisher import publish
+from jobplane.outbox.relay import Relay
+from jobplane.registry import load_jobs
+from jobplane.settings import Settings
 from tests.conftest import wait_until
 
 
@@ -65,7 +65,7 @@ def drops(caplog: pytest.LogCaptureFixture, task_id: str) -> list[tuple[int, str
     found = [
         line.search(record.getMessage())
         for record in caplog.records
-        if record.name == "workers.lifecycle" and record.levelno == logging.INFO
+        if record.name == "jobplane.workers.lifecycle" and record.levelno == logging.INFO
     ]
     return [(int(match[1]), match[2]) for match in found if match]
 

@@ -11,8 +11,8 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.db import make_async_engine
-from app.group_commit import AsyncGroupCommit, GroupCommit
+from jobplane.db import make_async_engine
+from jobplane.group_commit import AsyncGroupCommit, GroupCommit
 
 
 @pytest.fixture

@@ -17,11 +17,12 @@ import pytest
 import redis
 from sqlalchemy import Connection, Engine, select
 
-from app.models import Outbox
-from app.registry import load_jobs
-from app.settings import Settings
-from outbox.relay import BrokerEpochChanged, Relay
-from outbox.sweeper import Sweeper
+from jobplane.models import Outbox
+from jobplane.outbox.relay import BrokerEpochChanged, Relay
+from jobplane.outbox.sweeper import Sweeper
+from jobplane.registry import load_jobs
+from jobplane.settings import Settings
+from jobplane.workers.broker import make_broker
 from tests.conftest import (
     DEFAULT_MESSAGES,
     DEFAULT_QUEUE,
@@ -31,7 +32,6 @@ from tests.conftest import (
 )
 from tests.integration.test_broker_state import receive
 from tests.integration.test_outbox import Clock, published_messages, submit
-from workers.broker import make_broker
 
 
 @pytest.fixture(autouse=True)

@@ -10,16 +10,16 @@ import pytest
 from periodiq import cron
 from sqlalchemy import Engine, insert, select, text, update
 
-from app import catchup, service, store
-from app.models import Outbox, ScheduleRun, Task, TaskLog, utcnow
-from app.registry import load_jobs
-from app.schedules import Schedule
-from app.service import Submission
-from app.settings import Settings
+from jobplane import catchup, service, store
+from jobplane.models import Outbox, ScheduleRun, Task, TaskLog, utcnow
+from jobplane.registry import load_jobs
+from jobplane.schedules import Schedule
+from jobplane.service import Submission
+from jobplane.settings import Settings
+from jobplane.workers import context
+from jobplane.workers.jobs.maintenance import cleanup
+from jobplane.workers.scheduler import Scheduler
 from tests.conftest import row_counts
-from workers import context
-from workers.jobs.maintenance import cleanup
-from workers.scheduler import Scheduler
 
 load_jobs(["tests.schedule_jobs"])  # the schedules' jobs must be registered to build tasks
 

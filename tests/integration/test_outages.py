@@ -18,17 +18,17 @@ import pytest
 import redis
 from sqlalchemy import Engine, update
 
-from app import redis_dispatch, store
-from app.models import Task, utcnow
-from app.registry import load_jobs
-from app.settings import Settings
-from outbox import broker_state
+from jobplane import redis_dispatch, store
+from jobplane.models import Task, utcnow
+from jobplane.outbox import broker_state
+from jobplane.registry import load_jobs
+from jobplane.settings import Settings
+from jobplane.workers import acks
+from jobplane.workers.monitor import TaskMonitor
 from tests.conftest import wait_until
 from tests.integration.conftest import Workers
 from tests.integration.test_claim import publish_message, submit, task
 from tests.services import DatabaseOutage
-from workers import acks
-from workers.monitor import TaskMonitor
 
 
 @pytest.fixture(autouse=True)
@@ -45,7 +45,7 @@ def outage(pg_url: str) -> Iterator[DatabaseOutage]:
 
 @pytest.fixture
 def retry_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    caplog.set_level(logging.WARNING, logger="app.outages")
+    caplog.set_level(logging.WARNING, logger="jobplane.outages")
     return caplog
 
 

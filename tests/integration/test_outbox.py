@@ -17,15 +17,15 @@ import pytest
 import redis
 from sqlalchemy import Engine, Row, select
 
-from app import service, store
-from app.models import Task, utcnow
-from app.registry import load_jobs
-from app.settings import Settings
-from outbox import broker_state
-from outbox.relay import Relay
-from outbox.sweeper import Sweeper
+from jobplane import service, store
+from jobplane.models import Task, utcnow
+from jobplane.outbox import broker_state
+from jobplane.outbox.relay import Relay
+from jobplane.outbox.sweeper import Sweeper
+from jobplane.registry import load_jobs
+from jobplane.settings import Settings
+from jobplane.workers.broker import make_broker
 from tests.conftest import DEFAULT_MESSAGES, outbox_rows, row_counts, wait_until
-from workers.broker import make_broker
 
 
 class Rollback(Exception):

@@ -11,16 +11,16 @@ import pytest
 from periodiq import cron
 from sqlalchemy import Engine, func, select
 
-from app.catchup import Decision, catch_up
-from app.db import make_engine
-from app.models import ScheduleRun, ScheduleState, Task
-from app.registry import load_jobs
-from app.schedules import Schedule
-from app.settings import Settings
+from jobplane.catchup import Decision, catch_up
+from jobplane.db import make_engine
+from jobplane.models import ScheduleRun, ScheduleState, Task
+from jobplane.registry import load_jobs
+from jobplane.schedules import Schedule
+from jobplane.settings import Settings
+from jobplane.workers.leader import LeaderLock
+from jobplane.workers.scheduler import Scheduler
 from tests import services
 from tests.conftest import row_counts, wait_until, waiting_on_a_lock
-from workers.leader import LeaderLock
-from workers.scheduler import Scheduler
 
 load_jobs(["tests.schedule_jobs"])  # the schedules' jobs must be registered to build tasks
 

@@ -12,12 +12,12 @@ import pytest
 from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy.exc import OperationalError
 
-from app.db import engine_from_settings, make_engine
-from app.settings import Settings
-from app.timeouts import Keepalive, RedisTimeouts
-from outbox.wakeup import PostgresWakeup
+from jobplane.db import engine_from_settings, make_engine
+from jobplane.outbox.wakeup import PostgresWakeup
+from jobplane.settings import Settings
+from jobplane.timeouts import Keepalive, RedisTimeouts
+from jobplane.workers.broker import make_broker
 from tests import services
-from workers.broker import make_broker
 
 SERVER_SETTINGS = (
     "statement_timeout",

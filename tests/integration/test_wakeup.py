@@ -19,10 +19,10 @@ from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 
-from outbox import broker_state
+from jobplane.outbox import broker_state
+from jobplane.workers.broker import make_broker
+from jobplane.workers.wakeup import WakeableRedisBroker, WakeupListener, ack_after
 from tests.conftest import free_port, noop_message, wait_until
-from workers.broker import make_broker
-from workers.wakeup import WakeableRedisBroker, WakeupListener, ack_after
 
 #: The idle timeout of the consumer woken by a publish: a poll would come this late.
 LONG_TIMEOUT_MS = 5_000

@@ -10,12 +10,12 @@ from alembic import command
 from alembic.util.exc import CommandError
 from sqlalchemy import insert, inspect, select
 
-from app import service
-from app.db import make_engine
-from app.migrate import alembic_config, upgrade
-from app.models import ScheduleRun, Task
-from app.service import Submission
-from app.settings import Settings
+from jobplane import service
+from jobplane.db import make_engine
+from jobplane.migrate import alembic_config, upgrade
+from jobplane.models import ScheduleRun, Task
+from jobplane.service import Submission
+from jobplane.settings import Settings
 from tests import services
 
 FIRE = datetime(2026, 11, 30, 21, 0, tzinfo=UTC)

@@ -7,11 +7,11 @@ from types import SimpleNamespace
 import dramatiq
 from dramatiq.middleware import AgeLimit, Retries, TimeLimit
 
-from app.db import make_engine
-from app.settings import Settings
-from outbox.publisher import publish
-from workers.broker import make_broker, worker_broker
-from workers.lifecycle import TaskLifecycle
+from jobplane.db import make_engine
+from jobplane.outbox.publisher import publish
+from jobplane.settings import Settings
+from jobplane.workers.broker import make_broker, worker_broker
+from jobplane.workers.lifecycle import TaskLifecycle
 
 
 def test_dramatiq_never_retries_or_expires_a_platform_job() -> None:

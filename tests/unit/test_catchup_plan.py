@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from periodiq import cron
 
-from app.catchup import Decision, plan
-from app.schedules import Schedule
+from jobplane.catchup import Decision, plan
+from jobplane.schedules import Schedule
 
 TAIPEI = "Asia/Taipei"
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 from dramatiq.middleware import TimeLimitExceeded
 
-from app.api.schemas import percent
-from app.cli.admin import parse_param
-from app.domain import ALLOWED_FROM, TERMINAL_STATES, TaskStatus, can_transition
-from app.registry import InvalidJobSpec, JobSpec, known_types
-from app.settings import Settings
-from workers import job
-from workers.context import TaskCancelled
-from workers.retries import backoff_seconds, deserves_retry
+from jobplane import job
+from jobplane.api.schemas import percent
+from jobplane.cli.admin import parse_param
+from jobplane.domain import ALLOWED_FROM, TERMINAL_STATES, TaskStatus, can_transition
+from jobplane.registry import InvalidJobSpec, JobSpec, known_types
+from jobplane.settings import Settings
+from jobplane.workers.context import TaskCancelled
+from jobplane.workers.retries import backoff_seconds, deserves_retry
 
 
 def test_terminal_states_change_only_through_an_explicit_retry() -> None:

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from periodiq import cron
 
-from app.schedules import InvalidSchedule, Schedule
-from workers import job
+from jobplane import job
+from jobplane.schedules import InvalidSchedule, Schedule
 
 
 def schedule(expression: str, timezone: str = "UTC", **options: object) -> Schedule:

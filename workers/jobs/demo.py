@@ -6,7 +6,7 @@ import logging
 import time
 from typing import Any
 
-from workers import current_job, job
+from jobplane import current_job, job
 
 logger = logging.getLogger(__name__)
 

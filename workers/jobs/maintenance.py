@@ -6,12 +6,11 @@ from datetime import timedelta
 
 from periodiq import cron
 
-from app import catchup, store
-from app.db import local_statement_timeout
-from app.models import utcnow
-from app.schedules import all_schedules
-from app.settings import get_settings
-from workers import current_job, job
+from jobplane import catchup, current_job, job, store
+from jobplane.db import local_statement_timeout
+from jobplane.models import utcnow
+from jobplane.schedules import all_schedules
+from jobplane.settings import get_settings
 
 CLEANUP_BATCH = 500  #: tasks deleted per transaction
 
