@@ -189,21 +189,26 @@ def _record(
 ) -> Decision:
     if decision.outcome not in (ENQUEUE, SKIPPED):
         return decision
-    task = service.build_task(Submission(type=schedule.job), settings, now)
-    task.update(schedule_name=schedule.name, fire_time=decision.fire_time)
+    task = replace(
+        service.build_task(Submission(type=schedule.job), settings, now),
+        schedule_name=schedule.name,
+        fire_time=decision.fire_time,
+    )
     if decision.outcome == SKIPPED:
-        task.update(status=TaskStatus.SKIPPED.value, error=decision.reason, completed_at=now)
+        task = replace(
+            task, status=TaskStatus.SKIPPED.value, error=decision.reason, completed_at=now
+        )
     if not store.schedules.insert_scheduled_run(
         conn, task, with_outbox=decision.outcome == ENQUEUE
     ):
         # Another scheduler recorded this run between our read and our write.
         return replace(decision, outcome=RECORDED, reason="run recorded concurrently")
-    return replace(decision, task_id=task["id"])
+    return replace(decision, task_id=task.id)
 
 
 def run_now(conn: Connection, schedule: Schedule, settings: Settings, now: datetime) -> str:
     """Enqueue a run of ``schedule`` outside its cron times; returns the task id."""
     task = service.build_task(Submission(type=schedule.job), settings, now)
-    task["schedule_name"] = schedule.name
+    task = replace(task, schedule_name=schedule.name)
     store.tasks.insert_tasks(conn, [task])
-    return str(task["id"])
+    return task.id

@@ -1,7 +1,10 @@
 """The task vocabulary shared by the API, the relay and the workers.
 
 States and the transitions between them live here, beside the errors every layer
-raises; nothing in this module touches the database.
+raises; nothing in this module touches the database. The transition table,
+``ALLOWED_FROM``, is the only place that says which status a task may move from: every
+statement of ``jobplane.store`` that writes a status builds its status guard from it
+(``jobplane.store.guards``), naming fewer states where it moves a task from fewer.
 """
 
 from __future__ import annotations
@@ -34,17 +37,38 @@ TERMINAL_STATES = frozenset(
 )
 
 #: For each target state, the states a task may move to it from. Every UPDATE that
-#: changes a status is guarded by this table (``WHERE status IN ALLOWED_FROM[to]``).
+#: changes a status is guarded by this table (``WHERE status IN ALLOWED_FROM[to]``, or
+#: fewer of its states: a retry is only ever of a running task); a finished task only
+#: leaves its state through an admin's retry.
 ALLOWED_FROM: dict[TaskStatus, frozenset[TaskStatus]] = {
-    # back to pending: a retry with backoff, a recovered worker, an admin's retry
-    TaskStatus.PENDING: frozenset({TaskStatus.RUNNING, TaskStatus.FAILED, TaskStatus.CANCELLED}),
+    TaskStatus.PENDING: frozenset(
+        {
+            #: published again with a new dispatch number: its message was lost, or it
+            #: waited for a slot of its job type's concurrency limit
+            TaskStatus.PENDING,
+            #: a failed attempt's retry, a lost worker's task, a stopping worker's task
+            TaskStatus.RUNNING,
+            #: an admin's retry ("tasks retry"): a new run, its retries counted afresh
+            TaskStatus.FAILED,
+            TaskStatus.CANCELLED,
+            #: an admin's retry of a run the misfire policy skipped: run it anyway
+            TaskStatus.SKIPPED,
+        }
+    ),
+    #: a worker's claim, for the message of the task's current dispatch
     TaskStatus.RUNNING: frozenset({TaskStatus.PENDING}),
     TaskStatus.COMPLETED: frozenset({TaskStatus.RUNNING}),
+    #: an attempt with no retry left (a lost worker's too)
     TaskStatus.FAILED: frozenset({TaskStatus.RUNNING, TaskStatus.PENDING}),
+    #: an admin's cancel of a pending task; a running one once its body stopped
     TaskStatus.CANCELLED: frozenset({TaskStatus.PENDING, TaskStatus.RUNNING}),
-    # a skipped run is written as such by catch-up; no task becomes skipped later
+    #: no task becomes skipped later: a skipped run is created so (``INITIAL_STATES``)
     TaskStatus.SKIPPED: frozenset(),
 }
+
+#: The states a task is created in: pending (a submission, a scheduled run to enqueue),
+#: or skipped (a scheduled run the misfire policy did not run, recorded with its reason).
+INITIAL_STATES = frozenset({TaskStatus.PENDING, TaskStatus.SKIPPED})
 
 
 def can_transition(current: TaskStatus, target: TaskStatus) -> bool:

@@ -11,12 +11,11 @@ import inspect
 import json
 import re
 import uuid
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -29,6 +28,7 @@ from jobplane.domain import (
     TaskStatus,
 )
 from jobplane.settings import Settings
+from jobplane.store.rows import TaskRow
 
 MAX_PARAMS_BYTES = 64 * 1024  #: largest ``params`` accepted, JSON-encoded
 MAX_BATCH = 1000  #: most submissions in one batch
@@ -53,23 +53,6 @@ class Submission:
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-#: Columns a new task starts without: with them, a built task is the whole row.
-UNSET_COLUMNS: dict[str, Any] = dict.fromkeys(
-    (
-        "result",
-        "error",
-        "heartbeat_at",
-        "worker",
-        "started_at",
-        "completed_at",
-        "cancelled_at",
-        "schedule_name",
-        "fire_time",
-        "waiting_since",
-    )
-)
-
-
 def new_task_id() -> str:
     return str(uuid.uuid4())
 
@@ -80,8 +63,10 @@ def build_task(
     now: datetime,
     *,
     idempotency_key: str | None = None,
-) -> dict[str, Any]:
-    """The row of a new pending task, or a ``JobplaneError`` saying what is wrong."""
+) -> TaskRow:
+    """The row of a new pending task, or a ``JobplaneError`` saying what is wrong.
+
+    The whole row: what the insert writes, and what the API answers with."""
     spec = registry.get_job(submission.type)
     _check_params(spec, submission.params)
     queue = submission.queue or spec.queue
@@ -89,31 +74,36 @@ def build_task(
         raise InvalidParams(f"invalid queue name {queue!r}: use letters, digits, '.', '_', '-'")
     if submission.delay_seconds < 0:
         raise InvalidParams("delaySeconds must not be negative")
-    return {
-        "id": new_task_id(),
-        "type": spec.name,
-        "queue": queue,
-        "priority": _pick(submission.priority, spec.priority, 0),
-        "params": submission.params,
-        "status": TaskStatus.PENDING.value,
-        "progress": 0,
-        "total": 0,
-        "attempts": 0,
-        "retry_count": 0,
-        "max_retries": _pick(
-            submission.max_retries, spec.max_retries, settings.default_max_retries
-        ),
-        "timeout_seconds": _pick(
-            submission.timeout_seconds, spec.timeout, settings.default_timeout
-        ),
-        "run_after": now + timedelta(seconds=submission.delay_seconds),
-        "dispatch": 1,
-        "cancel_requested": False,
-        "created_at": now,
-        "idempotency_key": idempotency_key,
-        "request_hash": submission.fingerprint() if idempotency_key is not None else None,
-        **UNSET_COLUMNS,
-    }
+    return TaskRow(
+        id=new_task_id(),
+        type=spec.name,
+        queue=queue,
+        priority=_pick(submission.priority, spec.priority, 0),
+        params=submission.params,
+        status=TaskStatus.PENDING.value,
+        progress=0,
+        total=0,
+        result=None,
+        error=None,
+        attempts=0,
+        retry_count=0,
+        max_retries=_pick(submission.max_retries, spec.max_retries, settings.default_max_retries),
+        timeout_seconds=_pick(submission.timeout_seconds, spec.timeout, settings.default_timeout),
+        run_after=now + timedelta(seconds=submission.delay_seconds),
+        dispatch=1,
+        idempotency_key=idempotency_key,
+        request_hash=submission.fingerprint() if idempotency_key is not None else None,
+        cancel_requested=False,
+        waiting_since=None,
+        heartbeat_at=None,
+        worker=None,
+        created_at=now,
+        started_at=None,
+        completed_at=None,
+        cancelled_at=None,
+        schedule_name=None,
+        fire_time=None,
+    )
 
 
 def submit(
@@ -123,7 +113,7 @@ def submit(
     now: datetime,
     *,
     idempotency_key: str | None = None,
-) -> tuple[Mapping[str, Any], bool]:
+) -> tuple[TaskRow, bool]:
     """Write one task and its outbox row; returns the task's row and whether it is new.
 
     With an ``idempotency_key`` already used for the same submission, returns that
@@ -133,7 +123,7 @@ def submit(
     if idempotency_key is not None:
         existing = store.tasks.find_by_idempotency_key(conn, idempotency_key)
         if existing is not None:
-            return _same_submission(existing, task)._asdict(), False
+            return _same_submission(existing, task), False
         try:
             with conn.begin_nested():
                 store.tasks.insert_tasks(conn, [task])
@@ -142,19 +132,19 @@ def submit(
             existing = store.tasks.find_by_idempotency_key(conn, idempotency_key)
             if existing is None:
                 raise
-            return _same_submission(existing, task)._asdict(), False
+            return _same_submission(existing, task), False
     else:
         store.tasks.insert_tasks(conn, [task])
     return task, True
 
 
-def write_new_tasks(conn: Connection, tasks: list[dict[str, Any]]) -> list[None]:
+def write_new_tasks(conn: Connection, tasks: list[TaskRow]) -> list[None]:
     """Insert tasks built by ``build_task`` (for ``GroupCommit``: one result per task)."""
     store.tasks.insert_tasks(conn, tasks)
     return [None] * len(tasks)
 
 
-async def write_new_tasks_async(conn: AsyncConnection, tasks: list[dict[str, Any]]) -> list[None]:
+async def write_new_tasks_async(conn: AsyncConnection, tasks: list[TaskRow]) -> list[None]:
     """``write_new_tasks`` for ``AsyncGroupCommit`` (PostgreSQL)."""
     await store.tasks.insert_tasks_async(conn, tasks)
     return [None] * len(tasks)
@@ -176,11 +166,11 @@ def submit_batch(
             error.message = f"tasks[{index}]: {error.message}"
             raise
     store.tasks.insert_tasks(conn, tasks)
-    return [task["id"] for task in tasks]
+    return [task.id for task in tasks]
 
 
-def _same_submission(existing: Row[Any], task: dict[str, Any]) -> Row[Any]:
-    if existing.request_hash != task["request_hash"]:
+def _same_submission(existing: TaskRow, task: TaskRow) -> TaskRow:
+    if existing.request_hash != task.request_hash:
         raise IdempotencyConflict(
             "this Idempotency-Key was already used for a different submission "
             f"(task {existing.id})",

@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from jobplane import store
 from jobplane.models import utcnow
 from jobplane.outages import is_transient
+from jobplane.store.rows import NewLogLine
 
 #: Progress and logs are written at most this often (seconds) while a job runs.
 FLUSH_INTERVAL = 0.25
@@ -78,7 +79,7 @@ class JobContext:
     #: What the body returned, stored as the task's result.
     result: Any = field(default=None, repr=False)
     _progress: tuple[int, int] | None = field(default=None, repr=False)
-    _lines: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    _lines: list[NewLogLine] = field(default_factory=list, repr=False)
     _last_flush: float = field(default=float("-inf"), repr=False)
     _cancel_checked: float = field(default=float("-inf"), repr=False)
     _cancelled: bool = field(default=False, repr=False)
@@ -94,9 +95,7 @@ class JobContext:
         self._maybe_flush(force=current >= total)
 
     def write_log(self, level: str, message: str) -> None:
-        self._lines.append(
-            {"task_id": self.task_id, "level": level, "message": message, "created_at": utcnow()}
-        )
+        self._lines.append(NewLogLine(self.task_id, level, message, utcnow()))
         self._maybe_flush(force=len(self._lines) >= MAX_BUFFERED_LINES)
 
     @property

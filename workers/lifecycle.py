@@ -26,7 +26,7 @@ import threading
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Future
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -39,6 +39,7 @@ from jobplane.models import utcnow
 from jobplane.outages import is_transient, through_outages
 from jobplane.registry import JobSpec
 from jobplane.settings import Settings
+from jobplane.store.rows import ClaimedTask, NewLogLine
 from jobplane.workers import context, retries
 from jobplane.workers.context import TaskCancelled
 from jobplane.workers.monitor import Run, TaskMonitor
@@ -166,7 +167,9 @@ class TaskLifecycle(Middleware):
         if monitor is not None:
             monitor.hold(run)
 
-    def _claim(self, spec: JobSpec, task_id: str, dispatch: int) -> tuple[Any, str | None]:
+    def _claim(
+        self, spec: JobSpec, task_id: str, dispatch: int
+    ) -> tuple[ClaimedTask | None, str | None]:
         """The claimed row, or None and why not (waiting for a slot, stale, gone…)."""
         limit = spec.concurrency_limit(self.settings.concurrency)
         if limit is not None:
@@ -187,7 +190,7 @@ class TaskLifecycle(Middleware):
 
     def _claim_or_park(
         self, conn: Connection, spec: JobSpec, limit: int, task_id: str, dispatch: int
-    ) -> tuple[Any, str | None]:
+    ) -> tuple[ClaimedTask | None, str | None]:
         """A claim under a concurrency limit: park the task if every slot is taken."""
         now = utcnow()
         store.concurrency.lock_job_type(conn, spec.name)  # held until commit: one claim at a time
@@ -356,8 +359,8 @@ def result_error(result: Any) -> str | None:
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
-def _line(ctx: context.JobContext, level: str, message: str, now: Any) -> dict[str, Any]:
-    return {"task_id": ctx.task_id, "level": level, "message": message, "created_at": now}
+def _line(ctx: context.JobContext, level: str, message: str, now: datetime) -> NewLogLine:
+    return NewLogLine(ctx.task_id, level, message, now)
 
 
 def describe(exception: BaseException, message: MessageProxy) -> str:

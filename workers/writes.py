@@ -21,11 +21,12 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row
+from sqlalchemy import Connection, Engine
 
 from jobplane import store
 from jobplane.group_commit import GroupCommit
 from jobplane.models import utcnow
+from jobplane.store.rows import ClaimedTask
 
 #: Fresh connections tried after a dead one (0.2 s, 0.4 s, 0.8 s apart): claims and
 #: completions are guarded UPDATEs, safe to repeat.
@@ -54,7 +55,7 @@ class TaskWrites:
         self.completions_stopped = threading.Event()
         # On PostgreSQL a batch is one UPDATE: committed as it runs, one round trip.
         single_statement = engine.dialect.name == "postgresql"
-        self._claims: GroupCommit[Claim, Row[Any] | None] = GroupCommit(
+        self._claims: GroupCommit[Claim, ClaimedTask | None] = GroupCommit(
             engine,
             self._claim_batch,
             name="jobplane-claims",
@@ -71,7 +72,7 @@ class TaskWrites:
             retry_until=self.completions_stopped,
         )
 
-    def claim(self, task_id: str, dispatch: int) -> Row[Any] | None:
+    def claim(self, task_id: str, dispatch: int) -> ClaimedTask | None:
         """The claimed row (pending → running), or None if this message may not run it.
 
         Waits out a database outage; raises only once ``stop_claiming`` was called or
@@ -101,7 +102,7 @@ class TaskWrites:
             timer.cancel()
             self.completions_stopped.set()
 
-    def _claim_batch(self, conn: Connection, claims: list[Claim]) -> list[Row[Any] | None]:
+    def _claim_batch(self, conn: Connection, claims: list[Claim]) -> list[ClaimedTask | None]:
         return store.claims.claim_tasks(conn, claims, worker=self.worker_name(), now=utcnow())
 
     def _complete_batch(self, conn: Connection, completions: list[Completion]) -> list[bool]:

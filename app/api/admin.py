@@ -41,11 +41,11 @@ def list_tasks(
         status=status.value if status else None, type=type, queue=queue, search=search
     )
     with engine.connect() as conn:
-        rows, total = store.tasks.list_tasks(
+        tasks, total = store.tasks.list_tasks(
             conn, filters, offset=(page - 1) * page_size, limit=page_size
         )
     return TaskPage(
-        tasks=[TaskSummary.from_row(row) for row in rows],
+        tasks=[TaskSummary.from_task(task) for task in tasks],
         total=total,
         page=page,
         page_size=page_size,
@@ -55,7 +55,7 @@ def list_tasks(
 @router.get("/tasks/{task_id}", response_model=TaskDetail, responses={404: {"model": Problem}})
 def get_task(task_id: str, engine: EngineDep) -> TaskDetail:
     """Everything about one task."""
-    return TaskDetail.from_row(load_task(engine, task_id))
+    return TaskDetail.from_task(load_task(engine, task_id))
 
 
 class LogLevel(enum.StrEnum):
@@ -77,15 +77,19 @@ def task_logs(
     """A task's log lines, oldest first, optionally of one level."""
     load_task(engine, task_id)
     with engine.connect() as conn:
-        rows, total = store.logs.list_logs(
+        lines, total = store.logs.list_logs(
             conn,
             task_id,
             level=level.value if level else None,
             offset=(page - 1) * page_size,
             limit=page_size,
         )
-    lines = [LogLine.model_validate(row._asdict()) for row in rows]
-    return LogPage(lines=lines, total=total, page=page, page_size=page_size)
+    return LogPage(
+        lines=[LogLine.from_log(line) for line in lines],
+        total=total,
+        page=page,
+        page_size=page_size,
+    )
 
 
 @router.post(
@@ -96,7 +100,7 @@ def task_logs(
 def cancel_task(task_id: str, engine: EngineDep) -> TaskDetail:
     """Cancel a pending task now, or stop a running one (cancelRequested, then cancelled)."""
     with engine.begin() as conn:
-        return TaskDetail.from_row(store.tasks.cancel_task(conn, task_id, utcnow()))
+        return TaskDetail.from_task(store.tasks.cancel_task(conn, task_id, utcnow()))
 
 
 @router.post(
@@ -105,6 +109,6 @@ def cancel_task(task_id: str, engine: EngineDep) -> TaskDetail:
     responses={404: {"model": Problem}, 409: {"model": Problem}},
 )
 def retry_task(task_id: str, engine: EngineDep) -> TaskDetail:
-    """Start a new run of a failed or cancelled task."""
+    """Start a new run of a failed, cancelled or skipped task."""
     with engine.begin() as conn:
-        return TaskDetail.from_row(store.tasks.restart_task(conn, task_id, utcnow()))
+        return TaskDetail.from_task(store.tasks.restart_task(conn, task_id, utcnow()))

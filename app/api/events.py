@@ -79,7 +79,7 @@ class TaskWatcher:
         now = utcnow()
         with self.engine.connect() as conn:
             stats = collect_stats(conn, now)
-            rows = store.stats.changed_tasks(
+            tasks = store.stats.changed_tasks(
                 conn,
                 since=self.last_look - timedelta(seconds=SLACK),
                 now=now,
@@ -88,7 +88,8 @@ class TaskWatcher:
             )
         self.last_look = now
         current = {
-            row.id: TaskSummary.from_row(row).model_dump(mode="json", by_alias=True) for row in rows
+            task.id: TaskSummary.from_task(task).model_dump(mode="json", by_alias=True)
+            for task in tasks
         }
         changed = [task for task_id, task in current.items() if self.sent.get(task_id) != task]
         self.sent = current

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
-from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
@@ -30,6 +29,7 @@ from jobplane import counters, registry, store
 from jobplane.api.stats import WORKERS_SEEN_WINDOW
 from jobplane.domain import TaskStatus
 from jobplane.models import utcnow
+from jobplane.store.rows import CounterRow, DurationRow, StatusTypeCount
 
 router = APIRouter(tags=["health"])
 
@@ -80,13 +80,16 @@ class DatabaseCollector(Collector):
         yield from _pushed(pushed)
         yield _durations(durations)
         yield _labelled(
-            "jobplane_task_retries", "Retries of the tasks kept, by job type.", ["type"], retries
+            "jobplane_task_retries",
+            "Retries of the tasks kept, by job type.",
+            ["type"],
+            (([row.type], row.retries) for row in retries),
         )
         yield _labelled(
             "jobplane_schedule_runs",
             "Scheduled runs kept, by schedule and status (skipped: the misfire policy).",
             ["schedule", "status"],
-            runs,
+            (([row.schedule, row.status], row.count) for row in runs),
         )
 
 
@@ -96,9 +99,9 @@ DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0, 3
 DURATION_WINDOW = timedelta(hours=1)
 
 
-def _pushed(rows: Iterable[Any]) -> Iterator[Metric]:
+def _pushed(rows: Iterable[CounterRow]) -> Iterator[Metric]:
     """The counters of ``jobplane.counters``; an unlabelled one is 0 until pushed to."""
-    values = {(name, label): value for name, label, value in rows}
+    values = {(row.name, row.label): row.value for row in rows}
     for spec in counters.ALL:
         family = CounterMetricFamily(
             spec.name, spec.help, labels=[spec.label] if spec.label else []
@@ -112,32 +115,33 @@ def _pushed(rows: Iterable[Any]) -> Iterator[Metric]:
         yield family
 
 
-def _durations(rows: Iterable[Any]) -> GaugeHistogramMetricFamily:
+def _durations(rows: Iterable[DurationRow]) -> GaugeHistogramMetricFamily:
     family = GaugeHistogramMetricFamily(
         "jobplane_task_duration_seconds",
         "Run time of the tasks created in the last hour that completed, by job type.",
         labels=["type"],
     )
-    for job_type, *counts, total, seconds in rows:
+    for row in rows:
         buckets = [
-            (f"{bound:g}", count) for bound, count in zip(DURATION_BUCKETS, counts, strict=True)
+            (f"{bound:g}", count) for bound, count in zip(DURATION_BUCKETS, row.within, strict=True)
         ]
-        family.add_metric([job_type], [*buckets, ("+Inf", total)], float(seconds))
+        family.add_metric([row.type], [*buckets, ("+Inf", row.count)], row.seconds)
     return family
 
 
 def _labelled(
-    name: str, help_text: str, labels: list[str], rows: Iterable[Any]
+    name: str, help_text: str, labels: list[str], samples: Iterable[tuple[list[str], int]]
 ) -> GaugeMetricFamily:
+    """A gauge of (label values, value) samples."""
     family = GaugeMetricFamily(name, help_text, labels=labels)
-    for *values, count in rows:
-        family.add_metric([str(value) for value in values], count or 0)
+    for values, value in samples:
+        family.add_metric(values, value)
     return family
 
 
-def _tasks(rows: Iterable[Any]) -> GaugeMetricFamily:
+def _tasks(rows: Iterable[StatusTypeCount]) -> GaugeMetricFamily:
     """Every (status, type) pair of the known types and statuses, zeros included."""
-    counts = {(status, job_type): count for status, job_type, count in rows}
+    counts = {(row.status, row.type): row.count for row in rows}
     types = sorted({*registry.known_types(), *(job_type for _, job_type in counts)})
     statuses = sorted({*(status.value for status in TaskStatus), *(s for s, _ in counts)})
     family = GaugeMetricFamily(

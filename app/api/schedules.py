@@ -61,7 +61,9 @@ def _info(
         catch_up_window=schedule.catch_up_window.total_seconds(),
         next_fire_time=_local(schedule.next_fire_time(now), schedule.timezone),
         last_run=LastRun(
-            task_id=last.id, fire_time=_local(last.fire_time, schedule.timezone), status=last.status
+            task_id=last.task_id,
+            fire_time=_local(last.fire_time, schedule.timezone),
+            status=last.status,
         )
         if last
         else None,
@@ -78,7 +80,7 @@ def run_schedule(name: str, request: Request, engine: EngineDep) -> TaskDetail:
     schedule = get_schedule(name)
     with engine.begin() as conn:
         task_id = catchup.run_now(conn, schedule, request.app.state.settings, utcnow())
-    return TaskDetail.from_row(load_task(engine, task_id))
+    return TaskDetail.from_task(load_task(engine, task_id))
 
 
 @router.post("/catch-up", response_model=CatchUpResult)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
-from sqlalchemy import Row
 
 from jobplane.domain import MAX_RETRIES, TaskStatus
 from jobplane.service import MAX_BATCH, Submission
+from jobplane.store.rows import LogRow, TaskRow
 
 #: Longest Idempotency-Key, in characters: the length of its column (jobplane.models).
 MAX_IDEMPOTENCY_KEY = 200
@@ -90,8 +89,8 @@ class TaskSummary(Camel):
     cancelled_at: datetime | None
 
     @classmethod
-    def from_row(cls, row: Row[Any] | Mapping[str, Any]) -> TaskSummary:
-        return cls.model_validate(_fields(row, cls))
+    def from_task(cls, task: TaskRow) -> TaskSummary:
+        return cls.model_validate(_summary(task))
 
 
 class TaskDetail(TaskSummary):
@@ -109,16 +108,43 @@ class TaskDetail(TaskSummary):
     fire_time: datetime | None
 
     @classmethod
-    def from_row(cls, row: Row[Any] | Mapping[str, Any]) -> TaskDetail:
-        return cls.model_validate(_fields(row, cls))
+    def from_task(cls, task: TaskRow) -> TaskDetail:
+        return cls.model_validate(
+            {
+                **_summary(task),
+                "params": task.params,
+                "result": task.result,
+                "max_retries": task.max_retries,
+                "timeout_seconds": task.timeout_seconds,
+                "run_after": task.run_after,
+                "cancel_requested": task.cancel_requested,
+                "worker": task.worker,
+                "heartbeat_at": task.heartbeat_at,
+                "schedule_name": task.schedule_name,
+                "fire_time": task.fire_time,
+            }
+        )
 
 
-def _fields(row: Row[Any] | Mapping[str, Any], model: type[Camel]) -> dict[str, Any]:
-    data = dict(row._mapping if isinstance(row, Row) else row)
-    data["task_id"] = data["id"]
-    data["task_type"] = data["type"]
-    data["percent"] = percent(data["progress"], data["total"], data["status"])
-    return {name: data[name] for name in model.model_fields}
+def _summary(task: TaskRow) -> dict[str, object]:
+    """``TaskSummary``'s fields of ``task``, by name."""
+    return {
+        "task_id": task.id,
+        "task_type": task.type,
+        "queue": task.queue,
+        "priority": task.priority,
+        "status": task.status,
+        "progress": task.progress,
+        "total": task.total,
+        "percent": percent(task.progress, task.total, task.status),
+        "attempts": task.attempts,
+        "retry_count": task.retry_count,
+        "error": task.error,
+        "created_at": task.created_at,
+        "started_at": task.started_at,
+        "completed_at": task.completed_at,
+        "cancelled_at": task.cancelled_at,
+    }
 
 
 def percent(progress: int, total: int, status: str) -> int:
@@ -155,6 +181,10 @@ class LogLine(Camel):
     level: str
     message: str
     created_at: datetime
+
+    @classmethod
+    def from_log(cls, line: LogRow) -> LogLine:
+        return cls.model_validate(line, from_attributes=True)
 
 
 class LogPage(Camel):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
@@ -24,6 +23,7 @@ from jobplane.domain import TaskNotFound
 from jobplane.group_commit import AsyncGroupCommit, GroupCommit
 from jobplane.models import utcnow
 from jobplane.settings import Settings
+from jobplane.store.rows import TaskRow
 from jobplane.timeouts import PostgresTimeouts
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"], dependencies=[Depends(require_token)])
@@ -62,16 +62,16 @@ async def submit_task(
         # (jobplane.group_commit), without occupying a thread of the pool while it waits.
         task = service.build_task(submission, state.settings, utcnow())
         await submissions(request.app).run_async(task)
-        return TaskDetail.from_row(task)
+        return TaskDetail.from_task(task)
     row, created = await run_in_threadpool(
         submit_once, state.engine, submission, state.settings, idempotency_key
     )
     if not created:
         response.status_code = 200
-    return TaskDetail.from_row(row)
+    return TaskDetail.from_task(row)
 
 
-SubmissionsWriter = GroupCommit[dict[str, Any], None] | AsyncGroupCommit[dict[str, Any], None]
+SubmissionsWriter = GroupCommit[TaskRow, None] | AsyncGroupCommit[TaskRow, None]
 
 
 def submissions(app: FastAPI) -> SubmissionsWriter:
@@ -117,7 +117,7 @@ async def close_submissions(app: FastAPI) -> None:
 
 def submit_once(
     engine: Engine, submission: service.Submission, settings: Settings, idempotency_key: str
-) -> tuple[Mapping[str, Any], bool]:
+) -> tuple[TaskRow, bool]:
     with engine.begin() as conn:
         return service.submit(conn, submission, settings, utcnow(), idempotency_key=idempotency_key)
 
@@ -134,10 +134,11 @@ def submit_batch(body: SubmitBatch, request: Request, engine: EngineDep) -> Batc
 @router.get("/{task_id}", response_model=TaskDetail, responses={404: {"model": Problem}})
 def get_task(task_id: str, engine: EngineDep) -> TaskDetail:
     """The current state of one task."""
-    return TaskDetail.from_row(load_task(engine, task_id))
+    return TaskDetail.from_task(load_task(engine, task_id))
 
 
-def load_task(engine: Engine, task_id: str):  # type: ignore[no-untyped-def]
+def load_task(engine: Engine, task_id: str) -> TaskRow:
+    """The task, or ``TaskNotFound``."""
     with engine.connect() as conn:
         row = store.tasks.get_task(conn, task_id)
     if row is None:

@@ -1,9 +1,11 @@
 """Every SQL statement jobplane runs, a module per role, one function per statement.
 
 Callers own the transaction: each function takes ``conn`` (inside ``engine.begin()``)
-and never commits. State changes are guarded UPDATEs (``WHERE status IN …``); the
-number of rows they touch says whether the transition happened. Callers name the role:
-``store.claims.claim_task(conn, …)``, ``store.outbox.take_outbox_batch(conn, …)``.
+and never commits. State changes are guarded UPDATEs (``WHERE status IN …``), each
+status guard built from the transition table (``guards``); the number of rows they
+touch says whether the transition happened, and every way back to pending is one
+primitive (``requeue``). Rows come back as frozen dataclasses (``rows``). Callers name
+the role: ``store.claims.claim_task(conn, …)``, ``store.outbox.take_outbox_batch(conn, …)``.
 """
 
 from jobplane.store import (
@@ -13,7 +15,9 @@ from jobplane.store import (
     logs,
     outbox,
     recovery,
+    requeue,
     retention,
+    rows,
     schedules,
     sql,
     state,
@@ -28,7 +32,9 @@ __all__ = [
     "logs",
     "outbox",
     "recovery",
+    "requeue",
     "retention",
+    "rows",
     "schedules",
     "sql",
     "state",

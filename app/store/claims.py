@@ -7,14 +7,14 @@ Callers own the transaction: each function takes ``conn`` and never commits.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     Connection,
+    CursorResult,
     Integer,
-    Row,
     String,
     Text,
     bindparam,
@@ -24,13 +24,21 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.sql import ClauseElement
 
-from jobplane.domain import ALLOWED_FROM, TaskStatus
+from jobplane.domain import TaskStatus
 from jobplane.models import (
     Task,
 )
-from jobplane.store.guards import PENDING, RUNNING, guarded_update
-from jobplane.store.outbox import OUTBOX_SOURCE, insert_outbox_rows
+from jobplane.store.guards import (
+    PENDING,
+    RUNNING,
+    batched_status_guard,
+    guarded_update,
+    status_guard,
+)
+from jobplane.store.requeue import requeue
+from jobplane.store.rows import ClaimedTask
 from jobplane.store.sql import DISPATCH, NOW, TASK_ID, unnested
 
 #: What a claim sets and returns, one message at a time or in a batch.
@@ -57,7 +65,7 @@ _CLAIM = (
     update(Task)
     .where(
         Task.id == TASK_ID,
-        Task.status == PENDING,
+        status_guard(TaskStatus.RUNNING),
         Task.dispatch == DISPATCH,
         Task.run_after <= NOW,
         Task.cancel_requested.is_(False),
@@ -69,16 +77,16 @@ _CLAIM = (
 
 def claim_task(
     conn: Connection, task_id: str, dispatch: int, *, worker: str, now: datetime
-) -> Row[Any] | None:
+) -> ClaimedTask | None:
     """Move a task from pending to running for this publication, or return None.
 
     The one conditional UPDATE that makes a duplicate or stale message harmless
     (invariant 2): only the message carrying the row's current dispatch number, for a
     due, uncancelled, pending row, gets it back.
     """
-    assert ALLOWED_FROM[TaskStatus.RUNNING] == {TaskStatus.PENDING}
     params = {"b_task_id": task_id, "b_dispatch": dispatch, "b_now": now, "b_worker": worker}
-    return conn.execute(_CLAIM, params).first()
+    row = conn.execute(_CLAIM, params).first()
+    return None if row is None else ClaimedTask(*row)
 
 
 class _Precompiled:
@@ -91,14 +99,16 @@ class _Precompiled:
     datetimes, lists of them); the statement's own constants are filled in here.
     """
 
-    def __init__(self, statement: Any) -> None:
+    def __init__(self, statement: ClauseElement) -> None:
         compiled = statement.compile(dialect=postgresql.psycopg.dialect())  # type: ignore[no-untyped-call]
         self.sql = str(compiled)
         self.constants = {
             name: value for name, value in compiled.params.items() if not name.startswith("b_")
         }
 
-    def execute(self, conn: Connection, params: dict[str, Any]) -> Any:
+    def execute(
+        self, conn: Connection, params: Mapping[str, object]
+    ) -> CursorResult[*tuple[Any, ...]]:
         return conn.exec_driver_sql(self.sql, {**self.constants, **params})
 
 
@@ -110,7 +120,7 @@ _CLAIM_MANY = _Precompiled(
     .where(
         Task.id == _claims.c.id,
         Task.dispatch == _claims.c.dispatch,
-        (Task.status == PENDING).is_(True),
+        batched_status_guard(TaskStatus.RUNNING),
         Task.run_after <= NOW,
         Task.cancel_requested.is_(False),
     )
@@ -121,7 +131,7 @@ _CLAIM_MANY = _Precompiled(
 
 def claim_tasks(
     conn: Connection, claims: Sequence[tuple[str, int]], *, worker: str, now: datetime
-) -> list[Row[Any] | None]:
+) -> list[ClaimedTask | None]:
     """``claim_task`` for several messages (task id, dispatch): one statement on PostgreSQL.
 
     One result per claim, in order. Two messages of the same publication in one batch
@@ -140,7 +150,9 @@ def claim_tasks(
         "b_now": now,
         "b_worker": worker,
     }
-    claimed = {(row.id, row.dispatch): row for row in _CLAIM_MANY.execute(conn, params)}
+    claimed = {
+        (row.id, row.dispatch): ClaimedTask(*row) for row in _CLAIM_MANY.execute(conn, params)
+    }
     return [claimed.pop(claim, None) for claim in claims]
 
 
@@ -166,7 +178,7 @@ def why_not_claimable(conn: Connection, task_id: str, dispatch: int, now: dateti
 
 _COMPLETE = (
     update(Task)
-    .where(Task.id == TASK_ID, Task.dispatch == DISPATCH, Task.status == RUNNING)
+    .where(Task.id == TASK_ID, Task.dispatch == DISPATCH, status_guard(TaskStatus.COMPLETED))
     .values(
         status=TaskStatus.COMPLETED.value,
         completed_at=NOW,
@@ -180,7 +192,6 @@ def complete_task(
     conn: Connection, task_id: str, dispatch: int, *, result: Any, now: datetime
 ) -> bool:
     """Record a finished body; False if the task is no longer this attempt's."""
-    assert ALLOWED_FROM[TaskStatus.COMPLETED] == {TaskStatus.RUNNING}
     params = {"b_task_id": task_id, "b_dispatch": dispatch, "b_now": now, "b_result": result}
     return conn.execute(_COMPLETE, params).rowcount == 1
 
@@ -193,7 +204,7 @@ _COMPLETE_MANY = _Precompiled(
     .where(
         Task.id == _completions.c.id,
         Task.dispatch == _completions.c.dispatch,
-        (Task.status == RUNNING).is_(True),
+        batched_status_guard(TaskStatus.COMPLETED),
     )
     .values(
         status=TaskStatus.COMPLETED.value,
@@ -235,7 +246,7 @@ def complete_tasks(
 
 def fail_task(conn: Connection, task_id: str, dispatch: int, *, error: str, now: datetime) -> bool:
     """Record a failed last attempt."""
-    values = {"status": TaskStatus.FAILED.value, "error": error, "completed_at": now}
+    values = {"error": error, "completed_at": now}
     return guarded_update(conn, task_id, dispatch, TaskStatus.FAILED, values)
 
 
@@ -247,29 +258,24 @@ def retry_task(
     A new outbox row, due at the same time, carries the bumped dispatch number: the
     retry's delay lives in the database, not in the broker.
     """
-    row = conn.execute(
-        update(Task)
-        .where(
+    requeued = requeue(
+        conn,
+        only={TaskStatus.RUNNING},
+        where=[
             Task.id == task_id,
-            Task.status == RUNNING,
             Task.dispatch == dispatch,
             Task.retry_count < Task.max_retries,
-        )
-        .values(
-            status=PENDING,
-            retry_count=Task.retry_count + 1,
-            dispatch=Task.dispatch + 1,
-            error=error,
-            run_after=run_after,
-            heartbeat_at=None,
-            worker=None,
-        )
-        .returning(*OUTBOX_SOURCE)
-    ).first()
-    if row is None:
-        return False
-    insert_outbox_rows(conn, [row], now)
-    return True
+        ],
+        values={
+            "retry_count": Task.retry_count + 1,
+            "error": error,
+            "run_after": run_after,
+            "heartbeat_at": None,
+            "worker": None,
+        },
+        now=now,
+    )
+    return bool(requeued)
 
 
 _PROGRESS = (
@@ -306,20 +312,16 @@ def release_unfinished(
     """Put running tasks back to pending, their attempt not counted (a graceful stop)."""
     released = []
     for task_id, dispatch in held:
-        row = conn.execute(
-            update(Task)
-            .where(Task.id == task_id, Task.dispatch == dispatch, Task.status == RUNNING)
-            .values(
-                status=PENDING,
-                attempts=Task.attempts - 1,
-                dispatch=Task.dispatch + 1,
-                run_after=now,
-                heartbeat_at=None,
-                worker=None,
-            )
-            .returning(*OUTBOX_SOURCE)
-        ).first()
-        if row is not None:
-            insert_outbox_rows(conn, [row], now)
-            released.append(row.id)
+        released += requeue(
+            conn,
+            only={TaskStatus.RUNNING},
+            where=[Task.id == task_id, Task.dispatch == dispatch],
+            values={
+                "attempts": Task.attempts - 1,
+                "run_after": now,
+                "heartbeat_at": None,
+                "worker": None,
+            },
+            now=now,
+        )
     return released

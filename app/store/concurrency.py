@@ -15,11 +15,12 @@ from sqlalchemy import (
     update,
 )
 
+from jobplane.domain import TaskStatus
 from jobplane.models import (
     Task,
 )
 from jobplane.store.guards import PENDING, RUNNING
-from jobplane.store.outbox import OUTBOX_SOURCE, insert_outbox_rows
+from jobplane.store.requeue import requeue
 
 
 def lock_job_type(conn: Connection, job_type: str) -> None:
@@ -39,7 +40,10 @@ def count_running(conn: Connection, job_type: str) -> int:
 
 
 def park_task(conn: Connection, task_id: str, dispatch: int, now: datetime) -> bool:
-    """Keep a pending task waiting for a slot: no message, no attempt used."""
+    """Keep a pending task waiting for a slot: no message, no attempt used.
+
+    Not a transition (the task stays pending, its status untouched): ``wake_waiting``
+    publishes it again."""
     result = conn.execute(
         update(Task)
         .where(Task.id == task_id, Task.dispatch == dispatch, Task.status == PENDING)
@@ -59,14 +63,13 @@ def wake_waiting(conn: Connection, job_type: str, count: int, now: datetime) -> 
         .limit(count)
         .scalar_subquery()
     )
-    rows = conn.execute(
-        update(Task)
-        .where(Task.id.in_(oldest))
-        .values(waiting_since=None, dispatch=Task.dispatch + 1, run_after=now)
-        .returning(*OUTBOX_SOURCE)
-    ).all()
-    insert_outbox_rows(conn, rows, now)
-    return [row.id for row in rows]
+    return requeue(
+        conn,
+        only={TaskStatus.PENDING},
+        where=[Task.id.in_(oldest)],
+        values={"waiting_since": None, "run_after": now},
+        now=now,
+    )
 
 
 def wake_stranded(conn: Connection, now: datetime) -> list[str]:

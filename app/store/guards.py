@@ -1,18 +1,21 @@
-"""Task states as stored, and the guarded UPDATE that changes one: no row back, no transition."""
+"""Status guards, built from the transition table: no statement names a source state itself.
+
+Every statement that writes a status takes its status condition from here:
+``status_guard(target)`` is ``status IN ALLOWED_FROM[target]``; a statement that moves
+a task from fewer states (a retry is only ever of a running task) names them with
+``only=``, and a state the table does not allow there is refused as the statement is
+built (at import, for the statements built once). Inserts take the state a task is
+created in from ``INITIAL_STATES`` the same way.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable, Mapping
 
-from sqlalchemy import (
-    Connection,
-    update,
-)
+from sqlalchemy import ColumnElement, Connection, update
 
-from jobplane.domain import ALLOWED_FROM, TaskStatus
-from jobplane.models import (
-    Task,
-)
+from jobplane.domain import ALLOWED_FROM, INITIAL_STATES, TaskStatus
+from jobplane.models import Task
 
 PENDING = TaskStatus.PENDING.value
 
@@ -23,16 +26,64 @@ RUNNING = TaskStatus.RUNNING.value
 FINISHED = [status.value for status in TaskStatus if status.is_terminal]
 
 
-def allowed_from(target: TaskStatus) -> list[str]:
-    return [status.value for status in ALLOWED_FROM[target]]
+def entered_from(target: TaskStatus, only: Iterable[TaskStatus] | None = None) -> list[str]:
+    """The states a statement may move a task to ``target`` from, as stored, in the
+    enum's order (a fixed statement text): ``ALLOWED_FROM[target]``, or ``only`` of them."""
+    allowed = ALLOWED_FROM[target]
+    sources = allowed if only is None else frozenset(only)
+    if not sources or not sources <= allowed:
+        outside = ", ".join(sorted(sources - allowed)) or "no state"
+        raise ValueError(f"a task may not become {target} from {outside}")
+    return [status.value for status in TaskStatus if status in sources]
+
+
+def status_guard(
+    target: TaskStatus, only: Iterable[TaskStatus] | None = None
+) -> ColumnElement[bool]:
+    """``status IN (…)`` for a statement moving tasks to ``target`` (see ``entered_from``);
+    ``status = …`` when that is one state, which a precompiled statement can hold."""
+    sources = entered_from(target, only)
+    if len(sources) == 1:
+        return Task.status == sources[0]
+    return Task.status.in_(sources)
+
+
+def batched_status_guard(
+    target: TaskStatus, only: Iterable[TaskStatus] | None = None
+) -> ColumnElement[bool]:
+    """``status_guard`` as the batched statements write it, ``(status = …) IS TRUE``
+    (see ``jobplane.store.sql.unnested`` for why)."""
+    return status_guard(target, only).is_(True)
+
+
+def created_in(only: Iterable[TaskStatus] | None = None) -> frozenset[str]:
+    """The states an insert may create a task in: ``INITIAL_STATES``, or ``only`` of them."""
+    sources = INITIAL_STATES if only is None else frozenset(only)
+    if not sources or not sources <= INITIAL_STATES:
+        outside = ", ".join(sorted(sources - INITIAL_STATES)) or "no state"
+        raise ValueError(f"a task may not be created {outside}")
+    return frozenset(status.value for status in sources)
+
+
+def check_created(statuses: Iterable[str], allowed: frozenset[str]) -> None:
+    """Refuse to insert tasks in a state ``allowed`` (from ``created_in``) does not hold."""
+    outside = set(statuses) - allowed
+    if outside:
+        raise ValueError(f"a task may not be created {', '.join(sorted(outside))}")
 
 
 def guarded_update(
-    conn: Connection, task_id: str, dispatch: int, target: TaskStatus, values: dict[str, Any]
+    conn: Connection,
+    task_id: str,
+    dispatch: int,
+    target: TaskStatus,
+    values: Mapping[str, object],
 ) -> bool:
+    """Move one run (task id, dispatch) to ``target`` from any state the table allows,
+    with ``values``; False if it was in none of them (or at another dispatch)."""
     result = conn.execute(
         update(Task)
-        .where(Task.id == task_id, Task.dispatch == dispatch, Task.status.in_(allowed_from(target)))
-        .values(**values)
+        .where(Task.id == task_id, Task.dispatch == dispatch, status_guard(target))
+        .values(status=target.value, **values)
     )
     return result.rowcount == 1

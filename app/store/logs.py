@@ -6,7 +6,6 @@ Callers own the transaction: each function takes ``conn`` and never commits.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy import (
     Connection,
@@ -18,16 +17,28 @@ from sqlalchemy import (
 from jobplane.models import (
     TaskLog,
 )
+from jobplane.store.rows import LogRow, NewLogLine
 
 
-def append_logs(conn: Connection, lines: Sequence[dict[str, Any]]) -> None:
+def append_logs(conn: Connection, lines: Sequence[NewLogLine]) -> None:
     if lines:
-        conn.execute(insert(TaskLog), list(lines))
+        conn.execute(
+            insert(TaskLog),
+            [
+                {
+                    "task_id": line.task_id,
+                    "level": line.level,
+                    "message": line.message,
+                    "created_at": line.created_at,
+                }
+                for line in lines
+            ],
+        )
 
 
 def list_logs(
     conn: Connection, task_id: str, *, level: str | None, offset: int, limit: int
-) -> tuple[list[Any], int]:
+) -> tuple[list[LogRow], int]:
     """One page of a task's log, oldest first, optionally of one level."""
     conditions = [TaskLog.task_id == task_id]
     if level is not None:
@@ -40,4 +51,4 @@ def list_logs(
         .limit(limit)
     ).all()
     total = conn.execute(select(func.count()).select_from(TaskLog).where(*conditions)).scalar_one()
-    return list(rows), total
+    return [LogRow(*row) for row in rows], total

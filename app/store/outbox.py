@@ -1,11 +1,10 @@
-"""The outbox: the rows a relay takes and publishes, and the rows written to publish a task again.
+"""The outbox: the rows a relay takes and publishes, and the rows written with a task to publish it.
 
 Callers own the transaction: each function takes ``conn`` and never commits.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -20,6 +19,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert, Update
 
 from jobplane.models import (
     KeyValue,
@@ -154,8 +154,14 @@ def _count_published_batch(dialect_name: str) -> Any:
     )
 
 
-def insert_outbox_rows(conn: Connection, rows: Sequence[Any], now: datetime) -> None:
-    """Outbox rows for tasks given as rows of ``OUTBOX_SOURCE``'s columns."""
+def write_with_outbox(conn: Connection, statement: Insert | Update, now: datetime) -> list[str]:
+    """Run ``statement``, an INSERT or UPDATE of tasks, and write an outbox row for each
+    task it wrote (due at its ``run_after``, carrying its dispatch number); their ids.
+
+    The statement returns the columns an outbox row is made of (``OUTBOX_SOURCE``), so
+    the task is not read again; both writes are in the caller's transaction.
+    """
+    rows = conn.execute(statement.returning(*OUTBOX_SOURCE)).all()
     if rows:
         conn.execute(
             insert(Outbox),
@@ -172,3 +178,4 @@ def insert_outbox_rows(conn: Connection, rows: Sequence[Any], now: datetime) -> 
                 for row in rows
             ],
         )
+    return [row.id for row in rows]

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     func,
     select,
@@ -24,8 +25,11 @@ from jobplane.models import (
     Outbox,
     Task,
 )
-from jobplane.store.guards import PENDING, RUNNING
-from jobplane.store.outbox import OUTBOX_SOURCE, insert_outbox_rows
+from jobplane.store.guards import PENDING, status_guard
+from jobplane.store.requeue import requeue
+
+#: What recovery takes: the running tasks (their worker's heartbeat stopped).
+_FROM_RUNNING = {TaskStatus.RUNNING}
 
 
 @dataclass(frozen=True)
@@ -48,35 +52,41 @@ def recover_stale_running(conn: Connection, stale_before: datetime, now: datetim
     up_since = database_up_since(conn)
     if up_since is not None and up_since > stale_before:
         return Recovery([], [])
-    stale = (Task.status == RUNNING) & (Task.heartbeat_at < stale_before)
+    stale = Task.heartbeat_at < stale_before
     error = "worker lost: no heartbeat since before " + stale_before.isoformat()
     conn.execute(
         update(Task)
-        .where(stale, Task.cancel_requested.is_(True))
+        .where(
+            status_guard(TaskStatus.CANCELLED, _FROM_RUNNING),
+            stale,
+            Task.cancel_requested.is_(True),
+        )
         .values(status=TaskStatus.CANCELLED.value, cancelled_at=now, error=error)
     )
-    retried = conn.execute(
-        update(Task)
-        .where(stale, Task.retry_count < Task.max_retries)
-        .values(
-            status=PENDING,
-            retry_count=Task.retry_count + 1,
-            dispatch=Task.dispatch + 1,
-            error=error,
-            run_after=now,
-            heartbeat_at=None,
-            worker=None,
-        )
-        .returning(*OUTBOX_SOURCE)
-    ).all()
-    insert_outbox_rows(conn, retried, now)
+    retried = requeue(
+        conn,
+        only=_FROM_RUNNING,
+        where=[stale, Task.retry_count < Task.max_retries],
+        values={
+            "retry_count": Task.retry_count + 1,
+            "error": error,
+            "run_after": now,
+            "heartbeat_at": None,
+            "worker": None,
+        },
+        now=now,
+    )
     failed = conn.execute(
         update(Task)
-        .where(stale, Task.retry_count >= Task.max_retries)
+        .where(
+            status_guard(TaskStatus.FAILED, _FROM_RUNNING),
+            stale,
+            Task.retry_count >= Task.max_retries,
+        )
         .values(status=TaskStatus.FAILED.value, error=error, completed_at=now)
         .returning(Task.id)
-    ).all()
-    return Recovery([row.id for row in retried], [row.id for row in failed])
+    ).scalars()
+    return Recovery(retried, list(failed))
 
 
 def database_up_since(conn: Connection) -> datetime | None:
@@ -87,14 +97,15 @@ def database_up_since(conn: Connection) -> datetime | None:
     return started
 
 
-def _published() -> Any:
-    """Pending tasks whose message the broker was given: no outbox row left to publish,
-    and not parked waiting for a concurrency slot (those have no message on purpose)."""
+def _published() -> ColumnElement[bool]:
+    """Of the pending tasks, those whose message the broker was given: no outbox row left
+    to publish, and not parked waiting for a concurrency slot (those have no message on
+    purpose). The caller says they are pending (a read, or a status guard)."""
     # NOT IN, not NOT EXISTS: PostgreSQL hashes the outbox's task ids once. With no index
     # on outbox.task_id, an anti-join planned from stale statistics loops over the whole
     # outbox per pending task (seen: 16 s for 20,000 of each, the relay stalled behind it).
     unpublished = Task.id.in_(select(Outbox.task_id))
-    return (Task.status == PENDING) & Task.waiting_since.is_(None) & ~unpublished
+    return Task.waiting_since.is_(None) & ~unpublished
 
 
 class Publication(NamedTuple):
@@ -121,14 +132,9 @@ def republish_pending(
             return []
         pairs = [(publication.task_id, publication.dispatch) for publication in only]
         conditions.append(tuple_(Task.id, Task.dispatch).in_(pairs))
-    rows = conn.execute(
-        update(Task)
-        .where(*conditions)
-        .values(dispatch=Task.dispatch + 1, run_after=now)
-        .returning(*OUTBOX_SOURCE)
-    ).all()
-    insert_outbox_rows(conn, rows, now)
-    return [row.id for row in rows]
+    return requeue(
+        conn, only={TaskStatus.PENDING}, where=conditions, values={"run_after": now}, now=now
+    )
 
 
 def unclaimed_publications(
@@ -138,7 +144,7 @@ def unclaimed_publications(
     them, by task id, from the first one after ``after`` (``""``: from the start)."""
     rows = conn.execute(
         select(Task.id, Task.dispatch, Task.queue)
-        .where(_published(), Task.run_after < due_before, Task.id > after)
+        .where(Task.status == PENDING, _published(), Task.run_after < due_before, Task.id > after)
         .order_by(Task.id)
         .limit(limit)
     )

@@ -6,10 +6,11 @@ Callers own the transaction: each function takes ``conn`` and never commits.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
+    Select,
     and_,
     delete,
     func,
@@ -40,7 +41,9 @@ def delete_finished_before(conn: Connection, cutoff: datetime, limit: int) -> in
     return _delete_finished_in_turn(conn, finished, batch)
 
 
-def _delete_finished_postgres(conn: Connection, finished: Any, batch: Any) -> int:
+def _delete_finished_postgres(
+    conn: Connection, finished: ColumnElement[bool], batch: Select[str]
+) -> int:
     # One statement: the tasks go, and their logs and outbox rows with them. A task
     # being retried right now is locked: skipped, not waited for. One that changed
     # since the statement began is checked again against ``finished`` as it is
@@ -57,7 +60,9 @@ def _delete_finished_postgres(conn: Connection, finished: Any, batch: Any) -> in
     return int(conn.execute(counted).scalar_one())
 
 
-def _delete_finished_in_turn(conn: Connection, finished: Any, batch: Any) -> int:
+def _delete_finished_in_turn(
+    conn: Connection, finished: ColumnElement[bool], batch: Select[str]
+) -> int:
     # SQLite has no data-modifying CTE, but the engine begins every transaction with
     # BEGIN IMMEDIATE: from here to the commit no other connection writes, so the
     # batch is the same set of tasks in each of the three statements.

@@ -7,7 +7,6 @@ Callers own the transaction: each function takes ``conn`` and never commits.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import (
     Connection,
@@ -23,9 +22,17 @@ from jobplane.models import (
     ScheduleState,
     Task,
 )
-from jobplane.store.outbox import OUTBOX_SOURCE, insert_outbox_rows
+from jobplane.store.guards import check_created, created_in
+from jobplane.store.outbox import write_with_outbox
+from jobplane.store.rows import ScheduleRunRow, TaskRow
 from jobplane.store.sql import insert_ignoring_conflict
 from jobplane.store.state import RUNS_KEPT_SINCE_KEY, put_state, read_state
+
+#: A run is recorded enqueued, pending with its outbox row, or skipped, without one.
+_ENQUEUED = created_in({TaskStatus.PENDING})
+
+
+_SKIPPED = created_in({TaskStatus.SKIPPED})
 
 
 def schedule_first_seen(conn: Connection, name: str, now: datetime, *, record: bool) -> datetime:
@@ -73,47 +80,48 @@ def recorded_runs(
     return {row.fire_time: (row.task_id, row.status) for row in rows}
 
 
-def insert_scheduled_run(conn: Connection, task: dict[str, Any], *, with_outbox: bool) -> bool:
-    """Record a run in the ledger, with its task (and outbox row if asked), unless the
-    ledger already has its (schedule, fire time); True if this call recorded it.
+def insert_scheduled_run(conn: Connection, task: TaskRow, *, with_outbox: bool) -> bool:
+    """Record a run in the ledger, with its task (and outbox row if asked: a pending
+    task; a skipped one has none), unless the ledger already has its (schedule, fire
+    time); True if this call recorded it.
 
     The ledger's insert decides: a second scheduler's waits for the first's commit
     (PostgreSQL) or its turn to write (SQLite), then finds the run and writes nothing.
     """
+    check_created([task.status], _ENQUEUED if with_outbox else _SKIPPED)
     recorded = conn.execute(
         insert_ignoring_conflict(conn, ScheduleRun, ["schedule_name", "fire_time"])
         .values(
-            schedule_name=task["schedule_name"],
-            fire_time=task["fire_time"],
-            task_id=task["id"],
-            recorded_at=task["created_at"],
+            schedule_name=task.schedule_name,
+            fire_time=task.fire_time,
+            task_id=task.id,
+            recorded_at=task.created_at,
         )
         .returning(ScheduleRun.fire_time)
     ).first()
     if recorded is None:
         return False
-    inserted = conn.execute(
-        insert_ignoring_conflict(conn, Task, ["schedule_name", "fire_time"])
-        .values(**task)
-        .returning(*OUTBOX_SOURCE)
-    ).first()
-    if inserted is None:
-        # A task of this run outlived its ledger row: catch-up never reaches that far
-        # back (see catchup.ledger_cutoff), but if it did, the run still exists once.
-        return False
+    statement = insert_ignoring_conflict(conn, Task, ["schedule_name", "fire_time"]).values(
+        **task.columns()
+    )
     if with_outbox:
-        insert_outbox_rows(conn, [inserted], task["created_at"])
-    return True
+        inserted = write_with_outbox(conn, statement, task.created_at)
+    else:
+        inserted = list(conn.execute(statement.returning(Task.id)).scalars())
+    # None inserted: a task of this run outlived its ledger row. Catch-up never reaches
+    # that far back (see catchup.ledger_cutoff), but if it did, the run still exists once.
+    return bool(inserted)
 
 
-def schedule_runs_summary(conn: Connection, name: str) -> tuple[Any, int]:
+def schedule_runs_summary(conn: Connection, name: str) -> tuple[ScheduleRunRow | None, int]:
     """The latest run of a schedule (by fire time, then creation) and its skipped count."""
-    last = conn.execute(
+    row = conn.execute(
         select(Task.id, Task.fire_time, Task.status, Task.created_at)
         .where(Task.schedule_name == name)
         .order_by(Task.created_at.desc())
         .limit(1)
     ).first()
+    last = None if row is None else ScheduleRunRow(*row)
     skipped = conn.execute(
         select(func.count())
         .select_from(Task)

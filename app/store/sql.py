@@ -12,8 +12,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.selectable import TableValuedAlias
+from sqlalchemy.types import TypeEngine
 
 from jobplane.models import (
+    Base,
     UTCDateTime,
 )
 
@@ -24,7 +27,7 @@ from jobplane.models import (
 # taken at a quiet moment the planner would otherwise walk every pending task through a
 # status index for each batch (seen with a backlog) instead of one primary-key lookup
 # per message.
-def unnested(name: str, **columns: Any) -> Any:
+def unnested(name: str, **columns: type[TypeEngine[Any]]) -> TableValuedAlias:
     """``unnest(:b_<name>_<column>, …) AS <name>(<column>, …)``: a row per array element,
     each column's array passed as a bind parameter (of PostgreSQL ARRAY type)."""
     arrays = (bindparam(f"b_{name}_{col}", type_=postgresql.ARRAY(t)) for col, t in columns.items())
@@ -47,7 +50,10 @@ DISPATCH: BindParameter[int] = bindparam("b_dispatch")
 NOW = bindparam("b_now", type_=UTCDateTime())
 
 
-def insert_ignoring_conflict(conn: Connection, model: type[Any], columns: list[str]) -> Any:
+def insert_ignoring_conflict(
+    conn: Connection, model: type[Base], columns: list[str]
+) -> postgresql.Insert | sqlite.Insert:
     """INSERT … ON CONFLICT (columns) DO NOTHING, in the connection's dialect."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(model).on_conflict_do_nothing(index_elements=columns)
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(model).on_conflict_do_nothing(index_elements=columns)
+    return sqlite.insert(model).on_conflict_do_nothing(index_elements=columns)

@@ -11,11 +11,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
 
 from sqlalchemy import (
     Connection,
-    Row,
     Text,
     bindparam,
     cast,
@@ -28,17 +26,29 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import Insert
 
 from jobplane.domain import InvalidTransition, TaskNotFound, TaskStatus
 from jobplane.models import (
     Outbox,
     Task,
 )
-from jobplane.store.guards import PENDING, RUNNING, guarded_update
-from jobplane.store.outbox import OUTBOX_SOURCE, insert_outbox_rows
+from jobplane.store.guards import (
+    RUNNING,
+    check_created,
+    created_in,
+    guarded_update,
+    status_guard,
+)
+from jobplane.store.outbox import OUTBOX_SOURCE
+from jobplane.store.requeue import requeue
+from jobplane.store.rows import TASK_COLUMNS, TASK_FIELDS, TaskRow
+
+#: A submitted task is created pending: its outbox row is written with it.
+_SUBMITTED = created_in({TaskStatus.PENDING})
 
 
-def insert_tasks(conn: Connection, tasks: Sequence[dict[str, Any]]) -> None:
+def insert_tasks(conn: Connection, tasks: Sequence[TaskRow]) -> None:
     """Insert pending tasks and one outbox row each (due at the task's ``run_after``).
 
     Both inserts run in the caller's transaction: the relay can only see an outbox row
@@ -53,31 +63,32 @@ def insert_tasks(conn: Connection, tasks: Sequence[dict[str, Any]]) -> None:
         # per column, as arrays, cost the API more CPU in the driver than the insert.)
         conn.exec_driver_sql(*_postgres_insert(conn.dialect, tasks))
         return
-    conn.execute(insert(Task), list(tasks))
+    check_created((task.status for task in tasks), _SUBMITTED)
+    conn.execute(insert(Task), [task.columns() for task in tasks])
     conn.execute(
         insert(Outbox),
         [
             {
-                "task_id": task["id"],
-                "dispatch": task["dispatch"],
-                "available_at": task["run_after"],
-                "created_at": task["created_at"],
-                "type": task["type"],
-                "queue": task["queue"],
-                "timeout_seconds": task["timeout_seconds"],
+                "task_id": task.id,
+                "dispatch": task.dispatch,
+                "available_at": task.run_after,
+                "created_at": task.created_at,
+                "type": task.type,
+                "queue": task.queue,
+                "timeout_seconds": task.timeout_seconds,
             }
             for task in tasks
         ],
     )
 
 
-def _json_timestamp(value: Any) -> str:
+def _json_timestamp(value: object) -> str:
     if isinstance(value, datetime):
         return value.isoformat()
     raise TypeError(f"{type(value).__name__} in a task row is not JSON-serializable")
 
 
-async def insert_tasks_async(conn: AsyncConnection, tasks: Sequence[dict[str, Any]]) -> None:
+async def insert_tasks_async(conn: AsyncConnection, tasks: Sequence[TaskRow]) -> None:
     """``insert_tasks`` from a coroutine, on PostgreSQL: the same one statement.
 
     For the API's submissions, one commit per batch on the request path: sent with
@@ -87,12 +98,11 @@ async def insert_tasks_async(conn: AsyncConnection, tasks: Sequence[dict[str, An
     await conn.exec_driver_sql(*_postgres_insert(conn.dialect, tasks))
 
 
-def _postgres_insert(
-    dialect: Dialect, tasks: Sequence[dict[str, Any]]
-) -> tuple[str, dict[str, Any]]:
+def _postgres_insert(dialect: Dialect, tasks: Sequence[TaskRow]) -> tuple[str, dict[str, str]]:
     """The one statement inserting ``tasks`` and their outbox rows, and its parameter."""
-    rows = json.dumps(tasks, default=_json_timestamp)
-    return _insert_tasks_sql(tuple(tasks[0]), dialect), {"b_new_rows": rows}
+    check_created((task.status for task in tasks), _SUBMITTED)
+    rows = json.dumps([task.columns() for task in tasks], default=_json_timestamp)
+    return _insert_tasks_sql(TASK_FIELDS, dialect), {"b_new_rows": rows}
 
 
 @lru_cache(maxsize=8)
@@ -102,7 +112,7 @@ def _insert_tasks_sql(columns: tuple[str, ...], dialect: Dialect) -> str:
 
 
 @lru_cache(maxsize=8)
-def _insert_tasks_with_outbox(columns: tuple[str, ...]) -> Any:
+def _insert_tasks_with_outbox(columns: tuple[str, ...]) -> Insert:
     """``WITH new_task AS (INSERT INTO tasks SELECT … FROM json_to_recordset(:rows) …
     RETURNING …) INSERT INTO outbox SELECT … FROM new_task``."""
     table = Task.__table__
@@ -131,12 +141,14 @@ def _insert_tasks_with_outbox(columns: tuple[str, ...]) -> Any:
     )
 
 
-def find_by_idempotency_key(conn: Connection, key: str) -> Row[Any] | None:
-    return conn.execute(select(Task).where(Task.idempotency_key == key)).first()
+def find_by_idempotency_key(conn: Connection, key: str) -> TaskRow | None:
+    row = conn.execute(select(*TASK_COLUMNS).where(Task.idempotency_key == key)).first()
+    return None if row is None else TaskRow.from_row(row)
 
 
-def get_task(conn: Connection, task_id: str) -> Row[Any] | None:
-    return conn.execute(select(Task).where(Task.id == task_id)).first()
+def get_task(conn: Connection, task_id: str) -> TaskRow | None:
+    row = conn.execute(select(*TASK_COLUMNS).where(Task.id == task_id)).first()
+    return None if row is None else TaskRow.from_row(row)
 
 
 @dataclass(frozen=True)
@@ -152,7 +164,7 @@ class TaskFilter:
 
 def list_tasks(
     conn: Connection, filters: TaskFilter, *, offset: int, limit: int
-) -> tuple[list[Row[Any]], int]:
+) -> tuple[list[TaskRow], int]:
     """One page of tasks, newest first, and the number of tasks matching ``filters``."""
     conditions = [
         column == value
@@ -166,14 +178,14 @@ def list_tasks(
     if filters.search:
         conditions.append(Task.id.icontains(filters.search, autoescape=True))
     page = conn.execute(
-        select(Task)
+        select(*TASK_COLUMNS)
         .where(*conditions)
         .order_by(Task.created_at.desc(), Task.id.desc())
         .offset(offset)
         .limit(limit)
     ).all()
     total = conn.execute(select(func.count()).select_from(Task).where(*conditions)).scalar_one()
-    return list(page), total
+    return [TaskRow.from_row(row) for row in page], total
 
 
 def count_by_status(conn: Connection) -> dict[str, int]:
@@ -181,14 +193,15 @@ def count_by_status(conn: Connection) -> dict[str, int]:
     return dict(rows)
 
 
-def cancel_task(conn: Connection, task_id: str, now: datetime) -> Row[Any]:
-    """Cancel a pending task at once, or ask its worker to stop a running one.
+def cancel_task(conn: Connection, task_id: str, now: datetime) -> TaskRow:
+    """Cancel a pending task at once, or ask its worker to stop a running one (which
+    its worker then cancels, ``mark_cancelled``, once the body stopped).
 
     Raises ``TaskNotFound``, or ``InvalidTransition`` for a finished task.
     """
     pending_to_cancelled = (
         update(Task)
-        .where(Task.id == task_id, Task.status == PENDING)
+        .where(Task.id == task_id, status_guard(TaskStatus.CANCELLED, {TaskStatus.PENDING}))
         .values(
             status=TaskStatus.CANCELLED.value,
             cancel_requested=True,
@@ -196,6 +209,7 @@ def cancel_task(conn: Connection, task_id: str, now: datetime) -> Row[Any]:
             waiting_since=None,
         )
     )
+    # Not a transition: the status stays running until the body stops.
     running_asked_to_stop = (
         update(Task).where(Task.id == task_id, Task.status == RUNNING).values(cancel_requested=True)
     )
@@ -212,7 +226,7 @@ def cancel_task(conn: Connection, task_id: str, now: datetime) -> Row[Any]:
 
 def mark_cancelled(conn: Connection, task_id: str, dispatch: int, now: datetime) -> bool:
     """A running task whose body stopped after a cancel request."""
-    values = {"status": TaskStatus.CANCELLED.value, "cancelled_at": now, "completed_at": None}
+    values = {"cancelled_at": now, "completed_at": None}
     return guarded_update(conn, task_id, dispatch, TaskStatus.CANCELLED, values)
 
 
@@ -228,35 +242,34 @@ def cancel_requested(conn: Connection, task_ids: Iterable[str]) -> list[str]:
     )
 
 
-def restart_task(conn: Connection, task_id: str, now: datetime) -> Row[Any]:
+#: What an admin's retry starts a new run of: a finished task that did not complete.
+_RESTARTABLE = (TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.SKIPPED)
+
+
+def restart_task(conn: Connection, task_id: str, now: datetime) -> TaskRow:
     """A new run of a failed, cancelled or skipped task, with its retries counted afresh."""
-    terminal = [TaskStatus.FAILED.value, TaskStatus.CANCELLED.value, TaskStatus.SKIPPED.value]
-    row = conn.execute(
-        update(Task)
-        .where(Task.id == task_id, Task.status.in_(terminal))
-        .values(
-            status=PENDING,
-            dispatch=Task.dispatch + 1,
-            retry_count=0,
-            cancel_requested=False,
-            run_after=now,
-            completed_at=None,
-            cancelled_at=None,
-            progress=0,
-            total=0,
-        )
-        .returning(*OUTBOX_SOURCE)
-    ).first()
-    if row is None:
-        current = get_task(conn, task_id)
-        if current is None:
-            raise TaskNotFound(f"no task with id {task_id!r}")
+    restarted = requeue(
+        conn,
+        only=_RESTARTABLE,
+        where=[Task.id == task_id],
+        values={
+            "retry_count": 0,
+            "cancel_requested": False,
+            "run_after": now,
+            "completed_at": None,
+            "cancelled_at": None,
+            "progress": 0,
+            "total": 0,
+        },
+        now=now,
+    )
+    task = get_task(conn, task_id)
+    if task is None:
+        raise TaskNotFound(f"no task with id {task_id!r}")
+    if not restarted:
         raise InvalidTransition(
             "only a failed, cancelled or skipped task can be retried; "
-            f"task {task_id} is {current.status}",
-            status=current.status,
+            f"task {task_id} is {task.status}",
+            status=task.status,
         )
-    insert_outbox_rows(conn, [row], now)
-    task = get_task(conn, task_id)
-    assert task is not None
     return task

@@ -14,6 +14,7 @@ import httpx
 from jobplane import store
 from jobplane.cli.client import EXIT_API_ERROR, EXIT_NOT_FOUND, EXIT_UNREACHABLE
 from jobplane.settings import Settings
+from jobplane.store.rows import NewLogLine
 
 
 def jobplane(*args: str, url: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -126,7 +127,7 @@ def test_logs_cancel_and_retry_from_the_command_line(
             store.logs.append_logs(
                 conn,
                 [
-                    {"task_id": task_id, "level": level, "message": text, "created_at": utcnow()}
+                    NewLogLine(task_id, level, text, utcnow())
                     for level, text in (("INFO", "fetched 3 rows"), ("ERROR", "disk full"))
                 ],
             )

@@ -39,7 +39,7 @@ def submit(engine: Engine, settings: Settings, job: str = "demo.noop", **params:
         row, _ = service.submit(
             conn, service.Submission(type=job, params=params), settings, utcnow()
         )
-    return str(row["id"])
+    return row.id
 
 
 def publish_message(

@@ -36,11 +36,11 @@ def make_task(engine: Engine, settings: Settings, status: str, age_days: float) 
             ended = {"cancelled_at": then}
         if status == "running":
             ended = {"started_at": then, "heartbeat_at": utcnow()}
-        conn.execute(update(Task).where(Task.id == row["id"]).values(status=status, **ended))
+        conn.execute(update(Task).where(Task.id == row.id).values(status=status, **ended))
         conn.execute(
-            insert(TaskLog).values(task_id=row["id"], level="INFO", message="x", created_at=then)
+            insert(TaskLog).values(task_id=row.id, level="INFO", message="x", created_at=then)
         )
-    return str(row["id"])
+    return row.id
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -63,10 +64,10 @@ def test_the_runs_ledger_is_filled_from_the_scheduled_runs_kept_and_goes_on_down
     try:
         now = datetime.now(UTC)
         rows = [service.build_task(Submission(type="demo.noop"), Settings(), now) for _ in "abc"]
-        rows[0].update(schedule_name="nightly", fire_time=FIRE)
-        rows[1].update(schedule_name="nightly")
+        rows[0] = replace(rows[0], schedule_name="nightly", fire_time=FIRE)
+        rows[1] = replace(rows[1], schedule_name="nightly")
         with engine.begin() as conn:
-            conn.execute(insert(Task), rows)
+            conn.execute(insert(Task), [row.columns() for row in rows])
 
         # When it is upgraded, downgraded and upgraded again
         upgrade(empty_database)
@@ -84,7 +85,7 @@ def test_the_runs_ledger_is_filled_from_the_scheduled_runs_kept_and_goes_on_down
 
     # Then the ledger holds the scheduled run, only while it exists, and no task is lost
     assert [(r.schedule_name, r.fire_time, r.task_id) for r in first] == [
-        ("nightly", FIRE, rows[0]["id"])
+        ("nightly", FIRE, rows[0].id)
     ]
     assert "schedule_runs" not in tables and len(tasks) == 3
     assert again == first

@@ -1,0 +1,179 @@
+"""The rows the store hands out and takes in: one frozen dataclass per kind of row.
+
+The store builds them from what its statements return; the service, the API schemas,
+the workers and maintenance read their attributes. No driver row and no dict of
+columns travels between the layers (River's ``rivertype.JobRow``). The relay's and the
+sweeper's messages (``OutboxMessage``, ``Publication``) stay NamedTuples beside their
+statements: values compared and hashed, made one per message on the relay's hot path.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row
+
+from jobplane.models import Task
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRow:
+    """A task: every column of the tasks table, in its order (``jobplane.models.Task``
+    says what each holds).
+
+    Also what a new task is inserted from: ``jobplane.service.build_task`` makes the
+    whole row, so that the API answers a submission without reading it back.
+    """
+
+    id: str
+    type: str
+    queue: str
+    priority: int
+    params: dict[str, Any]  # a JSON object
+    status: str
+    progress: int
+    total: int
+    result: Any  # any JSON value
+    error: str | None
+    attempts: int
+    retry_count: int
+    max_retries: int
+    timeout_seconds: int
+    run_after: datetime
+    dispatch: int
+    idempotency_key: str | None
+    request_hash: str | None
+    cancel_requested: bool
+    waiting_since: datetime | None
+    heartbeat_at: datetime | None
+    worker: str | None
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    cancelled_at: datetime | None
+    schedule_name: str | None
+    fire_time: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Row[*tuple[Any, ...]]) -> TaskRow:
+        """The task of a row of ``TASK_COLUMNS``."""
+        return cls(*row)
+
+    def columns(self) -> dict[str, object]:
+        """Column name → value, as an INSERT takes them."""
+        return dict(zip(TASK_FIELDS, _task_values(self), strict=True))
+
+
+#: The tasks table's column names, in ``TaskRow``'s order.
+TASK_FIELDS = tuple(field.name for field in fields(TaskRow))
+
+
+_task_values = operator.attrgetter(*TASK_FIELDS)
+
+
+#: What to select for ``TaskRow.from_row``.
+TASK_COLUMNS = tuple(Task.__table__.c[name] for name in TASK_FIELDS)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedTask:
+    """What a worker's claim returns: what it needs to run the body."""
+
+    id: str
+    dispatch: int
+    type: str
+    params: dict[str, Any]
+    #: Which start of the body this is (1 for the first).
+    attempts: int
+    timeout_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewLogLine:
+    """A line a job body logged, to append to its task's log."""
+
+    task_id: str
+    level: str
+    message: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LogRow:
+    """A line of a task's log, as the API lists it."""
+
+    id: int
+    level: str
+    message: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRunRow:
+    """The latest run of a schedule (a task; None fire time: one started by hand)."""
+
+    task_id: str
+    fire_time: datetime | None
+    status: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRow:
+    """A worker (host:pid) that heartbeat a task recently."""
+
+    worker: str
+    last_heartbeat_at: datetime
+    #: Tasks it is running now.
+    running: int
+
+
+@dataclass(frozen=True, slots=True)
+class StatusTypeCount:
+    """How many tasks of one type are in one status."""
+
+    status: str
+    type: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleStatusCount:
+    """How many runs of one schedule are in one status."""
+
+    schedule: str
+    status: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class TypeRetries:
+    """The retries of the tasks of one type still kept."""
+
+    type: str
+    retries: int
+
+
+@dataclass(frozen=True, slots=True)
+class CounterRow:
+    """A metric counter pushed through the database (``jobplane.counters``)."""
+
+    name: str
+    #: Its one label's value, or "" for none.
+    label: str
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
+class DurationRow:
+    """Run times of one job type's recently completed tasks, as a histogram."""
+
+    type: str
+    #: For each bound asked for (seconds), how many took at most that long.
+    within: tuple[int, ...]
+    count: int
+    #: Their run times added up, in seconds.
+    seconds: float
