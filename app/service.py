@@ -6,11 +6,13 @@ Validation happens here, once, for the API and the CLI alike; the insert itself 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -188,9 +190,16 @@ def _check_params(spec: registry.JobSpec, params: Any) -> None:
             f"params are {size} bytes once encoded; the limit is {MAX_PARAMS_BYTES}"
         )
     try:
-        inspect.signature(spec.fn).bind(**params)
+        _signature(spec.fn).bind(**params)
     except TypeError as error:
         raise InvalidParams(f"params do not fit job {spec.name!r}: {error}") from None
+
+
+@functools.cache
+def _signature(fn: Callable[..., object]) -> inspect.Signature:
+    """A job's signature, read once per job: reading it cost more than the rest of a
+    submission's checks together."""
+    return inspect.signature(fn)
 
 
 def _pick(*choices: int | None) -> int:

@@ -33,9 +33,9 @@ from jobplane.models import (
 from jobplane.store.guards import (
     PENDING,
     RUNNING,
-    batched_status_guard,
     guarded_update,
-    status_guard,
+    may_become,
+    may_become_in_batch,
 )
 from jobplane.store.requeue import requeue
 from jobplane.store.rows import ClaimedTask
@@ -65,7 +65,7 @@ _CLAIM = (
     update(Task)
     .where(
         Task.id == TASK_ID,
-        status_guard(TaskStatus.RUNNING),
+        may_become(TaskStatus.RUNNING),
         Task.dispatch == DISPATCH,
         Task.run_after <= NOW,
         Task.cancel_requested.is_(False),
@@ -120,7 +120,7 @@ _CLAIM_MANY = _Precompiled(
     .where(
         Task.id == _claims.c.id,
         Task.dispatch == _claims.c.dispatch,
-        batched_status_guard(TaskStatus.RUNNING),
+        may_become_in_batch(TaskStatus.RUNNING),
         Task.run_after <= NOW,
         Task.cancel_requested.is_(False),
     )
@@ -178,7 +178,7 @@ def why_not_claimable(conn: Connection, task_id: str, dispatch: int, now: dateti
 
 _COMPLETE = (
     update(Task)
-    .where(Task.id == TASK_ID, Task.dispatch == DISPATCH, status_guard(TaskStatus.COMPLETED))
+    .where(Task.id == TASK_ID, Task.dispatch == DISPATCH, may_become(TaskStatus.COMPLETED))
     .values(
         status=TaskStatus.COMPLETED.value,
         completed_at=NOW,
@@ -204,7 +204,7 @@ _COMPLETE_MANY = _Precompiled(
     .where(
         Task.id == _completions.c.id,
         Task.dispatch == _completions.c.dispatch,
-        batched_status_guard(TaskStatus.COMPLETED),
+        may_become_in_batch(TaskStatus.COMPLETED),
     )
     .values(
         status=TaskStatus.COMPLETED.value,

@@ -1,7 +1,7 @@
 """Status guards, built from the transition table: no statement names a source state itself.
 
 Every statement that writes a status takes its status condition from here:
-``status_guard(target)`` is ``status IN ALLOWED_FROM[target]``; a statement that moves
+``may_become(target)`` is ``status IN ALLOWED_FROM[target]``; a statement that moves
 a task from fewer states (a retry is only ever of a running task) names them with
 ``only=``, and a state the table does not allow there is refused as the statement is
 built (at import, for the statements built once). Inserts take the state a task is
@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, Connection, update
 
 from jobplane.domain import ALLOWED_FROM, INITIAL_STATES, TaskStatus
 from jobplane.models import Task
+from jobplane.store.rows import TaskRow
 
 PENDING = TaskStatus.PENDING.value
 
@@ -37,9 +38,7 @@ def entered_from(target: TaskStatus, only: Iterable[TaskStatus] | None = None) -
     return [status.value for status in TaskStatus if status in sources]
 
 
-def status_guard(
-    target: TaskStatus, only: Iterable[TaskStatus] | None = None
-) -> ColumnElement[bool]:
+def may_become(target: TaskStatus, only: Iterable[TaskStatus] | None = None) -> ColumnElement[bool]:
     """``status IN (…)`` for a statement moving tasks to ``target`` (see ``entered_from``);
     ``status = …`` when that is one state, which a precompiled statement can hold."""
     sources = entered_from(target, only)
@@ -48,12 +47,12 @@ def status_guard(
     return Task.status.in_(sources)
 
 
-def batched_status_guard(
+def may_become_in_batch(
     target: TaskStatus, only: Iterable[TaskStatus] | None = None
 ) -> ColumnElement[bool]:
-    """``status_guard`` as the batched statements write it, ``(status = …) IS TRUE``
+    """``may_become`` as the batched statements write it, ``(status = …) IS TRUE``
     (see ``jobplane.store.sql.unnested`` for why)."""
-    return status_guard(target, only).is_(True)
+    return may_become(target, only).is_(True)
 
 
 def created_in(only: Iterable[TaskStatus] | None = None) -> frozenset[str]:
@@ -65,11 +64,11 @@ def created_in(only: Iterable[TaskStatus] | None = None) -> frozenset[str]:
     return frozenset(status.value for status in sources)
 
 
-def check_created(statuses: Iterable[str], allowed: frozenset[str]) -> None:
+def check_created(tasks: Iterable[TaskRow], allowed: frozenset[str]) -> None:
     """Refuse to insert tasks in a state ``allowed`` (from ``created_in``) does not hold."""
-    outside = set(statuses) - allowed
-    if outside:
-        raise ValueError(f"a task may not be created {', '.join(sorted(outside))}")
+    for task in tasks:
+        if task.status not in allowed:
+            raise ValueError(f"a task may not be created {task.status}")
 
 
 def guarded_update(
@@ -83,7 +82,7 @@ def guarded_update(
     with ``values``; False if it was in none of them (or at another dispatch)."""
     result = conn.execute(
         update(Task)
-        .where(Task.id == task_id, Task.dispatch == dispatch, status_guard(target))
+        .where(Task.id == task_id, Task.dispatch == dispatch, may_become(target))
         .values(status=target.value, **values)
     )
     return result.rowcount == 1

@@ -25,7 +25,7 @@ from jobplane.models import (
     Outbox,
     Task,
 )
-from jobplane.store.guards import PENDING, status_guard
+from jobplane.store.guards import PENDING, may_become
 from jobplane.store.requeue import requeue
 
 #: What recovery takes: the running tasks (their worker's heartbeat stopped).
@@ -57,7 +57,7 @@ def recover_stale_running(conn: Connection, stale_before: datetime, now: datetim
     conn.execute(
         update(Task)
         .where(
-            status_guard(TaskStatus.CANCELLED, _FROM_RUNNING),
+            may_become(TaskStatus.CANCELLED, _FROM_RUNNING),
             stale,
             Task.cancel_requested.is_(True),
         )
@@ -79,7 +79,7 @@ def recover_stale_running(conn: Connection, stale_before: datetime, now: datetim
     failed = conn.execute(
         update(Task)
         .where(
-            status_guard(TaskStatus.FAILED, _FROM_RUNNING),
+            may_become(TaskStatus.FAILED, _FROM_RUNNING),
             stale,
             Task.retry_count >= Task.max_retries,
         )

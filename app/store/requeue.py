@@ -19,7 +19,7 @@ from sqlalchemy import ColumnElement, Connection, update
 
 from jobplane.domain import TaskStatus
 from jobplane.models import Task
-from jobplane.store.guards import PENDING, status_guard
+from jobplane.store.guards import PENDING, may_become
 from jobplane.store.outbox import write_with_outbox
 
 
@@ -40,7 +40,7 @@ def requeue(
     """
     statement = (
         update(Task)
-        .where(*where, status_guard(TaskStatus.PENDING, only))
+        .where(*where, may_become(TaskStatus.PENDING, only))
         .values(status=PENDING, dispatch=Task.dispatch + 1, **values)
     )
     return write_with_outbox(conn, statement, now)

@@ -88,7 +88,7 @@ def insert_scheduled_run(conn: Connection, task: TaskRow, *, with_outbox: bool) 
     The ledger's insert decides: a second scheduler's waits for the first's commit
     (PostgreSQL) or its turn to write (SQLite), then finds the run and writes nothing.
     """
-    check_created([task.status], _ENQUEUED if with_outbox else _SKIPPED)
+    check_created([task], _ENQUEUED if with_outbox else _SKIPPED)
     recorded = conn.execute(
         insert_ignoring_conflict(conn, ScheduleRun, ["schedule_name", "fire_time"])
         .values(

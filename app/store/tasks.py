@@ -38,7 +38,7 @@ from jobplane.store.guards import (
     check_created,
     created_in,
     guarded_update,
-    status_guard,
+    may_become,
 )
 from jobplane.store.outbox import OUTBOX_SOURCE
 from jobplane.store.requeue import requeue
@@ -63,7 +63,7 @@ def insert_tasks(conn: Connection, tasks: Sequence[TaskRow]) -> None:
         # per column, as arrays, cost the API more CPU in the driver than the insert.)
         conn.exec_driver_sql(*_postgres_insert(conn.dialect, tasks))
         return
-    check_created((task.status for task in tasks), _SUBMITTED)
+    check_created(tasks, _SUBMITTED)
     conn.execute(insert(Task), [task.columns() for task in tasks])
     conn.execute(
         insert(Outbox),
@@ -100,7 +100,7 @@ async def insert_tasks_async(conn: AsyncConnection, tasks: Sequence[TaskRow]) ->
 
 def _postgres_insert(dialect: Dialect, tasks: Sequence[TaskRow]) -> tuple[str, dict[str, str]]:
     """The one statement inserting ``tasks`` and their outbox rows, and its parameter."""
-    check_created((task.status for task in tasks), _SUBMITTED)
+    check_created(tasks, _SUBMITTED)
     rows = json.dumps([task.columns() for task in tasks], default=_json_timestamp)
     return _insert_tasks_sql(TASK_FIELDS, dialect), {"b_new_rows": rows}
 
@@ -201,7 +201,7 @@ def cancel_task(conn: Connection, task_id: str, now: datetime) -> TaskRow:
     """
     pending_to_cancelled = (
         update(Task)
-        .where(Task.id == task_id, status_guard(TaskStatus.CANCELLED, {TaskStatus.PENDING}))
+        .where(Task.id == task_id, may_become(TaskStatus.CANCELLED, {TaskStatus.PENDING}))
         .values(
             status=TaskStatus.CANCELLED.value,
             cancel_requested=True,

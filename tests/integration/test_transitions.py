@@ -300,9 +300,9 @@ def test_a_scheduled_run_is_recorded_pending_with_its_message_or_skipped_without
 
 def test_a_guard_outside_the_transition_table_is_refused_as_it_is_built() -> None:
     with pytest.raises(ValueError, match="may not become running from failed"):
-        guards.status_guard(TaskStatus.RUNNING, {TaskStatus.FAILED})
+        guards.may_become(TaskStatus.RUNNING, {TaskStatus.FAILED})
     with pytest.raises(ValueError, match="may not become skipped from no state"):
-        guards.status_guard(TaskStatus.SKIPPED)
+        guards.may_become(TaskStatus.SKIPPED)
     with pytest.raises(ValueError, match="may not be created running"):
         guards.created_in({TaskStatus.RUNNING})
     assert guards.entered_from(TaskStatus.CANCELLED) == ["pending", "running"]
