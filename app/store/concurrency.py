@@ -19,7 +19,7 @@ from jobplane.domain import TaskStatus
 from jobplane.models import (
     Task,
 )
-from jobplane.store.guards import PENDING, RUNNING
+from jobplane.store.guards import PENDING, RUNNING, may_become
 from jobplane.store.requeue import requeue
 
 
@@ -42,11 +42,14 @@ def count_running(conn: Connection, job_type: str) -> int:
 def park_task(conn: Connection, task_id: str, dispatch: int, now: datetime) -> bool:
     """Keep a pending task waiting for a slot: no message, no attempt used.
 
-    Not a transition (the task stays pending, its status untouched): ``wake_waiting``
-    publishes it again."""
+    It stays pending (pending → pending, parked) until ``wake_waiting`` publishes it again."""
     result = conn.execute(
         update(Task)
-        .where(Task.id == task_id, Task.dispatch == dispatch, Task.status == PENDING)
+        .where(
+            Task.id == task_id,
+            Task.dispatch == dispatch,
+            may_become(TaskStatus.PENDING, {TaskStatus.PENDING}),
+        )
         .values(waiting_since=now)
     )
     return result.rowcount == 1
