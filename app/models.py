@@ -178,7 +178,7 @@ class ScheduleRun(Base):
 
     The authority on "this run is already recorded", kept apart from ``tasks`` so that
     retention can delete old tasks without forgetting which runs happened. Retention
-    trims it only outside every schedule's catch-up window (``jobplane.catchup``).
+    trims it only outside every schedule's catch-up window (``jobplane.maintenance.catchup``).
     """
 
     __tablename__ = "schedule_runs"

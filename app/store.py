@@ -61,9 +61,7 @@ _OUTBOX_SOURCE = (
     Task.queue,
     Task.timeout_seconds,
 )
-#: platform_state key: when a relay's sweeper last ran (ISO-8601).
-RELAY_SEEN_KEY = "relay_seen_at"
-#: platform_state key: the broker epoch the sweeper last recorded
+#: platform_state key: the broker epoch the rescuer (or a relay, first) last recorded
 #: (see ``jobplane.outbox.broker_state``).
 BROKER_EPOCH_KEY = "broker_epoch"
 
@@ -790,11 +788,14 @@ def read_state(conn: Connection, key: str) -> str | None:
 def swap_state(conn: Connection, key: str, old: str | None, new: str, now: datetime) -> bool:
     """Set ``key`` to ``new`` only if it still holds ``old``; True if this call did it."""
     if old is None:
-        exists = read_state(conn, key) is not None
-        if exists:
-            return False
-        conn.execute(insert(KeyValue).values(key=key, value=new, updated_at=now))
-        return True
+        # Of two first writers at once (a relay and the maintenance leader on a new
+        # platform), the second finds the key taken: False, not a unique violation.
+        inserted = conn.execute(
+            _insert_ignoring_conflict(conn, KeyValue, ["key"]).values(
+                key=key, value=new, updated_at=now
+            )
+        )
+        return bool(inserted.rowcount == 1)
     result = conn.execute(
         update(KeyValue)
         .where(KeyValue.key == key, KeyValue.value == old)
@@ -1114,7 +1115,10 @@ def delete_finished_before(conn: Connection, cutoff: datetime, limit: int) -> in
     Small batches, each in its own transaction, keep locks short on a busy table.
     """
     ended = func.coalesce(Task.completed_at, Task.cancelled_at, Task.created_at)
-    finished = and_(Task.status.in_(FINISHED), ended < cutoff)
+    # A task ends after it was created: the bound on created_at lets the (status,
+    # created_at) index find the candidates, so a clean-up with nothing to delete
+    # reads no more than that.
+    finished = and_(Task.status.in_(FINISHED), Task.created_at < cutoff, ended < cutoff)
     batch = select(Task.id).where(finished).limit(limit)
     if conn.dialect.name == "postgresql":
         return _delete_finished_postgres(conn, finished, batch)
