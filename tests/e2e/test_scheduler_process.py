@@ -89,7 +89,9 @@ def test_with_only_relays_deployed_schedules_still_fire(
     # Then one relay leads maintenance, and records the schedule's runs
     def runs() -> int:
         with pg_engine.connect() as conn:
-            count = select(func.count()).select_from(Task).where(Task.schedule_name == "every_minute")
+            count = (
+                select(func.count()).select_from(Task).where(Task.schedule_name == "every_minute")
+            )
             return int(conn.execute(count).scalar_one())
 
     wait_until(lambda: runs() >= 5, timeout=30, what="the missed runs to be recorded")

@@ -11,7 +11,7 @@ from periodiq import cron
 from sqlalchemy import Engine, update
 
 from jobplane import store
-from jobplane.maintenance.cleaner import Cleaner, Cleaned
+from jobplane.maintenance.cleaner import Cleaned, Cleaner
 from jobplane.maintenance.rescuer import Rescuer
 from jobplane.maintenance.scheduler import FIRE_MARGIN, Scheduler
 from jobplane.models import Task, utcnow
