@@ -92,7 +92,7 @@ class Relay:
 
     def _relay_batch(self, conn: Connection, now: datetime) -> int:
         limit = self.settings.relay_batch_size
-        messages, next_due = store.take_outbox_batch(conn, now, limit)
+        messages, next_due = store.outbox.take_outbox_batch(conn, now, limit)
         if messages:
             if not self._epoch_known:
                 raise _EpochFirst  # rolls the batch back, before anything is published
@@ -118,13 +118,15 @@ class Relay:
         """
         epoch = broker_state.broker_epoch(self.broker)
         with self.engine.begin() as conn:
-            store.swap_state(conn, store.BROKER_EPOCH_KEY, None, epoch, self.clock())
+            store.state.swap_state(conn, store.state.BROKER_EPOCH_KEY, None, epoch, self.clock())
         self._epoch_known = True
 
     def _count_under_epoch(self, conn: Connection, published: int, epoch: str | None) -> None:
         """Count the batch; raise ``BrokerEpochChanged`` (the batch rolls back) unless its
         messages were enqueued under the epoch the database records."""
-        recorded = store.count_published_batch(conn, published, counters.RELAY_PUBLISHED.name)
+        recorded = store.outbox.count_published_batch(
+            conn, published, counters.RELAY_PUBLISHED.name
+        )
         # None recorded: the epoch was lost from the database, or removed by hand; the
         # first to record one takes the broker as it finds it, these messages included.
         if recorded is not None and recorded != epoch:
@@ -133,7 +135,7 @@ class Relay:
                 f" {published} row(s) stay in the outbox"
             )
 
-    def _publish(self, rows: list[store.OutboxMessage]) -> str | None:
+    def _publish(self, rows: list[store.outbox.OutboxMessage]) -> str | None:
         """Publish ``rows``; returns the broker's epoch as of their enqueues."""
         return publish(self.broker, *rows)
 
@@ -182,7 +184,7 @@ class Relay:
         """Best effort: the database may be what failed."""
         try:
             with self.engine.begin() as conn:
-                store.add_to_counters(conn, {(counters.RELAY_ERRORS.name, ""): 1})
+                store.stats.add_to_counters(conn, {(counters.RELAY_ERRORS.name, ""): 1})
         except Exception:
             logger.debug("could not count the relay error", exc_info=True)
 

@@ -117,7 +117,7 @@ class Cleaner(Service):
         while until is None or self.timer() < until:
             with self.engine.begin() as conn:
                 local_statement_timeout(conn, self.statement_timeout)
-                batch = store.delete_finished_before(conn, cutoff, self.batch_size)
+                batch = store.retention.delete_finished_before(conn, cutoff, self.batch_size)
             self._deleted += batch
             if batch < self.batch_size:
                 return True
@@ -129,7 +129,7 @@ class Cleaner(Service):
         # Independent of the retention: the ledger keeps what catch-up may still look at.
         runs_cutoff = catchup.ledger_cutoff(self.schedules, now)
         with self.engine.begin() as conn:
-            forgotten = store.forget_runs_before(conn, runs_cutoff, now)
+            forgotten = store.schedules.forget_runs_before(conn, runs_cutoff, now)
         cleaned, self._deleted = Cleaned(self._deleted, forgotten), 0
         log = logger.info if cleaned.deleted_tasks or forgotten else logger.debug
         log(

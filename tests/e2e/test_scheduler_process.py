@@ -65,7 +65,7 @@ def test_a_scheduler_alone_recovers_a_dead_workers_task(
     # Then the scheduler leads maintenance, and recovers the task
     def status() -> str:
         with pg_engine.connect() as conn:
-            task = store.get_task(conn, task_id)
+            task = store.tasks.get_task(conn, task_id)
         assert task is not None
         return str(task.status)
 
@@ -80,7 +80,7 @@ def test_with_only_relays_deployed_schedules_still_fire(
     # Given a schedule due every minute, first seen five minutes ago, and two relays
     # but no scheduler
     with pg_engine.begin() as conn:
-        store.schedule_first_seen(
+        store.schedules.schedule_first_seen(
             conn, "every_minute", utcnow() - timedelta(minutes=5), record=True
         )
     platform = platform_factory(pg_url, redis_url, jobs="tests.minutely_jobs")

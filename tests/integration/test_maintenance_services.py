@@ -107,7 +107,7 @@ def test_after_an_outage_the_rescuer_waits_a_heartbeat_timeout_to_recover_lost_w
 
     def status() -> str:
         with sqlite_engine.connect() as conn:
-            return str(store.get_task(conn, task_id).status)  # type: ignore[union-attr]
+            return str(store.tasks.get_task(conn, task_id).status)  # type: ignore[union-attr]
 
     # When the database is reachable again, the task stays running for a heartbeat
     # timeout (live workers beat again first)
