@@ -44,10 +44,10 @@ def lost_task(engine: Engine, settings: Settings) -> str:
         row, _ = service.submit(conn, Submission(type="demo.noop"), settings, utcnow())
         conn.execute(
             update(Task)
-            .where(Task.id == row["id"])
+            .where(Task.id == row.id)
             .values(status="running", heartbeat_at=utcnow() - timedelta(hours=1))
         )
-    return str(row["id"])
+    return row.id
 
 
 def test_a_scheduler_alone_recovers_a_dead_workers_task(
