@@ -64,7 +64,7 @@ _OUTBOX_SOURCE = (
 #: platform_state key: when a relay's sweeper last ran (ISO-8601).
 RELAY_SEEN_KEY = "relay_seen_at"
 #: platform_state key: the broker epoch the sweeper last recorded
-#: (see ``jobplane.outbox.broker_state``).
+#: (see ``jobplane.broker.state``).
 BROKER_EPOCH_KEY = "broker_epoch"
 
 

@@ -28,9 +28,9 @@ from jobplane import counters, store
 from jobplane.db import HeldConnection
 from jobplane.domain import JobplaneError
 from jobplane.models import utcnow
+from jobplane.outbox.notifications import Wakeup, wakeup_for
 from jobplane.outbox.publisher import publish
 from jobplane.outbox.sweeper import Sweeper
-from jobplane.outbox.wakeup import Wakeup, wakeup_for
 from jobplane.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -56,11 +56,11 @@ def relay(sweeper: bool) -> None:
     """Publish committed outbox rows to the broker (and recover lost work)."""
     import signal
 
+    from jobplane.broker.factory import make_broker
     from jobplane.db import engine_from_settings
     from jobplane.outbox.relay import Relay
     from jobplane.outbox.sweeper import Sweeper
     from jobplane.timeouts import RedisTimeouts
-    from jobplane.workers.broker import make_broker
 
     _logging()
     settings = get_settings()

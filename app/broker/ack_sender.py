@@ -30,8 +30,8 @@ from functools import partial
 from dramatiq.brokers.redis import RedisBroker
 from redis.client import Pipeline
 
-from jobplane import redis_dispatch
-from jobplane.redis_dispatch import dispatch
+from jobplane.broker import redis_dispatch
+from jobplane.broker.redis_dispatch import dispatch
 
 logger = logging.getLogger(__name__)
 
