@@ -1,7 +1,8 @@
 """The registry of job types: what the API accepts and what workers run.
 
-``jobplane.workers.job`` adds to it when a job module is imported; every process imports the
-built-in job modules and the user's (``JOBPLANE_JOBS``) at start through ``load_jobs``.
+``jobplane.job`` adds to it when a job module is imported; every process imports the
+built-in job modules and the user's (``JOBPLANE_JOBS``) at start through ``load_jobs``,
+by name: the registry sits below the workers' package, which holds the built-in jobs.
 Nothing here needs a broker, so the API learns the job types without one.
 """
 
@@ -15,7 +16,9 @@ from typing import Any
 from jobplane.domain import MAX_RETRIES, JobplaneError, UnknownJobType
 
 #: Job modules that are always loaded.
-BUILTIN_JOB_MODULES = ("jobplane.workers.jobs.demo", "jobplane.workers.jobs.maintenance")
+BUILTIN_JOB_MODULES = ("jobplane.workers.jobs.maintenance",)
+#: The ``demo.*`` jobs, loaded only when asked for (``JOBPLANE_DEMO_JOBS``).
+DEMO_JOB_MODULE = "jobplane.workers.jobs.demo"
 
 DEFAULT_QUEUE = "default"
 
@@ -100,9 +103,13 @@ def all_jobs() -> list[JobSpec]:
     return [_jobs[name] for name in known_types()]
 
 
-def load_jobs(modules: Iterable[str] = ()) -> list[JobSpec]:
-    """Import the built-in job modules and ``modules``; return every registered job."""
-    for name in BUILTIN_JOB_MODULES:
+def load_jobs(modules: Iterable[str] = (), *, demo_jobs: bool = False) -> list[JobSpec]:
+    """Import the built-in job modules (the demo jobs too with ``demo_jobs``) and
+    ``modules``; return every registered job.
+
+    Callers pass their settings' ``job_modules`` and ``demo_jobs``.
+    """
+    for name in (*BUILTIN_JOB_MODULES, *([DEMO_JOB_MODULE] if demo_jobs else [])):
         importlib.import_module(name)
     for name in modules:
         try:

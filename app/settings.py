@@ -1,6 +1,8 @@
 """Configuration from the environment (prefix ``JOBPLANE_``).
 
-Every process reads the same variables; ``get_settings()`` caches one instance.
+Every process reads the same variables; ``get_settings()`` caches one instance. Only the
+composition roots call it (the CLI, and ``jobplane.workers.boot``, which Dramatiq imports
+in each worker process); everything else is given its settings.
 """
 
 from __future__ import annotations
@@ -32,6 +34,12 @@ class Settings(BaseSettings):
     read_only_token: str | None = None
     #: Comma-separated import paths of the user's job modules.
     jobs: str = ""
+    #: Register the built-in ``demo.*`` jobs (``jobplane dev`` turns them on, as do the
+    #: tests); off, submitting one is an unknown job type.
+    demo_jobs: bool = False
+    #: Comma-separated queues a worker consumes (default: every registered job's queue);
+    #: ``jobplane worker --queues`` overrides it.
+    worker_queues: str = ""
     #: Where the admin CLI finds the API.
     url: str = "http://127.0.0.1:8000"
 
@@ -125,11 +133,20 @@ class Settings(BaseSettings):
 
     @property
     def job_modules(self) -> list[str]:
-        return [name.strip() for name in self.jobs.split(",") if name.strip()]
+        return _names(self.jobs)
+
+    @property
+    def worker_queue_names(self) -> list[str]:
+        """``worker_queues`` as a list (empty: every registered job's queue)."""
+        return _names(self.worker_queues)
 
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 @lru_cache(maxsize=1)

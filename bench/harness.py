@@ -165,8 +165,10 @@ class Procs:
 
 
 def base_env() -> dict[str, str]:
-    """The environment of a child: ours, without any JOBPLANE_ setting from the shell."""
+    """The environment of a child: ours, without any JOBPLANE_ setting from the shell, and
+    with the demo jobs (the benches run demo.noop and demo.sleep)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBPLANE_")}
+    env["JOBPLANE_DEMO_JOBS"] = "1"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return env
 

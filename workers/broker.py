@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import dramatiq
@@ -27,7 +27,6 @@ def worker_broker(
     engine_factory: Callable[[], Engine],
     *,
     broker: dramatiq.Broker | None = None,
-    extra_queues: Iterable[str] = (),
 ) -> dramatiq.Broker:
     """A broker that runs every registered job, with the task lifecycle around each.
 
@@ -46,7 +45,9 @@ def worker_broker(
             broker.add_middleware(item)
     for spec in registry.all_jobs():
         declare_actor(broker, spec)
-    for queue in extra_queues:
+    # Tasks may be submitted to a queue other than their job's default, and a worker
+    # consumes only queues it declared.
+    for queue in settings.worker_queue_names:
         broker.declare_queue(queue)
     dramatiq.set_broker(broker)
     return broker

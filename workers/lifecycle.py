@@ -160,6 +160,7 @@ class TaskLifecycle(Middleware):
             attempt=row.attempts,
             dispatch=dispatch,
             engine=self.engine,
+            settings=self.settings,
             on_body_end=(lambda: monitor.end_body(run)) if monitor else (lambda: None),
         )
         context.bind(ctx)

@@ -36,10 +36,11 @@ def with_token(settings: Settings) -> tuple[Settings, bool]:
 
 def run_dev(settings: Settings, *, host: str, port: int, threads: int) -> None:
     """Migrate, then serve API + relay + workers until Ctrl-C; a restart resumes the work."""
-    settings, generated = with_token(settings)
+    # The demo jobs are what a first run of ``jobplane dev`` tries.
+    settings, generated = with_token(settings.model_copy(update={"demo_jobs": True}))
     upgrade(settings.database_url)
     engine = engine_from_settings(settings)
-    load_jobs(settings.job_modules)
+    load_jobs(settings.job_modules, demo_jobs=settings.demo_jobs)
     broker = worker_broker(settings, lambda: engine)
     broker.emit_after("process_boot")  # what Dramatiq's CLI does in each worker process
     sweeper = Sweeper(engine, broker, settings)

@@ -50,7 +50,11 @@ def settings(any_url: str) -> Settings:
 
 @pytest.fixture
 def job_context(any_engine: Engine) -> Iterator[None]:
-    context.bind(context.JobContext("t", "maintenance.cleanup", {}, 1, 1, engine=any_engine))
+    context.bind(
+        context.JobContext(
+            "t", "maintenance.cleanup", {}, 1, 1, engine=any_engine, settings=Settings()
+        )
+    )
     yield
     context.bind(None)
 

@@ -10,7 +10,6 @@ from jobplane import catchup, current_job, job, store
 from jobplane.db import local_statement_timeout
 from jobplane.models import utcnow
 from jobplane.schedules import all_schedules
-from jobplane.settings import get_settings
 
 CLEANUP_BATCH = 500  #: tasks deleted per transaction
 
@@ -23,7 +22,7 @@ def cleanup(retention_days: float | None = None) -> dict[str, int]:
     Daily at 03:17 UTC; ``JOBPLANE_RETENTION_DAYS`` (default 7) unless given.
     """
     ctx = current_job()
-    settings = get_settings()
+    settings = ctx.settings
     days = retention_days if retention_days is not None else settings.retention_days
     now = utcnow()
     cutoff = now - timedelta(days=days)
