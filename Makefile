@@ -50,10 +50,13 @@ src-tree:
 	cp -rs $(CURDIR)/migrations $(SRC_TREE)/jobplane/migrations
 	find $(SRC_TREE) -name __pycache__ -prune -exec rm -rf {} +
 
+## The layers (pyproject.toml's [tool.importlinter]) are checked on the same tree: grimp
+## finds the modules under a directory of PYTHONPATH, as mypy does.
 lint: install src-tree
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	PYTHONPATH=$(SRC_TREE) $(BIN)/lint-imports --no-cache
 
 format: install
 	$(BIN)/ruff format .
