@@ -100,8 +100,10 @@ def worker(processes: int, threads: int, queues: str | None) -> None:
     # (its default: 1,000), which is how late the first job after a quiet spell starts.
     os.environ.setdefault("dramatiq_worker_timeout", str(IDLE_POLL_MS))
     # Every worker process reads its settings from the environment (jobplane.workers.boot):
-    # the queues given here must reach them.
+    # the queues given here must reach them. Dramatiq forks those processes from this one,
+    # so they would inherit the settings cached above, read before this line.
     os.environ["JOBPLANE_WORKER_QUEUES"] = ",".join(queue_list)
+    get_settings.cache_clear()
     grace_ms = int(settings.shutdown_grace * 1000)
     argv = ["jobplane.workers.boot", "--processes", str(processes), "--threads", str(threads)]
     # On SIGTERM, running jobs get this long to finish; the lifecycle middleware then

@@ -60,6 +60,8 @@ def test_the_queues_option_overrides_the_setting(
     # Then it consumes mail only, and its worker processes read the same
     assert dramatiq_args[0].queues == ["mail"]
     assert os.environ["JOBPLANE_WORKER_QUEUES"] == "mail"
+    # (Dramatiq forks them from this process: what they read must not be a stale cache.)
+    assert get_settings().worker_queue_names == ["mail"]
 
 
 def test_a_workers_broker_declares_the_queues_of_its_settings() -> None:
