@@ -9,7 +9,7 @@ import dramatiq
 
 from jobplane.broker import state
 from jobplane.broker.enqueue import enqueue_all
-from jobplane.store import OutboxMessage
+from jobplane.store.outbox import OutboxMessage
 
 
 def publish(broker: dramatiq.Broker, *rows: OutboxMessage) -> str | None:

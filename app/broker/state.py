@@ -16,7 +16,7 @@ import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 
-from jobplane.store import Publication
+from jobplane.store.recovery import Publication
 
 EPOCH_KEY = "jobplane:broker-epoch"
 #: The epoch of a broker that keeps its messages on disk (RabbitMQ durable queues).

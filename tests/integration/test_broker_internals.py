@@ -18,7 +18,7 @@ from dramatiq.brokers.stub import StubBroker
 from jobplane.broker import state as broker_state
 from jobplane.broker.enqueue import enqueue_all
 from jobplane.broker.factory import make_broker
-from jobplane.store import Publication
+from jobplane.store.recovery import Publication
 from tests.conftest import DEFAULT_MESSAGES, noop_message, wait_until
 
 

@@ -33,7 +33,9 @@ def running_task(engine: Engine) -> tuple[str, int]:
     """A task claimed by a worker (id, dispatch)."""
     with engine.begin() as conn:
         row, _ = service.submit(conn, service.Submission(type="demo.sleep"), Settings(), utcnow())
-        claimed = store.claim_task(conn, row["id"], row["dispatch"], worker="w:1", now=utcnow())
+        claimed = store.claims.claim_task(
+            conn, row["id"], row["dispatch"], worker="w:1", now=utcnow()
+        )
     assert claimed is not None
     return str(row["id"]), int(row["dispatch"])
 
@@ -61,7 +63,7 @@ def test_a_short_cancel_check_interval_makes_a_cancellation_seen_sooner(
 
     # When an admin cancels it and 0.1 s pass
     with any_engine.begin() as conn:
-        store.cancel_task(conn, run[0], utcnow())
+        store.tasks.cancel_task(conn, run[0], utcnow())
     clock.now += 0.1
 
     # Then the short interval's job sees it; the default's only once 0.5 s have passed
