@@ -5,6 +5,7 @@ Every process reads the same variables; ``get_settings()`` caches one instance.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from pydantic import Field, field_validator, model_validator
@@ -14,6 +15,7 @@ from jobplane.domain import MAX_RETRIES
 
 FOUR_HOURS = 4 * 3600
 BROKER_SCHEMES = ("memory", "redis", "rediss", "unix", "amqp", "amqps")
+SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 class Settings(BaseSettings):
@@ -34,6 +36,12 @@ class Settings(BaseSettings):
     jobs: str = ""
     #: Where the admin CLI finds the API.
     url: str = "http://127.0.0.1:8000"
+    #: PostgreSQL schema that holds every one of jobplane's objects (tables, indexes,
+    #: sequences, the trigger and its function, the version table); ``jobplane migrate``
+    #: creates it if missing. None (the default): the connection's default schema,
+    #: normally ``public``. A lowercase SQL name. SQLite has no schemas: a database URL
+    #: of SQLite with this set is refused when the settings are read.
+    db_schema: str | None = None
 
     #: Default time limit of a job, in seconds.
     default_timeout: int = Field(FOUR_HOURS, gt=0)
@@ -114,6 +122,23 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_token_means_none(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("db_schema")
+    @classmethod
+    def _plain_schema_name(cls, value: str | None) -> str | None:
+        # A plain name needs no quoting in the SQL and libpq options it goes into.
+        if value and not SCHEMA_NAME.fullmatch(value):
+            raise ValueError(
+                f"JOBPLANE_DB_SCHEMA {value!r}: use lowercase letters, digits and _ "
+                "(at most 63, not starting with a digit)"
+            )
+        return value or None
+
+    @model_validator(mode="after")
+    def _schema_needs_postgresql(self) -> Settings:
+        if self.db_schema is not None and self.is_sqlite:
+            raise ValueError("JOBPLANE_DB_SCHEMA is for PostgreSQL; SQLite has no schemas")
+        return self
 
     @model_validator(mode="after")
     def _read_only_token_needs_api_token(self) -> Settings:

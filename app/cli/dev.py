@@ -37,7 +37,7 @@ def with_token(settings: Settings) -> tuple[Settings, bool]:
 def run_dev(settings: Settings, *, host: str, port: int, threads: int) -> None:
     """Migrate, then serve API + relay + workers until Ctrl-C; a restart resumes the work."""
     settings, generated = with_token(settings)
-    upgrade(settings.database_url)
+    upgrade(settings.database_url, schema=settings.db_schema)
     engine = engine_from_settings(settings)
     load_jobs(settings.job_modules)
     broker = worker_broker(settings, lambda: engine)

@@ -25,7 +25,8 @@ def migrate() -> None:
     from jobplane.migrate import upgrade
 
     _logging()
-    upgrade(get_settings().database_url)
+    settings = get_settings()
+    upgrade(settings.database_url, schema=settings.db_schema)
     click.echo("database is up to date")
 
 
