@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -86,7 +87,7 @@ def upgrade(url: str, revision: str = "head", *, schema: str | None = None) -> N
     command.upgrade(config, revision)
 
 
-def version_table_options(schema: str | None) -> dict[str, str | None]:
+def version_table_options(schema: str | None) -> dict[str, Any]:
     """Where jobplane's version is: ``context.configure`` options."""
     return {"version_table": VERSION_TABLE, "version_table_schema": schema}
 

@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
-    DDL,
     JSON,
     BigInteger,
     Boolean,
+    Connection,
     DateTime,
     Dialect,
     Index,
@@ -158,8 +158,8 @@ class Outbox(Base):
     __table_args__ = (Index("jobplane_outbox_available_at_id_idx", "available_at", "id"),)
 
 
-#: The relay's LISTEN channel. Named apart from the table: a channel is no relation, and
-#: ``NOTIFY jobplane_outbox`` read as if it were about one.
+#: The relay's LISTEN channel: named apart from the table whose inserts it announces, as
+#: one name for a channel and a table would read as one object.
 OUTBOX_CHANNEL = "jobplane_outbox_wakeup"
 #: On PostgreSQL, committed outbox inserts wake the relays: one NOTIFY per inserting
 #: statement, delivered only at commit, so a woken relay can see the rows. Names are left
@@ -174,10 +174,15 @@ $$""",
     "CREATE TRIGGER jobplane_outbox_notify AFTER INSERT ON jobplane_outbox "
     "FOR EACH STATEMENT EXECUTE FUNCTION jobplane_outbox_notify()",
 )
-for _statement in OUTBOX_NOTIFY_DDL:
+
+
+@event.listens_for(Outbox.__table__, "after_create")
+def _create_outbox_notify(_table: Any, connection: Connection, **_: Any) -> None:
     # For a new database, made from these models (``jobplane.migrate``); an existing
-    # one got them from its migrations.
-    event.listen(Outbox.__table__, "after_create", DDL(_statement).execute_if(dialect="postgresql"))
+    # one got the trigger from its migrations.
+    if connection.dialect.name == "postgresql":
+        for statement in OUTBOX_NOTIFY_DDL:
+            connection.exec_driver_sql(statement)
 
 
 class TaskLog(Base):

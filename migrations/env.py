@@ -13,7 +13,7 @@ from typing import Any
 
 from alembic import context
 
-from jobplane.migrate import VERSION_TABLE, migration_engine, version_table_options
+from jobplane.migrate import VERSION_TABLE, migration_engine
 from jobplane.models import PREFIX, Base
 from jobplane.settings import get_settings
 
@@ -38,7 +38,8 @@ def run_migrations_offline() -> None:
         target_metadata=Base.metadata,
         literal_binds=True,
         include_name=include_name,
-        **version_table_options(schema),
+        version_table=VERSION_TABLE,
+        version_table_schema=schema,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -55,7 +56,8 @@ def run_migrations_online() -> None:
                 target_metadata=Base.metadata,
                 render_as_batch=connection.dialect.name == "sqlite",
                 include_name=include_name,
-                **version_table_options(schema),
+                version_table=VERSION_TABLE,
+                version_table_schema=schema,
             )
             with context.begin_transaction():
                 context.run_migrations()
