@@ -16,6 +16,8 @@ Revises: 0007
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -37,7 +39,12 @@ PRIMARY_KEYS = {
 }
 #: (table, old name, new name, columns) of each unique constraint.
 UNIQUES = [
-    ("tasks", "uq_tasks_idempotency_key", "jobplane_tasks_idempotency_key_key", ["idempotency_key"]),
+    (
+        "tasks",
+        "uq_tasks_idempotency_key",
+        "jobplane_tasks_idempotency_key_key",
+        ["idempotency_key"],
+    ),
     (
         "tasks",
         "uq_tasks_schedule_name_fire_time",
@@ -45,7 +52,6 @@ UNIQUES = [
         ["schedule_name", "fire_time"],
     ),
 ]
-LIVE = "status IN ('pending', 'running')"
 #: (table, old name, new name, columns, partial-index predicate) of each index.
 INDEXES = [
     ("tasks", "ix_tasks_created_at", "jobplane_tasks_created_at_idx", ["created_at"], None),
@@ -82,7 +88,7 @@ INDEXES = [
         "ix_tasks_live_heartbeat",
         "jobplane_tasks_live_heartbeat_idx",
         ["status", "heartbeat_at"],
-        LIVE,
+        "status IN ('pending', 'running')",
     ),
     (
         "outbox",
@@ -119,21 +125,9 @@ $$
 """
 
 
-class Names:
-    """The names of one table's objects before (``old=True``) or after this revision."""
-
-    def __init__(self, table: str, *, old: bool) -> None:
-        self.old = old
-        self.table = table if old else f"jobplane_{table}"
-        self.pk = f"pk_{table}" if old else f"jobplane_{table}_pkey"
-        self.sequence = f"{self.table}_id_seq"
-        self.uniques = {u[2]: u[1 if old else 2] for u in UNIQUES if u[0] == table}
-        self.indexes = {i[2]: i[1 if old else 2] for i in INDEXES if i[0] == table}
-
-
 def upgrade() -> None:
     for table in PRIMARY_KEYS:
-        _rename(table, Names(table, old=True), Names(table, old=False))
+        _rename(table, up=True)
     if op.get_bind().dialect.name == "postgresql":
         op.execute(
             "ALTER TRIGGER outbox_notify ON jobplane_outbox RENAME TO jobplane_outbox_notify"
@@ -148,41 +142,48 @@ def downgrade() -> None:
             "ALTER TRIGGER jobplane_outbox_notify ON jobplane_outbox RENAME TO outbox_notify"
         )
     for table in PRIMARY_KEYS:
-        _rename(table, Names(table, old=False), Names(table, old=True))
+        _rename(table, up=False)
 
 
-def _rename(table: str, source: Names, target: Names) -> None:
-    """Rename one table with its constraints, indexes and sequence, rows kept."""
-    op.rename_table(source.table, target.table)
-    if op.get_bind().dialect.name == "postgresql":
-        _rename_in_place(table, source, target)
-    else:
-        _rebuild(table, source, target)
+def _rename(table: str, *, up: bool) -> None:
+    """Rename one table (``up``: to its new name, else back) with its constraints,
+    indexes and sequence, rows kept."""
 
+    def pair(old: str, new: str) -> tuple[str, str]:
+        return (old, new) if up else (new, old)
 
-def _rename_in_place(table: str, source: Names, target: Names) -> None:
+    source, target = pair(table, f"jobplane_{table}")
+    pk = pair(f"pk_{table}", f"jobplane_{table}_pkey")
+    constraints = [(*pk, "primary", PRIMARY_KEYS[table])]
+    constraints += [
+        (*pair(old, new), "unique", cols) for t, old, new, cols in UNIQUES if t == table
+    ]
+    indexes = [(*pair(old, new), cols, where) for t, old, new, cols, where in INDEXES if t == table]
+    op.rename_table(source, target)
+    if op.get_bind().dialect.name != "postgresql":
+        _rebuild(target, constraints, indexes)
+        return
     # PostgreSQL renames in place: the rows, the indexes' pages, the sequence's position
     # and the column default calling it (by its oid) stay as they were.
-    constraints = [(source.pk, target.pk)]
-    constraints += [(source.uniques[key], target.uniques[key]) for key in source.uniques]
-    for old, new in constraints:
-        op.execute(f"ALTER TABLE {target.table} RENAME CONSTRAINT {old} TO {new}")
-    for key in source.indexes:
-        op.execute(f"ALTER INDEX {source.indexes[key]} RENAME TO {target.indexes[key]}")
+    for old, new, _, _ in constraints:
+        op.execute(f"ALTER TABLE {target} RENAME CONSTRAINT {old} TO {new}")
+    for old, new, _, _ in indexes:
+        op.execute(f"ALTER INDEX {old} RENAME TO {new}")
     if table in SEQUENCES:
-        op.execute(f"ALTER SEQUENCE {source.sequence} RENAME TO {target.sequence}")
+        op.execute(f"ALTER SEQUENCE {source}_id_seq RENAME TO {target}_id_seq")
 
 
-def _rebuild(table: str, source: Names, target: Names) -> None:
+def _rebuild(table: str, constraints: list[Any], indexes: list[Any]) -> None:
     # SQLite keeps constraint names inside the table's CREATE statement and cannot
     # rename an index: batch mode copies the table into one made with the new names.
-    with op.batch_alter_table(target.table, recreate="always") as batch:
-        batch.drop_constraint(source.pk, type_="primary")
-        batch.create_primary_key(target.pk, PRIMARY_KEYS[table])
-        for _, _, key, columns in (u for u in UNIQUES if u[0] == table):
-            batch.drop_constraint(source.uniques[key], type_="unique")
-            batch.create_unique_constraint(target.uniques[key], columns)
-        for _, _, key, columns, where in (i for i in INDEXES if i[0] == table):
-            batch.drop_index(source.indexes[key])
+    with op.batch_alter_table(table, recreate="always") as batch:
+        for old, new, kind, columns in constraints:
+            batch.drop_constraint(old, type_=kind)
+            if kind == "primary":
+                batch.create_primary_key(new, columns)
+            else:
+                batch.create_unique_constraint(new, columns)
+        for old, new, columns, where in indexes:
+            batch.drop_index(old)
             predicate = None if where is None else sa.text(where)
-            batch.create_index(target.indexes[key], columns, sqlite_where=predicate)
+            batch.create_index(new, columns, sqlite_where=predicate)
