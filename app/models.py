@@ -126,7 +126,7 @@ class Task(Base):
             postgresql_where=text("waiting_since IS NOT NULL"),
             sqlite_where=text("waiting_since IS NOT NULL"),
         ),
-        # The sweeper's scans only look at live tasks.
+        # The rescuer's scans only look at live tasks.
         Index(
             "jobplane_tasks_live_heartbeat_idx",
             "status",
@@ -213,7 +213,7 @@ class ScheduleRun(Base):
 
     The authority on "this run is already recorded", kept apart from ``tasks`` so that
     retention can delete old tasks without forgetting which runs happened. Retention
-    trims it only outside every schedule's catch-up window (``jobplane.catchup``).
+    trims it only outside every schedule's catch-up window (``jobplane.maintenance.catchup``).
     """
 
     __tablename__ = "jobplane_schedule_runs"
@@ -231,7 +231,7 @@ class ScheduleRun(Base):
 
 
 class MetricCounter(Base):
-    """A counter that relays, sweepers and schedulers add to; the API's /metrics serves it.
+    """A counter that relays and the maintenance leader add to; the API's /metrics serves it.
 
     Pushed through the database so that one scrape of the API sees every process.
     """

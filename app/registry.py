@@ -15,7 +15,7 @@ from typing import Any
 from jobplane.domain import MAX_RETRIES, JobplaneError, UnknownJobType
 
 #: Job modules that are always loaded.
-BUILTIN_JOB_MODULES = ("jobplane.workers.jobs.demo", "jobplane.workers.jobs.maintenance")
+BUILTIN_JOB_MODULES = ("jobplane.workers.jobs.demo",)
 
 DEFAULT_QUEUE = "default"
 

@@ -54,8 +54,9 @@ class Settings(BaseSettings):
     relay_poll_interval: float = Field(1.0, gt=0)
     #: Longest back-off, in seconds, of a relay whose broker is down.
     relay_max_backoff: float = Field(10.0, gt=0)
-    #: Seconds between sweeper passes (0 disables the sweeper in the relay).
-    sweep_interval: float = Field(5.0, ge=0)
+    #: Seconds between the maintenance leader's recovery passes (lost workers, lost
+    #: messages).
+    sweep_interval: float = Field(5.0, gt=0)
     #: Seconds between a worker's heartbeats for the tasks it runs.
     heartbeat_interval: float = Field(5.0, gt=0)
     #: A running task whose heartbeat is older than this (seconds) is recovered.
@@ -70,6 +71,11 @@ class Settings(BaseSettings):
 
     #: Finished tasks (with their logs) are deleted this many days after they ended.
     retention_days: float = Field(7.0, gt=0)
+    #: Seconds between the maintenance leader's retention clean-ups (also one when a
+    #: process starts to lead).
+    retention_interval: float = Field(3600.0, gt=0)
+    #: Finished tasks the clean-up deletes per transaction.
+    retention_batch_size: int = Field(500, gt=0)
     #: How often a worker looks for cancellations of the tasks it runs (seconds).
     cancel_check_interval: float = Field(0.5, gt=0)
     #: Seconds a stopping worker (SIGTERM) lets running jobs finish; the rest go back
