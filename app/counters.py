@@ -1,4 +1,5 @@
-"""The counters relays, sweepers and workers push through the database for /metrics.
+"""The counters relays, the maintenance leader and workers push through the database,
+for /metrics.
 
 Each is a name, a help text and at most one label; ``store.stats.add_to_counters`` adds to
 them in the writer's own transaction, so a counter moves exactly when the work it
@@ -22,7 +23,7 @@ RELAY_ERRORS = CounterSpec(
     "jobplane_relay_errors", "Relay batches that failed (broker or database unreachable)."
 )
 SWEEPER_RECOVERIES = CounterSpec(
-    "jobplane_sweeper_recoveries", "Tasks recovered by sweepers, by kind.", label="kind"
+    "jobplane_sweeper_recoveries", "Tasks recovered by maintenance, by kind.", label="kind"
 )
 
 ALL = (RELAY_PUBLISHED, RELAY_ERRORS, SWEEPER_RECOVERIES)

@@ -1,9 +1,9 @@
 """The registry of job types: what the API accepts and what workers run.
 
 ``jobplane.job`` adds to it when a job module is imported; every process imports the
-built-in job modules and the user's (``JOBPLANE_JOBS``) at start through ``load_jobs``,
-by name: the registry sits below the workers' package, which holds the built-in jobs.
-Nothing here needs a broker, so the API learns the job types without one.
+user's job modules (``JOBPLANE_JOBS``, and the demo jobs when they are on) at start
+through ``load_jobs``, by name: the registry sits below ``jobplane.workers``, which
+holds the demo jobs. Nothing here needs a broker, so the API learns the job types without one.
 """
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ from typing import Any
 
 from jobplane.domain import MAX_RETRIES, JobplaneError, UnknownJobType
 
-#: Job modules that are always loaded.
-BUILTIN_JOB_MODULES = ("jobplane.workers.jobs.maintenance",)
-#: The ``demo.*`` jobs, loaded only when asked for (``JOBPLANE_DEMO_JOBS``).
+#: The built-in ``demo.*`` jobs, loaded only when asked for (``JOBPLANE_DEMO_JOBS``).
 DEMO_JOB_MODULE = "jobplane.workers.jobs.demo"
 
 DEFAULT_QUEUE = "default"
@@ -104,13 +102,13 @@ def all_jobs() -> list[JobSpec]:
 
 
 def load_jobs(modules: Iterable[str] = (), *, demo_jobs: bool = False) -> list[JobSpec]:
-    """Import the built-in job modules (the demo jobs too with ``demo_jobs``) and
-    ``modules``; return every registered job.
+    """Import ``modules`` (and the demo jobs, with ``demo_jobs``); return every
+    registered job.
 
     Callers pass their settings' ``job_modules`` and ``demo_jobs``.
     """
-    for name in (*BUILTIN_JOB_MODULES, *([DEMO_JOB_MODULE] if demo_jobs else [])):
-        importlib.import_module(name)
+    if demo_jobs:
+        importlib.import_module(DEMO_JOB_MODULE)
     for name in modules:
         try:
             importlib.import_module(name)

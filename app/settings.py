@@ -7,6 +7,7 @@ in each worker process); everything else is given its settings.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from pydantic import Field, field_validator, model_validator
@@ -16,6 +17,7 @@ from jobplane.domain import MAX_RETRIES
 
 FOUR_HOURS = 4 * 3600
 BROKER_SCHEMES = ("memory", "redis", "rediss", "unix", "amqp", "amqps")
+SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 class Settings(BaseSettings):
@@ -42,6 +44,12 @@ class Settings(BaseSettings):
     worker_queues: str = ""
     #: Where the admin CLI finds the API.
     url: str = "http://127.0.0.1:8000"
+    #: PostgreSQL schema that holds every one of jobplane's objects (tables, indexes,
+    #: sequences, the trigger and its function, the version table); ``jobplane migrate``
+    #: creates it if missing. None (the default): the connection's default schema,
+    #: normally ``public``. A lowercase SQL name. SQLite has no schemas: a database URL
+    #: of SQLite with this set is refused when the settings are read.
+    db_schema: str | None = None
 
     #: Default time limit of a job, in seconds.
     default_timeout: int = Field(FOUR_HOURS, gt=0)
@@ -54,8 +62,9 @@ class Settings(BaseSettings):
     relay_poll_interval: float = Field(1.0, gt=0)
     #: Longest back-off, in seconds, of a relay whose broker is down.
     relay_max_backoff: float = Field(10.0, gt=0)
-    #: Seconds between sweeper passes (0 disables the sweeper in the relay).
-    sweep_interval: float = Field(5.0, ge=0)
+    #: Seconds between the maintenance leader's recovery passes (lost workers, lost
+    #: messages).
+    sweep_interval: float = Field(5.0, gt=0)
     #: Seconds between a worker's heartbeats for the tasks it runs.
     heartbeat_interval: float = Field(5.0, gt=0)
     #: A running task whose heartbeat is older than this (seconds) is recovered.
@@ -70,6 +79,11 @@ class Settings(BaseSettings):
 
     #: Finished tasks (with their logs) are deleted this many days after they ended.
     retention_days: float = Field(7.0, gt=0)
+    #: Seconds between the maintenance leader's retention clean-ups (also one when a
+    #: process starts to lead).
+    retention_interval: float = Field(3600.0, gt=0)
+    #: Finished tasks the clean-up deletes per transaction.
+    retention_batch_size: int = Field(500, gt=0)
     #: How often a worker looks for cancellations of the tasks it runs (seconds).
     cancel_check_interval: float = Field(0.5, gt=0)
     #: Seconds a stopping worker (SIGTERM) lets running jobs finish; the rest go back
@@ -122,6 +136,23 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_token_means_none(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("db_schema")
+    @classmethod
+    def _plain_schema_name(cls, value: str | None) -> str | None:
+        # A plain name needs no quoting in the SQL and libpq options it goes into.
+        if value and not SCHEMA_NAME.fullmatch(value):
+            raise ValueError(
+                f"JOBPLANE_DB_SCHEMA {value!r}: use lowercase letters, digits and _ "
+                "(at most 63, not starting with a digit)"
+            )
+        return value or None
+
+    @model_validator(mode="after")
+    def _schema_needs_postgresql(self) -> Settings:
+        if self.db_schema is not None and self.is_sqlite:
+            raise ValueError("JOBPLANE_DB_SCHEMA is for PostgreSQL; SQLite has no schemas")
+        return self
 
     @model_validator(mode="after")
     def _read_only_token_needs_api_token(self) -> Settings:

@@ -561,17 +561,17 @@ class Platform:
 
     def status_counts(self, since: float | None = None) -> dict[str, int]:
         if since is None:
-            rows = self.db.query("SELECT status, count(*) FROM tasks GROUP BY status")
+            rows = self.db.query("SELECT status, count(*) FROM jobplane_tasks GROUP BY status")
         else:
             rows = self.db.query(
-                "SELECT status, count(*) FROM tasks WHERE created_at >= to_timestamp(%s) "
+                "SELECT status, count(*) FROM jobplane_tasks WHERE created_at >= to_timestamp(%s) "
                 "GROUP BY status",
                 (since,),
             )
         return {str(status): int(count) for status, count in rows}
 
     def outbox_count(self) -> int:
-        return int(self.db.scalar("SELECT count(*) FROM outbox"))
+        return int(self.db.scalar("SELECT count(*) FROM jobplane_outbox"))
 
 
 def wait_relay_ready(proc: Proc, timeout: float = 60) -> None:

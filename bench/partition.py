@@ -12,8 +12,9 @@ cut with ``ip link set <host veth> down``: packets are dropped silently, no rese
       job completes on a worker on the host, the cut-off run's outcome is discarded,
       and once the network is back the cut-off worker serves jobs of a queue only it
       consumes again (its time is printed; the target is 10 s);
-  (b) a scheduler leader in the namespace, cut off at the same moment, is replaced by
-      a standby on the host (the time is printed).
+  (b) a scheduler leading maintenance in the namespace, cut off at the same moment, is
+      replaced by a standby candidate on the host, the relay or a scheduler (the time
+      is printed).
 
 Needs root and iproute2 (``ip netns``). Cleans up namespaces, veths and processes on
 every exit.
@@ -202,7 +203,8 @@ def submit(platform: h.Platform, body: dict[str, Any]) -> str:
 
 
 def task(db: h.ScratchDatabase, task_id: str) -> tuple[str, int, str | None]:
-    row = db.query("SELECT status, attempts, worker FROM tasks WHERE id = %s", (task_id,))[0]
+    statement = "SELECT status, attempts, worker FROM jobplane_tasks WHERE id = %s"
+    row = db.query(statement, (task_id,))[0]
     return str(row[0]), int(row[1]), row[2]
 
 
@@ -225,7 +227,6 @@ def run(cut_seconds: float, log_dir: Path) -> dict[str, float]:
         platform = h.Platform(procs, db, REDIS_DB, settings=SETTINGS)
         platform.migrate()
         platform.start_api()
-        platform.start_relay()
         remote = {
             **platform.env("remote"),
             "JOBPLANE_DATABASE_URL": db.url.replace(
@@ -241,8 +242,14 @@ def run(cut_seconds: float, log_dir: Path) -> dict[str, float]:
         h.wait_worker_ready(cut_worker, 1)
         leader = procs.start("cut-scheduler", [*jobplane, "scheduler"], remote)
         h.wait_for(lambda: "is the leader" in leader.log_text(), timeout=30, what="the leader")
-        standby = procs.start("standby-scheduler", [h.JOBPLANE, "scheduler"], platform.env("sched"))
-        h.wait_for(lambda: "scheduler started" in standby.log_text(), timeout=30, what="standby")
+        # The relay and the standby scheduler are candidates too: either takes over.
+        standbys = [platform.start_relay()]
+        standbys.append(
+            procs.start("standby-scheduler", [h.JOBPLANE, "scheduler"], platform.env("sched"))
+        )
+        h.wait_for(
+            lambda: "scheduler started" in standbys[1].log_text(), timeout=30, what="standby"
+        )
 
         job = submit(platform, {"type": "demo.sleep", "params": {"seconds": 15}, "queue": "shared"})
         h.wait_for(lambda: task(db, job)[0] == "running", timeout=30, what="the job to start")
@@ -257,7 +264,9 @@ def run(cut_seconds: float, log_dir: Path) -> dict[str, float]:
         host.cut()
         cut_at = time.monotonic()
         h.wait_for(
-            lambda: "is the leader" in standby.log_text(), timeout=60, what="the standby to lead"
+            lambda: any("is the leader" in p.log_text() for p in standbys),
+            timeout=60,
+            what="a standby to lead",
         )
         takeover = time.monotonic() - cut_at
         h.wait_for(lambda: task(db, job)[0] == "completed", timeout=60, what="the job elsewhere")

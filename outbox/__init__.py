@@ -1,1 +1,1 @@
-"""The outbox relay and the sweeper: getting committed tasks onto the broker, and back."""
+"""The outbox relay: getting committed tasks onto the broker."""

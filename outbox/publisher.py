@@ -19,7 +19,7 @@ def publish(broker: dramatiq.Broker, *rows: OutboxMessage) -> str | None:
     A message carries only the task id and the dispatch number; the worker reads
     everything else from the row. The task's time limit travels in the message's
     options, where Dramatiq's TimeLimit middleware looks first; its id in Redis is the
-    publication's own, so that the sweeper can ask whether Redis still holds it.
+    publication's own, so that maintenance can ask whether Redis still holds it.
     """
     _declare_queues(broker, rows)
     return enqueue_all(

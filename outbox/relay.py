@@ -7,8 +7,10 @@ drops the duplicate (invariant 2). A broker that is down makes the transaction r
 back, and the relay backs off and tries again, losing nothing.
 
 A batch commits only under the broker epoch the database records: if the broker lost
-its data before the batch's messages were enqueued, or a sweeper is handling a loss
-that the batch's messages were part of, the batch rolls back and is published again.
+its data before the batch's messages were enqueued, or the maintenance leader is
+handling a loss that the batch's messages were part of, the batch rolls back and is
+published again once the leader has recorded the new epoch. Recovering lost work is
+the leader's (``jobplane.maintenance``), not the relay's.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import logging
 import os
 import signal
 import threading
-import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -25,12 +26,12 @@ import dramatiq
 from sqlalchemy import Connection, Engine
 
 from jobplane import counters, store
+from jobplane.broker import state as broker_state
 from jobplane.db import HeldConnection
 from jobplane.domain import JobplaneError
 from jobplane.models import utcnow
 from jobplane.outbox.notifications import Wakeup, wakeup_for
 from jobplane.outbox.publisher import publish
-from jobplane.outbox.sweeper import Sweeper
 from jobplane.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -43,8 +44,12 @@ class BrokerEpochChanged(JobplaneError):
     """The broker's epoch is not the one the database records: the batch rolled back."""
 
 
+class _EpochFirst(Exception):
+    """The relay's first batch found rows to publish: record the broker's epoch first."""
+
+
 class Relay:
-    """Moves outbox rows to the broker; runs the sweeper between batches if given one."""
+    """Moves outbox rows to the broker."""
 
     def __init__(
         self,
@@ -52,15 +57,12 @@ class Relay:
         broker: dramatiq.Broker,
         settings: Settings,
         *,
-        sweeper: Sweeper | None = None,
         wakeup: Wakeup | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.engine = engine
         self.broker = broker
         self.settings = settings
-        # JOBPLANE_SWEEP_INTERVAL=0 turns the sweeper off, as --no-sweeper does.
-        self.sweeper = sweeper if settings.sweep_interval > 0 else None
         self.wakeup = wakeup or wakeup_for(engine)
         self.clock = clock
         # Batches run on one connection kept between them; a dead one fails its batch
@@ -68,7 +70,7 @@ class Relay:
         self._connection = HeldConnection(engine)
         self.published = 0
         self._stopped = threading.Event()
-        self._swept_once = False
+        self._epoch_known = False
         #: When the earliest row not due yet becomes due, as of the last partial batch.
         self._next_due: datetime | None = None
         self._crash_after_publish = os.environ.get(CRASH_AFTER_PUBLISH_ENV) == "1"
@@ -76,29 +78,15 @@ class Relay:
     def relay_once(self) -> int:
         """Publish one batch of due rows; returns how many rows it took.
 
-        A batch refused for a changed broker epoch is tried once more after a sweep
-        (which records the new epoch); a relay without a sweeper raises
-        ``BrokerEpochChanged`` and waits for another relay's sweeper to record it.
+        A batch refused for a changed broker epoch raises ``BrokerEpochChanged``: it is
+        published again once the maintenance leader has recorded the new epoch.
         """
-        try:
-            return self._sweep_first_and_relay()
-        except BrokerEpochChanged as changed:
-            if self.sweeper is None:
-                raise
-            logger.warning("%s; sweeping, then publishing the batch again", changed)
-            self._swept_once = False
-            return self._sweep_first_and_relay()
-
-    def _sweep_first_and_relay(self) -> int:
-        if self.sweeper is not None and not self._swept_once:
-            # Sweep before publishing anything: the sweeper must record the broker's
-            # epoch first, or a loss right after the first batch would look like the
-            # first sight of a broker, and its messages would not be published again.
-            # A failure here backs off like a failed batch: nothing is published blind.
-            self.sweeper.sweep()
-            self._swept_once = True
         now = self.clock()
-        published = self._connection.run(lambda conn: self._relay_batch(conn, now))
+        try:
+            published = self._connection.run(lambda conn: self._relay_batch(conn, now))
+        except _EpochFirst:
+            self._record_first_epoch()
+            published = self._connection.run(lambda conn: self._relay_batch(conn, now))
         self.published += published
         return published
 
@@ -106,6 +94,8 @@ class Relay:
         limit = self.settings.relay_batch_size
         messages, next_due = store.outbox.take_outbox_batch(conn, now, limit)
         if messages:
+            if not self._epoch_known:
+                raise _EpochFirst  # rolls the batch back, before anything is published
             epoch = self._publish(messages)
             if self._crash_after_publish:
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -116,14 +106,29 @@ class Relay:
         self._next_due = next_due if len(messages) < limit else None
         return len(messages)
 
+    def _record_first_epoch(self) -> None:
+        """Record the broker's epoch if the database has none yet (a new platform).
+
+        Before this relay publishes anything: unless some epoch is recorded, a loss
+        right after the first batch would look like the first sight of a broker, and its
+        messages would not be published again. In a transaction of its own, committed
+        at once: another relay's first batch never waits for this one's. One recorded
+        already, even another, is left alone: a change is a loss, which the maintenance
+        leader handles (this relay's batches roll back until it has).
+        """
+        epoch = broker_state.broker_epoch(self.broker)
+        with self.engine.begin() as conn:
+            store.state.swap_state(conn, store.state.BROKER_EPOCH_KEY, None, epoch, self.clock())
+        self._epoch_known = True
+
     def _count_under_epoch(self, conn: Connection, published: int, epoch: str | None) -> None:
         """Count the batch; raise ``BrokerEpochChanged`` (the batch rolls back) unless its
         messages were enqueued under the epoch the database records."""
         recorded = store.outbox.count_published_batch(
             conn, published, counters.RELAY_PUBLISHED.name
         )
-        # None recorded: no sweeper has looked at this broker yet (the first one to look
-        # takes the broker as it finds it, these messages included).
+        # None recorded: the epoch was lost from the database, or removed by hand; the
+        # first to record one takes the broker as it finds it, these messages included.
         if recorded is not None and recorded != epoch:
             raise BrokerEpochChanged(
                 f"the broker's epoch is {epoch}, the database's {recorded}:"
@@ -147,7 +152,6 @@ class Relay:
     def run(self) -> None:
         """Relay until ``stop()``: a batch, then (if the table is drained) a wait."""
         backoff = 0.0
-        next_sweep = time.monotonic() + self.settings.sweep_interval  # the first: in relay_once
         while not self._stopped.is_set():
             try:
                 taken = self.relay_once()
@@ -155,20 +159,17 @@ class Relay:
             except Exception as error:
                 backoff = min(self.settings.relay_max_backoff, max(0.1, backoff * 2))
                 if isinstance(error, BrokerEpochChanged):
-                    logger.warning("%s; retrying in %.1f s", error, backoff)
+                    logger.warning(
+                        "%s, until maintenance records the new epoch; retrying in %.1f s",
+                        error,
+                        backoff,
+                    )
                 else:
                     logger.exception("relay batch failed; retrying in %.1f s", backoff)
-                    if self.sweeper is not None:
-                        self.sweeper.note_outage()
                 self._count_error()
                 self._stopped.wait(backoff)
                 continue
-            recovered = 0
-            if self.sweeper is not None and time.monotonic() >= next_sweep:
-                next_sweep = time.monotonic() + self.settings.sweep_interval
-                recovered = self._sweep()
-            # What the sweep put back in the outbox is due now: no wait for it.
-            if taken < self.settings.relay_batch_size and not recovered:
+            if taken < self.settings.relay_batch_size:
                 self.wakeup.wait(self._idle_wait())
         self.close()
 
@@ -186,15 +187,6 @@ class Relay:
                 store.stats.add_to_counters(conn, {(counters.RELAY_ERRORS.name, ""): 1})
         except Exception:
             logger.debug("could not count the relay error", exc_info=True)
-
-    def _sweep(self) -> int:
-        """Sweep once; returns how many tasks it recovered (0 if it failed)."""
-        assert self.sweeper is not None
-        try:
-            return sum(self.sweeper.sweep().values())
-        except Exception:
-            logger.exception("sweep failed; trying again at the next interval")
-            return 0
 
     def close(self) -> None:
         """Give back the database connection that batches run on (a later batch takes

@@ -215,10 +215,11 @@ def outbox_rows(engine: Engine) -> int:
 
 def row_counts(engine: Engine) -> dict[str, int]:
     """How many tasks, outbox rows and log lines there are: 'changes nothing' checks."""
+    models = {"tasks": Task, "outbox": Outbox, "task_logs": TaskLog}
     with engine.connect() as conn:
         return {
-            model.__tablename__: conn.execute(select(func.count()).select_from(model)).scalar_one()
-            for model in (Task, Outbox, TaskLog)
+            name: conn.execute(select(func.count()).select_from(model)).scalar_one()
+            for name, model in models.items()
         }
 
 

@@ -3,8 +3,9 @@
 The database is the source of truth, so the API serves the platform's numbers for
 every process: tasks by status and type, the outbox backlog and its oldest row, the
 workers seen, retries, scheduled runs by outcome, recent job durations, and the
-counters relays and sweepers push through the database (``jobplane.counters``). Relays and
-workers serve no metrics endpoint of their own.
+counters relays and the maintenance leader push through the database
+(``jobplane.counters``). Relays, workers and maintenance serve no metrics endpoint of
+their own.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Request
 
-from jobplane import catchup, store
+from jobplane import store
 from jobplane.api.auth import require_token
 from jobplane.api.schemas import (
     CatchUpRequest,
@@ -20,6 +20,7 @@ from jobplane.api.schemas import (
     TaskDetail,
 )
 from jobplane.api.tasks import EngineDep, load_task
+from jobplane.maintenance import catchup
 from jobplane.models import utcnow
 from jobplane.schedules import Schedule, all_schedules, get_schedule
 

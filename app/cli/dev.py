@@ -12,14 +12,14 @@ import uvicorn
 
 from jobplane.api.main import create_app
 from jobplane.db import engine_from_settings
+from jobplane.maintenance.rescuer import Rescuer
+from jobplane.maintenance.runner import maintenance_for
 from jobplane.migrate import upgrade
 from jobplane.outbox.relay import Relay
-from jobplane.outbox.sweeper import Sweeper
 from jobplane.registry import load_jobs
 from jobplane.schedules import all_schedules
 from jobplane.settings import Settings
 from jobplane.workers.broker import worker_broker
-from jobplane.workers.scheduler import Scheduler
 
 logger = logging.getLogger("jobplane.dev")
 
@@ -35,29 +35,27 @@ def with_token(settings: Settings) -> tuple[Settings, bool]:
 
 
 def run_dev(settings: Settings, *, host: str, port: int, threads: int) -> None:
-    """Migrate, then serve API + relay + workers until Ctrl-C; a restart resumes the work."""
+    """Migrate, then serve API + relay + workers + maintenance until Ctrl-C; a restart
+    resumes the work."""
     # The demo jobs are what a first run of ``jobplane dev`` tries.
     settings, generated = with_token(settings.model_copy(update={"demo_jobs": True}))
-    upgrade(settings.database_url)
+    upgrade(settings.database_url, schema=settings.db_schema, settings=settings)
     engine = engine_from_settings(settings)
     load_jobs(settings.job_modules, demo_jobs=settings.demo_jobs)
     broker = worker_broker(settings, lambda: engine)
     broker.emit_after("process_boot")  # what Dramatiq's CLI does in each worker process
-    sweeper = Sweeper(engine, broker, settings)
+    maintenance = maintenance_for(engine, broker, settings, all_schedules(), role="dev")
     if settings.broker_url.startswith("memory"):
-        # This process is the only worker of an in-memory broker: whatever a previous
-        # run left running died with it. Recover it now rather than after a timeout.
-        sweeper.recover_dead_workers(stale_before=sweeper.clock())
-    relay = Relay(engine, broker, settings, sweeper=sweeper)
+        _take_over_from_the_last_run(Rescuer.from_settings(engine, broker, settings))
+    relay = Relay(engine, broker, settings)
     relay_thread = threading.Thread(target=relay.run, name="jobplane-relay", daemon=True)
     worker = dramatiq.Worker(broker, worker_threads=threads)
-    scheduler = Scheduler(engine, settings, all_schedules())
-    scheduler_thread = threading.Thread(
-        target=scheduler.run, name="jobplane-scheduler", daemon=True
+    maintenance_thread = threading.Thread(
+        target=maintenance.run, name="jobplane-maintenance", daemon=True
     )
     relay_thread.start()
     worker.start()
-    scheduler_thread.start()
+    maintenance_thread.start()
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(settings, engine=engine),
@@ -85,9 +83,17 @@ def run_dev(settings: Settings, *, host: str, port: int, threads: int) -> None:
     finally:
         grace_ms = max(1, int(settings.shutdown_grace * 1000))
         logger.info("stopping: relay, then workers (running jobs get %d ms)", grace_ms)
-        scheduler.stop()
+        maintenance.stop()
         relay.stop()
         relay_thread.join(timeout=5)
-        scheduler_thread.join(timeout=5)
+        maintenance_thread.join(timeout=5)
         worker.stop(timeout=grace_ms)
         engine.dispose()
+
+
+def _take_over_from_the_last_run(rescuer: Rescuer) -> None:
+    """This process is the only worker of an in-memory broker, a new one at each start:
+    whatever a previous run left running died with it, and what it published is lost.
+    Recover both now, before the relay publishes, rather than after a timeout."""
+    rescuer.recover_dead_workers(stale_before=rescuer.clock())
+    rescuer.recover_broker_loss()

@@ -5,10 +5,18 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 
 from jobplane.settings import get_settings
+
+if TYPE_CHECKING:
+    import dramatiq
+    from sqlalchemy import Engine
+
+    from jobplane.maintenance.runner import Maintenance
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: Longest idle back-off of a worker's Redis consumer, in ms (Dramatiq's default: 1,000).
@@ -25,7 +33,8 @@ def migrate() -> None:
     from jobplane.migrate import upgrade
 
     _logging()
-    upgrade(get_settings().database_url)
+    settings = get_settings()
+    upgrade(settings.database_url, schema=settings.db_schema, settings=settings)
     click.echo("database is up to date")
 
 
@@ -51,28 +60,31 @@ def api(host: str, port: int) -> None:
 
 
 @click.command()
-@click.option("--sweeper/--no-sweeper", default=True, help="also run the sweeper (default: yes)")
-def relay(sweeper: bool) -> None:
-    """Publish committed outbox rows to the broker (and recover lost work)."""
-    import signal
-
+@click.option(
+    "--maintenance/--no-maintenance",
+    default=True,
+    help="also be a candidate for the maintenance leader (default: yes)",
+)
+@click.option("--no-sweeper", "no_sweeper", is_flag=True, hidden=True, help="--no-maintenance")
+def relay(maintenance: bool, no_sweeper: bool) -> None:
+    """Publish committed outbox rows to the broker (and lead maintenance when elected)."""
     from jobplane.broker.factory import make_broker
     from jobplane.db import engine_from_settings
     from jobplane.outbox.relay import Relay
-    from jobplane.outbox.sweeper import Sweeper
     from jobplane.timeouts import RedisTimeouts
 
     _logging()
+    log = logging.getLogger("jobplane")
+    if no_sweeper:
+        log.warning("--no-sweeper is deprecated: it means --no-maintenance now")
+        maintenance = False
     settings = get_settings()
     engine = engine_from_settings(settings)
     broker = make_broker(settings.broker_url, timeouts=RedisTimeouts.from_settings(settings))
-    the_relay = Relay(
-        engine, broker, settings, sweeper=Sweeper(engine, broker, settings) if sweeper else None
-    )
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: the_relay.stop())
-    logging.getLogger("jobplane").info("relay started (broker %s)", _redact(settings.broker_url))
-    the_relay.run()
+    the_relay = Relay(engine, broker, settings)
+    candidate = _maintenance(engine, broker, role="relay") if maintenance else None
+    log.info("relay started (broker %s)", _redact(settings.broker_url))
+    _serve(the_relay.run, the_relay.stop, beside=candidate)
 
 
 @click.command()
@@ -137,20 +149,58 @@ def _redact(url: str) -> str:
 
 @click.command()
 def scheduler() -> None:
-    """Record schedule runs as they fall due, after catching up what was missed."""
-    import signal
-
+    """Be a candidate for the maintenance leader: schedules with catch-up, recovery of
+    lost work, retention."""
+    from jobplane.broker.factory import make_broker
     from jobplane.db import engine_from_settings
-    from jobplane.registry import load_jobs
-    from jobplane.schedules import all_schedules
-    from jobplane.workers.scheduler import Scheduler
+    from jobplane.timeouts import RedisTimeouts
 
     _logging()
     settings = get_settings()
-    load_jobs(settings.job_modules, demo_jobs=settings.demo_jobs)
-    the_scheduler = Scheduler(engine_from_settings(settings), settings, all_schedules())
+    engine = engine_from_settings(settings)
+    broker = make_broker(settings.broker_url, timeouts=RedisTimeouts.from_settings(settings))
+    candidate = _maintenance(engine, broker, role="scheduler")
+    _serve(candidate.run, candidate.stop)
+
+
+def _serve(
+    run: Callable[[], None], stop: Callable[[], None], *, beside: Maintenance | None = None
+) -> None:
+    """``run()`` until SIGINT or SIGTERM calls ``stop()``; ``beside``, if given, runs in a
+    thread of its own meanwhile, and stops with it."""
+    import signal
+    import threading
+
+    def stop_all(*_: object) -> None:
+        stop()
+        if beside is not None:
+            beside.stop()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: the_scheduler.stop())
-    names = ", ".join(s.name for s in the_scheduler.schedules) or "none"
-    logging.getLogger("jobplane").info("scheduler started; schedules: %s", names)
-    the_scheduler.run()
+        signal.signal(signum, stop_all)
+    thread = None
+    if beside is not None:
+        thread = threading.Thread(target=beside.run, name="jobplane-maintenance")
+        thread.start()
+    try:
+        run()
+    finally:
+        stop_all()
+        if thread is not None:
+            thread.join()
+
+
+def _maintenance(engine: Engine, broker: dramatiq.Broker, *, role: str) -> Maintenance:
+    """This process's maintenance candidate, with every schedule the job modules declare."""
+    from jobplane.maintenance.runner import maintenance_for
+    from jobplane.registry import load_jobs
+    from jobplane.schedules import all_schedules
+
+    settings = get_settings()
+    load_jobs(settings.job_modules, demo_jobs=settings.demo_jobs)
+    schedules = all_schedules()
+    names = ", ".join(s.name for s in schedules) or "none"
+    logging.getLogger("jobplane").info(
+        "%s started as a maintenance candidate; schedules: %s", role, names
+    )
+    return maintenance_for(engine, broker, settings, schedules, role=role)

@@ -9,7 +9,6 @@ from datetime import datetime
 
 from sqlalchemy import (
     Connection,
-    insert,
     select,
     update,
 )
@@ -19,11 +18,7 @@ from jobplane.models import (
 )
 from jobplane.store.sql import insert_ignoring_conflict
 
-#: platform_state key: when a relay's sweeper last ran (ISO-8601).
-RELAY_SEEN_KEY = "relay_seen_at"
-
-
-#: platform_state key: the broker epoch the sweeper last recorded
+#: platform_state key: the broker epoch the rescuer (or a relay, first) last recorded
 #: (see ``jobplane.broker.state``).
 BROKER_EPOCH_KEY = "broker_epoch"
 
@@ -35,11 +30,14 @@ def read_state(conn: Connection, key: str) -> str | None:
 def swap_state(conn: Connection, key: str, old: str | None, new: str, now: datetime) -> bool:
     """Set ``key`` to ``new`` only if it still holds ``old``; True if this call did it."""
     if old is None:
-        exists = read_state(conn, key) is not None
-        if exists:
-            return False
-        conn.execute(insert(KeyValue).values(key=key, value=new, updated_at=now))
-        return True
+        # Of two first writers at once (a relay and the maintenance leader on a new
+        # platform), the second finds the key taken: False, not a unique violation.
+        inserted = conn.execute(
+            insert_ignoring_conflict(conn, KeyValue, ["key"]).values(
+                key=key, value=new, updated_at=now
+            )
+        )
+        return bool(inserted.rowcount == 1)
     result = conn.execute(
         update(KeyValue)
         .where(KeyValue.key == key, KeyValue.value == old)

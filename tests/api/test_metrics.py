@@ -78,37 +78,37 @@ def test_metrics_still_answer_when_the_database_is_down(
     assert not any(name == "jobplane_tasks" for name, _ in samples)
 
 
-def test_relays_sweepers_and_workers_numbers_reach_the_apis_metrics(
+def test_relays_rescuers_and_workers_numbers_reach_the_apis_metrics(
     api_factory: Callable[..., httpx.Client], pg_settings: Settings, pg_engine: Engine
 ) -> None:
     from datetime import timedelta
 
     from jobplane.broker.factory import make_broker
+    from jobplane.maintenance.rescuer import Rescuer
     from jobplane.outbox.relay import Relay
-    from jobplane.outbox.sweeper import Sweeper
 
     # Given an API, and nothing relayed yet
     api = api_factory(pg_settings)
     assert scrape(api)[("jobplane_relay_published_total", ())] == 0
 
-    # When a relay (with its sweeper) publishes three tasks, and two of them run:
-    # one completes in 2 s; the other's worker dies, and the sweeper recovers it
+    # When a relay publishes three tasks, and two of them run: one completes in 2 s;
+    # the other's worker dies, and the maintenance leader's rescuer recovers it
     ids = api.post("/api/tasks/batch", json={"tasks": [{"type": "demo.echo"}] * 3}).json()[
         "taskIds"
     ]
     broker = make_broker(pg_settings.broker_url)
-    sweeper = Sweeper(pg_engine, broker, pg_settings)
-    Relay(pg_engine, broker, pg_settings, sweeper=sweeper).drain()
+    rescuer = Rescuer.from_settings(pg_engine, broker, pg_settings)
+    Relay(pg_engine, broker, pg_settings).drain()
     start = utcnow()
     with pg_engine.begin() as conn:
         store.claims.claim_task(conn, ids[0], 1, worker="w:1", now=start)
         store.claims.complete_task(conn, ids[0], 1, result=None, now=start + timedelta(seconds=2))
         store.claims.claim_task(conn, ids[1], 1, worker="w:2", now=start)
         store.claims.beat(conn, [(ids[1], 1)], start - timedelta(hours=1))  # its last heartbeat
-    sweeper.sweep()
+    rescuer.sweep()
     samples = scrape(api)
 
-    # Then the relay's and the sweeper's counters moved, and the durations are there
+    # Then the relay's and the rescuer's counters moved, and the durations are there
     assert samples[("jobplane_relay_published_total", ())] == 3
     assert (
         samples[("jobplane_sweeper_recoveries_total", (("kind", "recovered_from_lost_worker"),))]

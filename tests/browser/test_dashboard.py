@@ -48,7 +48,7 @@ class DevPlatform:
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "jobplane.cli", "dev", "--port", str(port)],
             cwd=workdir,
-            env={**env, "PYTHONPATH": str(ROOT)},
+            env={**env, "PYTHONPATH": str(ROOT), "JOBPLANE_JOBS": "tests.schedule_jobs"},
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
@@ -219,7 +219,7 @@ def test_an_action_the_api_refuses_shows_its_message(page: Page, dev: DevPlatfor
 
 
 def test_a_schedule_runs_now(page: Page, dev: DevPlatform) -> None:
-    # Given the schedules table (jobplane dev declares the maintenance clean-up)
+    # Given the schedules table (the test's job modules declare schedules)
     schedule = page.locator("#schedule-rows tr").first
     expect(schedule).to_be_visible()
     name = schedule.get_attribute("data-schedule")

@@ -1,5 +1,6 @@
 """Redis losing every message (FLUSHDB, or a restart without persistence) loses no job:
-the sweeper sees the broker's epoch change and publishes the pending tasks again.
+the maintenance leader (here the relay's candidate) sees the broker's epoch change and
+publishes the pending tasks again.
 """
 
 from __future__ import annotations
@@ -52,5 +53,5 @@ def test_tasks_published_before_redis_lost_its_data_all_complete_once(
     done = tasks()
     assert sorted(t["taskId"] for t in done) == sorted(created.json()["taskIds"])
     assert {t["attempts"] for t in done} == {1}
-    # and the relay said what happened
+    # and the relay's process (the maintenance leader) said what happened
     assert re.search(rf"WARNING .*the broker lost .*\b{TASKS} task\(s\)", relay.log())

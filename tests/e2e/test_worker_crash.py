@@ -1,4 +1,5 @@
-"""A worker killed with SIGKILL mid-job loses nothing: the sweeper recovers the task."""
+"""A worker killed with SIGKILL mid-job loses nothing: the maintenance leader (here the
+relay's candidate) recovers the task."""
 
 from __future__ import annotations
 

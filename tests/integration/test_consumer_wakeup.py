@@ -1,4 +1,4 @@
-"""Idle Redis consumers are woken by the relay's publishes (``workers/wakeup.py``).
+"""Idle Redis consumers are woken by the relay's publishes (``jobplane.broker.consumer_wakeup``).
 
 Each test uses a broker namespace of its own: pub/sub channels are shared by every
 database of a Redis server, so another test run's relay could otherwise wake these

@@ -1,9 +1,9 @@
 """Loss detection against real PostgreSQL and Redis.
 
-The sweeper's backstop for a broker that lost some messages but kept its epoch (a crash
+The rescuer's backstop for a broker that lost some messages but kept its epoch (a crash
 with AOF ``everysec``, a failover to a lagging replica, messages deleted by hand), and
-the relay's epoch check, which closes the race between one relay's batch and another
-relay's sweeper handling a loss.
+the relay's epoch check, which closes the race between a relay's batch and the
+maintenance leader's rescuer handling a loss.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import redis
 from sqlalchemy import Connection, Engine, select
 
 from jobplane.broker.factory import make_broker
+from jobplane.maintenance.rescuer import Rescuer
 from jobplane.models import Outbox
 from jobplane.outbox.relay import BrokerEpochChanged, Relay
-from jobplane.outbox.sweeper import Sweeper
 from jobplane.registry import load_jobs
 from jobplane.settings import Settings
 from tests.conftest import (
@@ -73,15 +73,15 @@ def test_a_task_whose_message_was_deleted_is_republished_while_its_queue_still_h
     redis_client: redis.Redis,
     check_batch: int,
 ) -> None:
-    # Given 20 tasks published by a relay (whose sweeper recorded the broker's epoch),
+    # Given 20 tasks published by a relay (which recorded the broker's epoch),
     # never claimed, one of them held unacked by a consumer (as by a worker that died)
     clock = Clock()
     settings = pg_settings.model_copy(
         update={"unclaimed_after": 60, "unclaimed_check_batch": check_batch}
     )
     task_ids = submit(pg_engine, settings, 20, now=clock.now)
-    sweeper = Sweeper(pg_engine, broker, settings, clock=clock)
-    relay = Relay(pg_engine, broker, settings, sweeper=sweeper, clock=clock)
+    rescuer = Rescuer.from_settings(pg_engine, broker, settings, clock=clock)
+    relay = Relay(pg_engine, broker, settings, clock=clock)
     assert relay.drain() == 20
     consumer = broker.consume("default", timeout=100)
     try:
@@ -96,15 +96,15 @@ def test_a_task_whose_message_was_deleted_is_republished_while_its_queue_still_h
         # Then, within 1 + 20 // check_batch sweeps, exactly the deleted ones are
         # published again (a new dispatch each), and not one of those still queued
         sweeps = 1 + len(task_ids) // check_batch
-        found = sum(sweeper.sweep()["republished_unclaimed"] for _ in range(sweeps))
+        found = sum(rescuer.sweep()["republished_unclaimed"] for _ in range(sweeps))
         assert found == len(lost)
         assert outbox_dispatches(pg_engine) == dict.fromkeys(lost, 2)
-        assert sweeper.counts["republished_after_broker_loss"] == 0
+        assert rescuer.counts["republished_after_broker_loss"] == 0
 
         # and the backlog still queued is never republished, however long it waits
         for _ in range(3):
             clock.advance(600)
-            assert sweeper.sweep()["republished_unclaimed"] == 0
+            assert rescuer.sweep()["republished_unclaimed"] == 0
 
         # When the relay publishes the republished tasks
         assert relay.drain() == len(lost)
@@ -114,7 +114,7 @@ def test_a_task_whose_message_was_deleted_is_republished_while_its_queue_still_h
         kept = set(task_ids) - lost
         assert queued(redis_client) == {**dict.fromkeys(kept, 1), **dict.fromkeys(lost, 2)}
         clock.advance(600)
-        assert sweeper.sweep()["republished_unclaimed"] == 0
+        assert rescuer.sweep()["republished_unclaimed"] == 0
     finally:
         consumer.close()
 
@@ -163,18 +163,18 @@ class SteppedRelay(Relay):
 @pytest.fixture
 def two_relays(
     pg_engine: Engine, pg_settings: Settings, redis_url: str
-) -> Iterator[Callable[[str], tuple[SteppedRelay, Sweeper, Relay]]]:
-    """Relay A (stepped, no sweeper) and relay B (with its sweeper, which has recorded
-    the broker's epoch), each on a broker object of its own."""
+) -> Iterator[Callable[[str], tuple[SteppedRelay, Rescuer, Relay]]]:
+    """Relay A (stepped), and relay B beside the maintenance leader's rescuer (which has
+    recorded the broker's epoch), each on a broker object of its own."""
     brokers: list[dramatiq.Broker] = []
 
-    def make(stop_at: str) -> tuple[SteppedRelay, Sweeper, Relay]:
+    def make(stop_at: str) -> tuple[SteppedRelay, Rescuer, Relay]:
         broker_a, broker_b = make_broker(redis_url), make_broker(redis_url)
         brokers.extend((broker_a, broker_b))
-        sweeper_b = Sweeper(pg_engine, broker_b, pg_settings)
-        sweeper_b.sweep()
+        rescuer_b = Rescuer.from_settings(pg_engine, broker_b, pg_settings)
+        rescuer_b.sweep()
         relay_a = SteppedRelay(pg_engine, broker_a, pg_settings, stop_at=stop_at)
-        return relay_a, sweeper_b, Relay(pg_engine, broker_b, pg_settings, sweeper=sweeper_b)
+        return relay_a, rescuer_b, Relay(pg_engine, broker_b, pg_settings)
 
     yield make
     for broker in brokers:
@@ -185,17 +185,17 @@ def test_a_batch_published_before_a_loss_that_another_relay_handles_first_is_pub
     pg_engine: Engine,
     pg_settings: Settings,
     redis_client: redis.Redis,
-    two_relays: Callable[[str], tuple[SteppedRelay, Sweeper, Relay]],
+    two_relays: Callable[[str], tuple[SteppedRelay, Rescuer, Relay]],
 ) -> None:
     # Given relay A holding a batch of 10 tasks it has published, not yet committed
-    relay_a, sweeper_b, relay_b = two_relays("published")
+    relay_a, rescuer_b, relay_b = two_relays("published")
     task_ids = submit(pg_engine, pg_settings, 10)
     thread = relay_a.drain_in_thread()
 
-    # When Redis loses its data, and relay B's sweeper records the new epoch and
+    # When Redis loses its data, and the leader's rescuer records the new epoch and
     # republishes everything published before, all before relay A commits
     redis_client.flushdb()
-    assert sweeper_b.sweep()["republished_after_broker_loss"] == 0  # A's are not yet
+    assert rescuer_b.sweep()["republished_after_broker_loss"] == 0  # A's are not yet
     relay_a.release.set()
     thread.join(timeout=30)
 
@@ -212,28 +212,28 @@ def test_a_batch_committed_while_another_relay_handles_a_loss_is_republished_by_
     pg_engine: Engine,
     pg_settings: Settings,
     redis_client: redis.Redis,
-    two_relays: Callable[[str], tuple[SteppedRelay, Sweeper, Relay]],
+    two_relays: Callable[[str], tuple[SteppedRelay, Rescuer, Relay]],
 ) -> None:
     # Given relay A holding a batch of 10 tasks it has published and checked against
     # the recorded epoch, not yet committed
-    relay_a, sweeper_b, relay_b = two_relays("checked")
+    relay_a, rescuer_b, relay_b = two_relays("checked")
     task_ids = submit(pg_engine, pg_settings, 10)
     thread = relay_a.drain_in_thread()
 
-    # When Redis loses its data and relay B's sweeper sees it, while relay A commits
+    # When Redis loses its data and the leader's rescuer sees it, while relay A commits
     redis_client.flushdb()
     swept: list[int] = []
     sweeping = threading.Thread(
-        target=lambda: swept.append(sweeper_b.sweep()["republished_after_broker_loss"])
+        target=lambda: swept.append(rescuer_b.sweep()["republished_after_broker_loss"])
     )
     sweeping.start()
-    # (the sweeper's swap of the epoch waits for relay A's batch)
+    # (the rescuer's swap of the epoch waits for relay A's batch)
     wait_until(lambda: waiting_on_a_lock(pg_engine), timeout=10, what="the swap to wait")
     relay_a.release.set()
     thread.join(timeout=30)
     sweeping.join(timeout=30)
 
-    # Then relay A's batch is committed, and the sweeper republished its tasks too
+    # Then relay A's batch is committed, and the rescuer republished its tasks too
     assert relay_a.error is None and relay_a.published == 10
     assert swept == [10]
 
@@ -242,22 +242,26 @@ def test_a_batch_committed_while_another_relay_handles_a_loss_is_republished_by_
     assert queued(redis_client) == dict.fromkeys(task_ids, 2)
 
 
-def test_a_relay_whose_broker_lost_its_data_since_its_last_sweep_sweeps_before_committing(
+def test_a_relay_whose_broker_lost_its_data_since_the_last_sweep_commits_nothing_until_one(
     pg_engine: Engine, pg_settings: Settings, broker: dramatiq.Broker, redis_client: redis.Redis
 ) -> None:
-    # Given a relay (with its sweeper) that published 5 tasks
+    # Given a relay that published 5 tasks, and the maintenance leader's rescuer
     first = submit(pg_engine, pg_settings, 5)
-    relay = Relay(pg_engine, broker, pg_settings, sweeper=Sweeper(pg_engine, broker, pg_settings))
+    relay = Relay(pg_engine, broker, pg_settings)
+    rescuer = Rescuer.from_settings(pg_engine, broker, pg_settings)
     assert relay.drain() == 5
 
-    # When Redis loses its data and 5 more tasks come before the relay's next sweep
+    # When Redis loses its data and 5 more tasks come before the rescuer's next sweep
     redis_client.flushdb()
     second = submit(pg_engine, pg_settings, 5)
-    relay.drain()
 
-    # Then its batch under the lost epoch rolled back, its sweep republished the first
-    # 5, and the batch that followed published all 10
-    assert relay.sweeper is not None
-    assert relay.sweeper.counts["republished_after_broker_loss"] == 5
+    # Then the relay's batch under the lost epoch rolls back
+    with pytest.raises(BrokerEpochChanged):
+        relay.drain()
+    assert outbox_rows(pg_engine) == 5
+    # and once the sweep republished the first 5, the batch that follows publishes all 10
+    rescuer.sweep()
+    relay.drain()
+    assert rescuer.counts["republished_after_broker_loss"] == 5
     assert queued(redis_client) == {**dict.fromkeys(first, 2), **dict.fromkeys(second, 1)}
     assert outbox_rows(pg_engine) == 0

@@ -1,24 +1,27 @@
-"""Retention clean-up (tasks, outbox rows, the runs ledger) and the scheduler standing in
-for an absent relay."""
+"""Retention clean-up (tasks, outbox rows, the runs ledger), and maintenance led by
+whichever candidate holds the lock: a scheduler alone recovers lost workers' tasks."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
+import dramatiq
 import pytest
+from dramatiq.brokers.stub import StubBroker
 from periodiq import cron
 from sqlalchemy import Engine, insert, select, text, update
 
-from jobplane import catchup, service, store
+from jobplane import service, store
+from jobplane.db import make_engine
+from jobplane.maintenance import catchup
+from jobplane.maintenance.cleaner import Cleaner
+from jobplane.maintenance.runner import Maintenance, maintenance_for
+from jobplane.maintenance.scheduler import Scheduler
 from jobplane.models import Outbox, ScheduleRun, Task, TaskLog, utcnow
 from jobplane.registry import load_jobs
 from jobplane.schedules import Schedule
 from jobplane.service import Submission
 from jobplane.settings import Settings
-from jobplane.workers import context
-from jobplane.workers.jobs.maintenance import cleanup
-from jobplane.workers.scheduler import Scheduler
 from tests.conftest import row_counts
 
 load_jobs(["tests.schedule_jobs"])  # the schedules' jobs must be registered to build tasks
@@ -48,17 +51,6 @@ def settings(any_url: str) -> Settings:
     return Settings(database_url=any_url)
 
 
-@pytest.fixture
-def job_context(any_engine: Engine) -> Iterator[None]:
-    context.bind(
-        context.JobContext(
-            "t", "maintenance.cleanup", {}, 1, 1, engine=any_engine, settings=Settings()
-        )
-    )
-    yield
-    context.bind(None)
-
-
 def assert_retry_stands(engine: Engine, retried: str, deleted: str) -> None:
     """The retried task is pending with its retry's outbox row; the other one is gone."""
     with engine.connect() as conn:
@@ -77,7 +69,7 @@ def ledger(engine: Engine) -> list[datetime]:
 
 
 def test_retention_deletes_only_finished_tasks_older_than_the_retention(
-    any_engine: Engine, settings: Settings, job_context: None
+    any_engine: Engine, settings: Settings
 ) -> None:
     old_completed = make_task(any_engine, settings, "completed", 10)
     old_failed = make_task(any_engine, settings, "failed", 8)
@@ -88,7 +80,7 @@ def test_retention_deletes_only_finished_tasks_older_than_the_retention(
         make_task(any_engine, settings, "pending", 10),
     }
 
-    assert cleanup(retention_days=7)["deletedTasks"] == 2
+    assert Cleaner(any_engine, [], retention_days=7).clean().deleted_tasks == 2
 
     with any_engine.connect() as conn:
         remaining = set(conn.execute(select(Task.id)).scalars())
@@ -99,7 +91,7 @@ def test_retention_deletes_only_finished_tasks_older_than_the_retention(
 
 
 def test_catch_up_after_retention_deleted_a_run_does_not_enqueue_it_again(
-    any_engine: Engine, settings: Settings, job_context: None
+    any_engine: Engine, settings: Settings
 ) -> None:
     # Given an hourly schedule whose catch-up window (3 days) is longer than the
     # retention (1 day), first seen 30 hours ago
@@ -120,7 +112,7 @@ def test_catch_up_after_retention_deleted_a_run_does_not_enqueue_it_again(
         )
 
     # When the retention clean-up deletes its task
-    assert cleanup(retention_days=1)["deletedTasks"] == 1
+    assert Cleaner(any_engine, [hourly], retention_days=1).clean().deleted_tasks == 1
     assert row_counts(any_engine)["tasks"] == 0
 
     # Then catch-up with the same clock finds the run recorded and enqueues nothing
@@ -208,26 +200,76 @@ def test_the_clean_up_skips_a_task_whose_retry_is_being_committed(
     assert_retry_stands(pg_engine, retried, gone)
 
 
-def test_the_scheduler_recovers_dead_workers_tasks_only_while_no_relay_sweeps(
-    pg_engine: Engine, pg_settings: Settings
-) -> None:
-    task_id = make_task(pg_engine, pg_settings, "running", 1)
-    with pg_engine.begin() as conn:  # its worker stopped beating an hour ago
+def lost_task(engine: Engine, settings: Settings) -> str:
+    """A running task whose worker stopped beating an hour ago."""
+    task_id = make_task(engine, settings, "running", 1)
+    with engine.begin() as conn:
         conn.execute(
             update(Task)
             .where(Task.id == task_id)
             .values(heartbeat_at=utcnow() - timedelta(hours=1))
         )
-        store.state.put_state(conn, store.state.RELAY_SEEN_KEY, utcnow().isoformat(), utcnow())
-    scheduler = Scheduler(pg_engine, pg_settings, [])
+    return task_id
 
-    scheduler.tick()  # a relay swept just now: leave it to the relay
-    with pg_engine.connect() as conn:
-        assert store.tasks.get_task(conn, task_id).status == "running"  # type: ignore[union-attr]
 
-    scheduler.tick(utcnow() + timedelta(minutes=5))  # no relay for five minutes
-    with pg_engine.connect() as conn:
+def candidate(engine: Engine, settings: Settings, role: str) -> Maintenance:
+    broker: dramatiq.Broker = StubBroker()
+    return maintenance_for(engine, broker, settings, [], role=role)
+
+
+def assert_recovered_once(engine: Engine, task_id: str) -> None:
+    with engine.connect() as conn:
         recovered = store.tasks.get_task(conn, task_id)
     assert recovered is not None
     assert (recovered.status, recovered.retry_count) == ("pending", 1)
     assert recovered.error.startswith("worker lost")
+
+
+def test_a_scheduler_alone_recovers_dead_workers_tasks_as_the_leader(
+    pg_engine: Engine, pg_settings: Settings
+) -> None:
+    # Given a task whose worker died, and no relay: only a scheduler's candidate
+    task_id = lost_task(pg_engine, pg_settings)
+    scheduler = candidate(pg_engine, pg_settings, "scheduler")
+
+    # When it takes its first step
+    try:
+        scheduler.step()
+
+        # Then it leads, and it recovered the task
+        assert scheduler.elector.leading
+        assert_recovered_once(pg_engine, task_id)
+    finally:
+        scheduler.elector.release()
+
+
+def test_of_a_relay_and_a_scheduler_exactly_one_leads_maintenance(
+    pg_url: str, pg_settings: Settings
+) -> None:
+    # Given a relay's candidate and a scheduler's, each on an engine of its own
+    engines = [make_engine(pg_url) for _ in range(2)]
+    task_id = lost_task(engines[0], pg_settings)
+    relay, scheduler = (
+        candidate(engine, pg_settings, role)
+        for engine, role in zip(engines, ("relay", "scheduler"), strict=True)
+    )
+    try:
+        # When both step, in turn, several times
+        for _ in range(3):
+            relay.step()
+            scheduler.step()
+
+        # Then exactly one of them leads (the first to try), and the task was
+        # recovered once
+        assert (relay.elector.leading, scheduler.elector.leading) == (True, False)
+        assert_recovered_once(engines[0], task_id)
+
+        # And when the leader goes, the other takes over
+        relay.elector.release()
+        scheduler.step()
+        assert scheduler.elector.leading
+    finally:
+        for one in (relay, scheduler):
+            one.elector.release()
+        for engine in engines:
+            engine.dispose()

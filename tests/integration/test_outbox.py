@@ -20,9 +20,11 @@ from sqlalchemy import Engine, Row, select
 from jobplane import service, store
 from jobplane.broker import state as broker_state
 from jobplane.broker.factory import make_broker
+from jobplane.maintenance.leader import Elector
+from jobplane.maintenance.rescuer import Rescuer
+from jobplane.maintenance.runner import Maintenance
 from jobplane.models import Task, utcnow
 from jobplane.outbox.relay import Relay
-from jobplane.outbox.sweeper import Sweeper
 from jobplane.registry import load_jobs
 from jobplane.settings import Settings
 from tests.conftest import DEFAULT_MESSAGES, outbox_rows, row_counts, wait_until
@@ -294,8 +296,8 @@ def test_a_relay_whose_broker_is_down_keeps_the_rows_for_a_later_relay(
 def test_a_broker_that_loses_its_data_right_after_the_first_batch_gets_it_again(
     pg_engine: Engine, pg_settings: Settings, new_broker: Any, redis_client: redis.Redis
 ) -> None:
-    # Given a backlog of 10 submissions waiting for a relay (with its sweeper) to start,
-    # and a Redis that loses its data just after the relay's first batch
+    # Given a backlog of 10 submissions waiting for a relay (beside a maintenance
+    # leader) to start, and a Redis that loses its data just after the relay's first batch
     task_ids = submit(pg_engine, pg_settings, 10)
     settings = pg_settings.model_copy(update={"sweep_interval": 0.1, "relay_poll_interval": 0.1})
     broker = new_broker()
@@ -310,14 +312,16 @@ def test_a_broker_that_loses_its_data_right_after_the_first_batch_gets_it_again(
                 self.flushed = True
             return epoch
 
-    sweeper = Sweeper(pg_engine, broker, settings)
-    relay = FlushedAfterFirstBatch(pg_engine, broker, settings, sweeper=sweeper)
+    rescuer = Rescuer.from_settings(pg_engine, broker, settings)
+    maintenance = Maintenance(Elector(pg_engine, role="relay"), [rescuer])
+    relay = FlushedAfterFirstBatch(pg_engine, broker, settings)
 
-    # When the relay runs
-    thread = threading.Thread(target=relay.run)
-    thread.start()
+    # When the relay runs, and the maintenance leader beside it
+    threads = [threading.Thread(target=relay.run), threading.Thread(target=maintenance.run)]
+    for thread in threads:
+        thread.start()
     try:
-        # Then the sweeper notices the loss and every task is on the broker again
+        # Then the rescuer notices the loss and every task is on the broker again
         wait_until(
             lambda: relay.flushed and redis_client.hlen(DEFAULT_MESSAGES) == 10,
             timeout=10,
@@ -325,10 +329,12 @@ def test_a_broker_that_loses_its_data_right_after_the_first_batch_gets_it_again(
         )
     finally:
         relay.stop()
-        thread.join(timeout=10)
+        maintenance.stop()
+        for thread in threads:
+            thread.join(timeout=10)
         relay.wakeup.close()
     assert relay.flushed
-    assert sweeper.counts["republished_after_broker_loss"] == 10
+    assert rescuer.counts["republished_after_broker_loss"] == 10
     published = {
         m.kwargs["task_id"]: m.kwargs["dispatch"] for m in published_messages(redis_client)
     }

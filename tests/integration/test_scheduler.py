@@ -1,4 +1,4 @@
-"""The scheduler on PostgreSQL, with an injected clock: catch-up, dedupe, leadership."""
+"""The scheduler on PostgreSQL, with an injected clock: catch-up, dedupe; the elector."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import pytest
 from periodiq import cron
 from sqlalchemy import Engine, func, select
 
-from jobplane.catchup import Decision, catch_up
 from jobplane.db import make_engine
+from jobplane.maintenance.catchup import Decision, catch_up
+from jobplane.maintenance.leader import Elector
+from jobplane.maintenance.scheduler import Scheduler
 from jobplane.models import ScheduleRun, ScheduleState, Task
 from jobplane.registry import load_jobs
 from jobplane.schedules import Schedule
 from jobplane.settings import Settings
-from jobplane.workers.leader import LeaderLock
-from jobplane.workers.scheduler import Scheduler
 from tests import services
 from tests.conftest import row_counts, wait_until, waiting_on_a_lock
 
@@ -195,10 +195,10 @@ def two_engines(pg_url: str) -> Iterator[tuple[Engine, Engine]]:
         engine.dispose()
 
 
-def test_one_scheduler_leads_and_another_takes_over_when_it_dies(
+def test_one_candidate_leads_and_another_takes_over_when_it_dies(
     two_engines: tuple[Engine, Engine],
 ) -> None:
-    first, second = LeaderLock(two_engines[0]), LeaderLock(two_engines[1])
+    first, second = (Elector(engine, role="scheduler") for engine in two_engines)
     assert first.acquire() is True
     assert second.acquire() is False
     assert first.acquire() is True  # still the leader
@@ -215,7 +215,7 @@ def test_one_scheduler_leads_and_another_takes_over_when_it_dies(
 def test_a_leader_whose_session_ends_steps_down_and_the_standby_takes_over(
     two_engines: tuple[Engine, Engine],
 ) -> None:
-    first, second = LeaderLock(two_engines[0]), LeaderLock(two_engines[1])
+    first, second = (Elector(engine, role="scheduler") for engine in two_engines)
     assert first.acquire() is True
     assert first._conn is not None
     pid = first._conn.execute(select(func.pg_backend_pid())).scalar()

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from periodiq import cron
 
-from jobplane.catchup import Decision, plan
+from jobplane.maintenance.catchup import Decision, plan
 from jobplane.schedules import Schedule
 
 TAIPEI = "Asia/Taipei"

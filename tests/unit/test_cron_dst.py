@@ -17,7 +17,7 @@ from cronsim import CronSim
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from jobplane.catchup import ENQUEUE, plan
+from jobplane.maintenance.catchup import ENQUEUE, plan
 from tests.unit.test_schedules import schedule, utc
 
 ZONES = [

@@ -1,6 +1,6 @@
-"""The sweeper: puts back what a dead process or a forgetful broker let go.
+"""The rescuer: puts back what a dead process or a forgetful broker let go.
 
-Four passes, each logged and counted:
+Run by the maintenance leader every ``interval`` s; four passes, each logged and counted:
 1. running tasks whose heartbeat stopped (their worker died) → pending, new dispatch;
 2. a changed broker epoch (Redis lost its data) → every task published before is
    published again;
@@ -24,6 +24,7 @@ from sqlalchemy import Engine
 
 from jobplane import counters, store
 from jobplane.broker import state as broker_state
+from jobplane.maintenance.service import Service
 from jobplane.models import utcnow
 from jobplane.settings import Settings
 
@@ -31,22 +32,45 @@ logger = logging.getLogger(__name__)
 
 #: How many republished task ids the unclaimed pass's warning names.
 LOGGED_IDS = 10
+DEFAULT_INTERVAL = 5.0  #: seconds between two sweeps (``JOBPLANE_SWEEP_INTERVAL``)
+#: A running task whose heartbeat is older than this (s) lost its worker
+#: (``JOBPLANE_HEARTBEAT_TIMEOUT``).
+DEFAULT_HEARTBEAT_TIMEOUT = 60.0
+#: A published task unclaimed this long (s) after it was due is checked on the broker
+#: (``JOBPLANE_UNCLAIMED_AFTER``).
+DEFAULT_UNCLAIMED_AFTER = 60.0
+#: Unclaimed tasks one sweep checks on the broker (``JOBPLANE_UNCLAIMED_CHECK_BATCH``).
+DEFAULT_UNCLAIMED_CHECK_BATCH = 2000
 
 
-class Sweeper:
-    """Recovers lost work; ``counts`` totals what each pass recovered in this process."""
+class Rescuer(Service):
+    """Recovers lost work; ``counts`` totals what each pass recovered in this process.
+
+    ``interval``: seconds between sweeps (default 5); ``heartbeat_timeout``: seconds
+    after its last heartbeat a running task counts as lost (60); ``unclaimed_after``:
+    seconds after it was due a published, unclaimed task is checked on the broker
+    (60); ``unclaimed_check_batch``: how many of those one sweep checks (2,000).
+    """
+
+    name = "rescuer"
 
     def __init__(
         self,
         engine: Engine,
         broker: dramatiq.Broker,
-        settings: Settings,
         *,
+        interval: float = DEFAULT_INTERVAL,
+        heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
+        unclaimed_after: float = DEFAULT_UNCLAIMED_AFTER,
+        unclaimed_check_batch: int = DEFAULT_UNCLAIMED_CHECK_BATCH,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.engine = engine
         self.broker = broker
-        self.settings = settings
+        self.interval = interval
+        self.heartbeat_timeout = heartbeat_timeout
+        self.unclaimed_after = unclaimed_after
+        self.unclaimed_check_batch = unclaimed_check_batch
         self.clock = clock
         self.counts: Counter[str] = Counter()
         #: Whether a pass has failed, and since when passes succeed again: after an
@@ -55,6 +79,30 @@ class Sweeper:
         self._reachable_since: datetime | None = None
         #: Where the unclaimed pass goes on: the last task id it checked ("": the start).
         self._unclaimed_after_id = ""
+
+    @classmethod
+    def from_settings(
+        cls,
+        engine: Engine,
+        broker: dramatiq.Broker,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> Rescuer:
+        """A rescuer with the intervals and timeouts of ``settings``."""
+        return cls(
+            engine,
+            broker,
+            interval=settings.sweep_interval,
+            heartbeat_timeout=settings.heartbeat_timeout,
+            unclaimed_after=settings.unclaimed_after,
+            unclaimed_check_batch=settings.unclaimed_check_batch,
+            clock=clock,
+        )
+
+    def run_once(self) -> float:
+        self.sweep()
+        return self.interval
 
     def sweep(self) -> Counter[str]:
         """Run every pass once; returns what this pass recovered, by kind."""
@@ -70,9 +118,13 @@ class Sweeper:
         self._failed = True
         self._reachable_since = None
 
-    def _sweep(self) -> Counter[str]:
+    def note_reachable(self) -> None:
+        """The database answered: after an outage, the heartbeat timeout counts from now."""
         if self._failed and self._reachable_since is None:
             self._reachable_since = self.clock()
+
+    def _sweep(self) -> Counter[str]:
+        self.note_reachable()
         found: Counter[str] = Counter()
         found.update(self.recover_dead_workers())
         found["republished_after_broker_loss"] += self.recover_broker_loss()
@@ -80,17 +132,16 @@ class Sweeper:
         found["woke_stranded_waiting"] += self.wake_stranded()
         found = +found  # drop zeros
         self.counts.update(found)
-        with self.engine.begin() as conn:
-            # Read by the scheduler, which stands in for the sweeper while no relay runs.
-            now = self.clock()
-            store.state.put_state(conn, store.state.RELAY_SEEN_KEY, now.isoformat(), now)
-            kind = counters.SWEEPER_RECOVERIES.name
-            store.stats.add_to_counters(conn, {(kind, label): n for label, n in found.items()})
+        if found:
+            with self.engine.begin() as conn:
+                kind = counters.SWEEPER_RECOVERIES.name
+                counts = {(kind, label): n for label, n in found.items()}
+                store.stats.add_to_counters(conn, counts)
         return found
 
     def recover_dead_workers(self, *, stale_before: datetime | None = None) -> Counter[str]:
         now = self.clock()
-        cutoff = stale_before or now - timedelta(seconds=self.settings.heartbeat_timeout)
+        cutoff = stale_before or now - timedelta(seconds=self.heartbeat_timeout)
         if self._reachable_since is not None and self._reachable_since > cutoff:
             return Counter()  # back from an outage: live workers have not beaten yet
         with self.engine.begin() as conn:
@@ -116,7 +167,7 @@ class Sweeper:
                 conn, store.state.BROKER_EPOCH_KEY, known, current, now
             )
             if not swapped:
-                return 0  # unchanged, or another relay handled the change
+                return 0  # unchanged, or another leader handled the change
             if known is None:
                 return 0  # first sight of this broker: nothing was published under another
             task_ids = store.recovery.republish_pending(conn, now=now)
@@ -148,11 +199,11 @@ class Sweeper:
         still queued, however old, are left alone.
         """
         now = self.clock()
-        limit = self.settings.unclaimed_check_batch
+        limit = self.unclaimed_check_batch
         with self.engine.begin() as conn:
             candidates = store.recovery.unclaimed_publications(
                 conn,
-                due_before=now - timedelta(seconds=self.settings.unclaimed_after),
+                due_before=now - timedelta(seconds=self.unclaimed_after),
                 after=self._unclaimed_after_id,
                 limit=limit,
             )
@@ -169,7 +220,7 @@ class Sweeper:
                 "the broker no longer holds the message of %d task(s) unclaimed %.0f s after"
                 " they were due: republished (%s%s)",
                 len(task_ids),
-                self.settings.unclaimed_after,
+                self.unclaimed_after,
                 ", ".join(task_ids[:LOGGED_IDS]),
                 ", …" if len(task_ids) > LOGGED_IDS else "",
             )

@@ -1,23 +1,26 @@
-"""One active scheduler: a PostgreSQL advisory lock held by the leader's connection.
+"""One maintenance leader: a PostgreSQL advisory lock held by the leader's connection.
 
-The lock lives as long as the leader's session: if the process dies, PostgreSQL
-drops it and a waiting scheduler takes over at its next attempt (every second).
-SQLite has no such lock; run one scheduler there (``jobplane dev`` does).
+Every relay and scheduler process is a candidate. The lock lives as long as the
+leader's session: if the process dies, PostgreSQL drops it and a standby takes over at
+its next attempt (every ``STANDBY_POLL`` s). SQLite has no such lock; there the one
+process (``jobplane dev``) is the leader.
 
 Why a session lock and not a lease row with an expiry (as River's leader table):
 what a leader does is idempotent writes to the same database (runs are unique on
-schedule and fire time), so a leader that cannot reach the database cannot act,
-and a brief overlap of two leaders records nothing twice. What matters is that a
-partitioned leader's lock is freed soon, and that the leader learns soon that it
-lost it; both follow from the connections' keepalives (``jobplane.timeouts``):
+schedule and fire time, recoveries are guarded UPDATEs), so a leader that cannot reach
+the database cannot act, and a brief overlap of two leaders records nothing twice.
+What matters is that a partitioned leader's lock is freed soon, and that the leader
+learns soon that it lost it; both follow from the connections' keepalives
+(``jobplane.timeouts``):
 
 - PostgreSQL is told the keepalive settings for the session, so it ends a silent
   client's session, and with it the lock, within ``tcp_user_timeout`` (or keepalive
   idle + interval × count): ~10 s by default; the standby takes over within a second
   after that;
-- the leader verifies its lock's connection before each tick, with a short statement
-  timeout; on a partition the check fails within the same ~10 s (client keepalives),
-  and the leader steps down (it is a standby again until it takes the lock anew).
+- the leader verifies its lock's connection every ``LEADER_CHECK`` s, with a short
+  statement timeout; on a partition the check fails within the same ~10 s (client
+  keepalives), and the leader steps down (it is a standby again until it takes the
+  lock anew).
 
 A lease row would bound the overlap by clocks instead, at the cost of a table, a
 renewal write per interval, and a lease length that is the takeover time anyway.
@@ -33,18 +36,31 @@ from jobplane.db import local_statement_timeout
 
 logger = logging.getLogger(__name__)
 
-#: The advisory lock key of the scheduler ("jobplane" in ASCII, as a 63-bit number).
-SCHEDULER_LOCK = 0x6A6F62706C616E65
+#: The advisory lock key of the maintenance leader ("jobplane" in ASCII, as a 63-bit
+#: number): the scheduler's key before maintenance had one leader, so that a scheduler
+#: of an older version and a candidate of this one never lead at once.
+MAINTENANCE_LOCK = 0x6A6F62706C616E65
 #: Longest the server may take to answer the leader's check of its lock, in s: an
 #: overloaded or stuck server makes the leader step down rather than wait.
 CHECK_TIMEOUT = 2.0
+#: Seconds between the leader's checks of its lock, also while every service waits for
+#: its next pass: a leader cut off from the database steps down within about this long
+#: plus the connection's keepalive timeout.
+LEADER_CHECK = 2.0
+#: Seconds between a standby's attempts to take the lock.
+STANDBY_POLL = 1.0
 
 
-class LeaderLock:
-    """``acquire()`` is True while this process is the leader."""
+class Elector:
+    """``acquire()`` is True while this process is the leader.
 
-    def __init__(self, engine: Engine, key: int = SCHEDULER_LOCK) -> None:
+    ``role`` names the process in the log line a new leader writes ("this scheduler
+    is the leader", "this relay is the leader").
+    """
+
+    def __init__(self, engine: Engine, *, role: str, key: int = MAINTENANCE_LOCK) -> None:
         self.engine = engine
+        self.role = role
         self.key = key
         self._conn: Connection | None = None
 
@@ -60,7 +76,7 @@ class LeaderLock:
         if self._conn is not None:
             if self._alive(self._conn):
                 return True
-            logger.warning("lost the scheduler lock's connection: stepping down")
+            logger.warning("lost the maintenance lock's connection: stepping down")
             self._drop()
         conn = self.engine.connect()
         try:
@@ -72,7 +88,7 @@ class LeaderLock:
             raise
         if taken:
             self._conn = conn
-            logger.info("this scheduler is the leader")
+            logger.info("this %s is the leader: it runs maintenance", self.role)
             return True
         conn.close()
         return False
@@ -88,7 +104,7 @@ class LeaderLock:
             local_statement_timeout(conn, CHECK_TIMEOUT)
             conn.commit()
         except Exception as error:
-            logger.warning("the scheduler lock's connection failed its check: %s", error)
+            logger.warning("the maintenance lock's connection failed its check: %s", error)
             return False
         return True
 
@@ -107,7 +123,7 @@ class LeaderLock:
                 self._conn.execute(select(func.pg_advisory_unlock(self.key)))
                 self._conn.commit()
             except Exception:
-                logger.warning("could not release the scheduler lock; the session ends it")
+                logger.warning("could not release the maintenance lock; the session ends it")
                 self._conn.invalidate()
             finally:
                 self._conn.close()
