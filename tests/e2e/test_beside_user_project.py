@@ -18,10 +18,9 @@ from sqlalchemy import Engine, text
 
 from jobplane.db import make_engine
 from tests import catalog
-from tests.conftest import wait_until
 from tests.e2e.install import HIDDEN, INSTALL_TEST_TIMEOUT
 from tests.e2e.test_lifecycle import finished, submit
-from tests.e2e.test_plain_install import LEADER
+from tests.e2e.test_plain_install import wait_for_a_leader
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(INSTALL_TEST_TIMEOUT)]
 
@@ -153,7 +152,7 @@ def test_jobplane_migrates_and_runs_beside_a_users_project_and_leaves_its_tables
             "packages": ["the user's workers", "the user's migrations"],
         },
     ), done
-    wait_until(lambda: LEADER in scheduler.log(), timeout=30, what="the scheduler to lead")
+    wait_for_a_leader(relay, scheduler)
     assert relay.popen.poll() is None, relay.log()
     after = users_objects(engine)
     with engine.connect() as conn:

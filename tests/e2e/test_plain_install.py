@@ -16,11 +16,20 @@ import pytest
 
 from tests.conftest import wait_until
 from tests.e2e.install import HIDDEN, INSTALL_TEST_TIMEOUT, run
+from tests.e2e.platform import Process
 from tests.e2e.test_lifecycle import finished, submit
 
 LEADER = "is the leader: it runs maintenance"
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(INSTALL_TEST_TIMEOUT)]
+
+
+def wait_for_a_leader(relay: Process, scheduler: Process) -> None:
+    """Until the relay or the scheduler leads maintenance, and the scheduler has started."""
+    wait_until(
+        lambda: any(LEADER in p.log() for p in (relay, scheduler)), timeout=30, what="a leader"
+    )
+    wait_until(lambda: "scheduler started" in scheduler.log(), timeout=30, what="the scheduler")
 
 
 IMPORT_PROBE = """
@@ -73,7 +82,4 @@ def test_the_wheel_installed_without_extras_runs_every_process_until_a_job_compl
     task_id = submit(client, "demo.echo", params={"plain": "install"})
     done = finished(client, task_id)
     assert (done["status"], done["result"]) == ("completed", {"plain": "install"}), done
-    wait_until(
-        lambda: any(LEADER in p.log() for p in (relay, scheduler)), timeout=30, what="a leader"
-    )
-    wait_until(lambda: "scheduler started" in scheduler.log(), timeout=30, what="the scheduler")
+    wait_for_a_leader(relay, scheduler)
