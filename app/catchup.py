@@ -141,7 +141,7 @@ def catch_up(
 ) -> list[Decision]:
     """Plan every schedule and, unless ``dry_run``, record the decisions."""
     recorded = {
-        schedule.name: store.recorded_runs(
+        schedule.name: store.schedules.recorded_runs(
             conn, schedule.name, now - schedule.catch_up_window - timedelta(seconds=1), now
         )
         for schedule in schedules
@@ -149,10 +149,12 @@ def catch_up(
     # Read after the ledger: a trim that commits in between moves the horizon past
     # every run it deleted, so a run missing from ``recorded`` above is either
     # unrecorded or before the horizon read here, and catch-up never looks there.
-    kept_since = store.runs_kept_since(conn)
+    kept_since = store.schedules.runs_kept_since(conn)
     decisions: list[Decision] = []
     for schedule in schedules:
-        first_seen = store.schedule_first_seen(conn, schedule.name, now, record=not dry_run)
+        first_seen = store.schedules.schedule_first_seen(
+            conn, schedule.name, now, record=not dry_run
+        )
         since = first_seen if kept_since is None else max(first_seen, kept_since)
         planned = plan(schedule, now, since, recorded[schedule.name])
         decisions += [
@@ -171,7 +173,7 @@ def ledger_cutoff(schedules: Sequence[Schedule], now: datetime) -> datetime:
     clocks that disagree). First-seen only ever starts catch-up later than the window
     does, never earlier, so the windows alone decide what must be kept.
     Should a range later reach further back (a window made longer, a clock set back,
-    ``--now`` in the past), the trim's horizon (``store.runs_kept_since``) cuts it as
+    ``--now`` in the past), the trim's horizon (``store.schedules.runs_kept_since``) cuts it as
     first-seen does: a forgotten run is never run again.
     """
     longest = max((s.catch_up_window for s in schedules), default=DEFAULT_CATCH_UP_WINDOW)
@@ -191,7 +193,9 @@ def _record(
     task.update(schedule_name=schedule.name, fire_time=decision.fire_time)
     if decision.outcome == SKIPPED:
         task.update(status=TaskStatus.SKIPPED.value, error=decision.reason, completed_at=now)
-    if not store.insert_scheduled_run(conn, task, with_outbox=decision.outcome == ENQUEUE):
+    if not store.schedules.insert_scheduled_run(
+        conn, task, with_outbox=decision.outcome == ENQUEUE
+    ):
         # Another scheduler recorded this run between our read and our write.
         return replace(decision, outcome=RECORDED, reason="run recorded concurrently")
     return replace(decision, task_id=task["id"])
@@ -201,5 +205,5 @@ def run_now(conn: Connection, schedule: Schedule, settings: Settings, now: datet
     """Enqueue a run of ``schedule`` outside its cron times; returns the task id."""
     task = service.build_task(Submission(type=schedule.job), settings, now)
     task["schedule_name"] = schedule.name
-    store.insert_tasks(conn, [task])
+    store.tasks.insert_tasks(conn, [task])
     return str(task["id"])

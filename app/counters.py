@@ -1,6 +1,6 @@
 """The counters relays, sweepers and workers push through the database for /metrics.
 
-Each is a name, a help text and at most one label; ``store.add_to_counters`` adds to
+Each is a name, a help text and at most one label; ``store.stats.add_to_counters`` adds to
 them in the writer's own transaction, so a counter moves exactly when the work it
 counts is committed.
 """

@@ -1,7 +1,7 @@
 """The task service: turning a submission into a task row and its outbox row.
 
 Validation happens here, once, for the API and the CLI alike; the insert itself is
-``store.insert_tasks`` inside the caller's transaction.
+``store.tasks.insert_tasks`` inside the caller's transaction.
 """
 
 from __future__ import annotations
@@ -131,32 +131,32 @@ def submit(
     """
     task = build_task(submission, settings, now, idempotency_key=idempotency_key)
     if idempotency_key is not None:
-        existing = store.find_by_idempotency_key(conn, idempotency_key)
+        existing = store.tasks.find_by_idempotency_key(conn, idempotency_key)
         if existing is not None:
             return _same_submission(existing, task)._asdict(), False
         try:
             with conn.begin_nested():
-                store.insert_tasks(conn, [task])
+                store.tasks.insert_tasks(conn, [task])
         except IntegrityError:
             # A concurrent request with the same key committed first.
-            existing = store.find_by_idempotency_key(conn, idempotency_key)
+            existing = store.tasks.find_by_idempotency_key(conn, idempotency_key)
             if existing is None:
                 raise
             return _same_submission(existing, task)._asdict(), False
     else:
-        store.insert_tasks(conn, [task])
+        store.tasks.insert_tasks(conn, [task])
     return task, True
 
 
 def write_new_tasks(conn: Connection, tasks: list[dict[str, Any]]) -> list[None]:
     """Insert tasks built by ``build_task`` (for ``GroupCommit``: one result per task)."""
-    store.insert_tasks(conn, tasks)
+    store.tasks.insert_tasks(conn, tasks)
     return [None] * len(tasks)
 
 
 async def write_new_tasks_async(conn: AsyncConnection, tasks: list[dict[str, Any]]) -> list[None]:
     """``write_new_tasks`` for ``AsyncGroupCommit`` (PostgreSQL)."""
-    await store.insert_tasks_async(conn, tasks)
+    await store.tasks.insert_tasks_async(conn, tasks)
     return [None] * len(tasks)
 
 
@@ -175,7 +175,7 @@ def submit_batch(
         except JobplaneError as error:
             error.message = f"tasks[{index}]: {error.message}"
             raise
-    store.insert_tasks(conn, tasks)
+    store.tasks.insert_tasks(conn, tasks)
     return [task["id"] for task in tasks]
 
 

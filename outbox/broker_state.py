@@ -22,7 +22,7 @@ from redis.client import Pipeline
 from jobplane import redis_dispatch
 from jobplane.broker_channels import wake_channel
 from jobplane.redis_dispatch import dispatch
-from jobplane.store import Publication
+from jobplane.store.recovery import Publication
 
 EPOCH_KEY = "jobplane:broker-epoch"
 #: The epoch of a broker that keeps its messages on disk (RabbitMQ durable queues).

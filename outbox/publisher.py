@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import dramatiq
 
 from jobplane.outbox import broker_state
-from jobplane.store import OutboxMessage
+from jobplane.store.outbox import OutboxMessage
 
 
 def publish(broker: dramatiq.Broker, *rows: OutboxMessage) -> str | None:

@@ -104,7 +104,7 @@ class Relay:
 
     def _relay_batch(self, conn: Connection, now: datetime) -> int:
         limit = self.settings.relay_batch_size
-        messages, next_due = store.take_outbox_batch(conn, now, limit)
+        messages, next_due = store.outbox.take_outbox_batch(conn, now, limit)
         if messages:
             epoch = self._publish(messages)
             if self._crash_after_publish:
@@ -119,7 +119,9 @@ class Relay:
     def _count_under_epoch(self, conn: Connection, published: int, epoch: str | None) -> None:
         """Count the batch; raise ``BrokerEpochChanged`` (the batch rolls back) unless its
         messages were enqueued under the epoch the database records."""
-        recorded = store.count_published_batch(conn, published, counters.RELAY_PUBLISHED.name)
+        recorded = store.outbox.count_published_batch(
+            conn, published, counters.RELAY_PUBLISHED.name
+        )
         # None recorded: no sweeper has looked at this broker yet (the first one to look
         # takes the broker as it finds it, these messages included).
         if recorded is not None and recorded != epoch:
@@ -128,7 +130,7 @@ class Relay:
                 f" {published} row(s) stay in the outbox"
             )
 
-    def _publish(self, rows: list[store.OutboxMessage]) -> str | None:
+    def _publish(self, rows: list[store.outbox.OutboxMessage]) -> str | None:
         """Publish ``rows``; returns the broker's epoch as of their enqueues."""
         return publish(self.broker, *rows)
 
@@ -181,7 +183,7 @@ class Relay:
         """Best effort: the database may be what failed."""
         try:
             with self.engine.begin() as conn:
-                store.add_to_counters(conn, {(counters.RELAY_ERRORS.name, ""): 1})
+                store.stats.add_to_counters(conn, {(counters.RELAY_ERRORS.name, ""): 1})
         except Exception:
             logger.debug("could not count the relay error", exc_info=True)
 

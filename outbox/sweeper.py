@@ -83,9 +83,9 @@ class Sweeper:
         with self.engine.begin() as conn:
             # Read by the scheduler, which stands in for the sweeper while no relay runs.
             now = self.clock()
-            store.put_state(conn, store.RELAY_SEEN_KEY, now.isoformat(), now)
+            store.state.put_state(conn, store.state.RELAY_SEEN_KEY, now.isoformat(), now)
             kind = counters.SWEEPER_RECOVERIES.name
-            store.add_to_counters(conn, {(kind, label): n for label, n in found.items()})
+            store.stats.add_to_counters(conn, {(kind, label): n for label, n in found.items()})
         return found
 
     def recover_dead_workers(self, *, stale_before: datetime | None = None) -> Counter[str]:
@@ -94,7 +94,7 @@ class Sweeper:
         if self._reachable_since is not None and self._reachable_since > cutoff:
             return Counter()  # back from an outage: live workers have not beaten yet
         with self.engine.begin() as conn:
-            recovery = store.recover_stale_running(conn, cutoff, now)
+            recovery = store.recovery.recover_stale_running(conn, cutoff, now)
         for task_id in recovery.retried:
             logger.warning("recovered task %s from a lost worker: pending again", task_id)
         for task_id in recovery.failed:
@@ -109,17 +109,17 @@ class Sweeper:
         current = broker_state.broker_epoch(self.broker)
         now = self.clock()
         with self.engine.begin() as conn:
-            known = store.read_state(conn, store.BROKER_EPOCH_KEY)
+            known = store.state.read_state(conn, store.state.BROKER_EPOCH_KEY)
             # The swap waits for relays' batches in flight (``count_published_batch``
             # locks the epoch): the republication below then includes their tasks.
-            swapped = known != current and store.swap_state(
-                conn, store.BROKER_EPOCH_KEY, known, current, now
+            swapped = known != current and store.state.swap_state(
+                conn, store.state.BROKER_EPOCH_KEY, known, current, now
             )
             if not swapped:
                 return 0  # unchanged, or another relay handled the change
             if known is None:
                 return 0  # first sight of this broker: nothing was published under another
-            task_ids = store.republish_pending(conn, now=now)
+            task_ids = store.recovery.republish_pending(conn, now=now)
         # A new epoch also means a new in-memory broker (each `jobplane dev` start).
         log = logger.warning if task_ids else logger.info
         log(
@@ -133,7 +133,7 @@ class Sweeper:
     def wake_stranded(self) -> int:
         """Tasks waiting for a concurrency slot while none of their type runs."""
         with self.engine.begin() as conn:
-            task_ids = store.wake_stranded(conn, self.clock())
+            task_ids = store.concurrency.wake_stranded(conn, self.clock())
         for task_id in task_ids:
             logger.warning("task %s waited for a slot no running task would free: woken", task_id)
         return len(task_ids)
@@ -150,7 +150,7 @@ class Sweeper:
         now = self.clock()
         limit = self.settings.unclaimed_check_batch
         with self.engine.begin() as conn:
-            candidates = store.unclaimed_publications(
+            candidates = store.recovery.unclaimed_publications(
                 conn,
                 due_before=now - timedelta(seconds=self.settings.unclaimed_after),
                 after=self._unclaimed_after_id,
@@ -163,7 +163,7 @@ class Sweeper:
             return 0
         with self.engine.begin() as conn:
             # Guarded by dispatch: a task claimed or retried since it was read stays as is.
-            task_ids = store.republish_pending(conn, now=now, only=lost)
+            task_ids = store.recovery.republish_pending(conn, now=now, only=lost)
         if task_ids:
             logger.warning(
                 "the broker no longer holds the message of %d task(s) unclaimed %.0f s after"

@@ -107,7 +107,7 @@ class JobContext:
             self._cancel_checked = now
             try:
                 with self.engine.begin() as conn:
-                    self._cancelled = bool(store.cancel_requested(conn, [self.task_id]))
+                    self._cancelled = bool(store.tasks.cancel_requested(conn, [self.task_id]))
             except Exception as error:
                 if not is_transient(error):
                     raise
@@ -141,8 +141,8 @@ class JobContext:
             return
         with self.engine.begin() as conn:
             if progress is not None:
-                store.record_progress(conn, self.task_id, self.dispatch, *progress)
-            store.append_logs(conn, lines)
+                store.claims.record_progress(conn, self.task_id, self.dispatch, *progress)
+            store.logs.append_logs(conn, lines)
         if self._progress == progress:
             self._progress = None
         del self._lines[: len(lines)]

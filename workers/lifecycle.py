@@ -123,7 +123,7 @@ class TaskLifecycle(Middleware):
             held = self._monitor.held()
             if held:
                 with self.engine.begin() as conn:
-                    released = store.release_unfinished(conn, held, utcnow())
+                    released = store.claims.release_unfinished(conn, held, utcnow())
                 for task_id in released:
                     logger.warning(
                         "stopping: task %s did not finish in time; pending again", task_id
@@ -180,7 +180,7 @@ class TaskLifecycle(Middleware):
             return row, None
         try:
             return None, self._transaction(
-                lambda conn: store.why_not_claimable(conn, task_id, dispatch, utcnow())
+                lambda conn: store.claims.why_not_claimable(conn, task_id, dispatch, utcnow())
             )
         except Exception as error:  # the claim's answer stands; only the reason is lost
             return None, f"not claimable (could not read why: {error})"
@@ -190,13 +190,13 @@ class TaskLifecycle(Middleware):
     ) -> tuple[Any, str | None]:
         """A claim under a concurrency limit: park the task if every slot is taken."""
         now = utcnow()
-        store.lock_job_type(conn, spec.name)  # held until commit: one claim at a time
-        if store.count_running(conn, spec.name) >= limit:
-            if store.park_task(conn, task_id, dispatch, now):
+        store.concurrency.lock_job_type(conn, spec.name)  # held until commit: one claim at a time
+        if store.concurrency.count_running(conn, spec.name) >= limit:
+            if store.concurrency.park_task(conn, task_id, dispatch, now):
                 return None, f"waiting for one of the {limit} slots of {spec.name}"
-            return None, store.why_not_claimable(conn, task_id, dispatch, now)
-        row = store.claim_task(conn, task_id, dispatch, worker=self.worker_name, now=now)
-        return row, None if row else store.why_not_claimable(conn, task_id, dispatch, now)
+            return None, store.claims.why_not_claimable(conn, task_id, dispatch, now)
+        row = store.claims.claim_task(conn, task_id, dispatch, worker=self.worker_name, now=now)
+        return row, None if row else store.claims.why_not_claimable(conn, task_id, dispatch, now)
 
     def after_process_message(
         self,
@@ -245,15 +245,17 @@ class TaskLifecycle(Middleware):
             if exception is None:
                 self._complete(conn, ctx)
             elif isinstance(exception, TaskCancelled):
-                store.mark_cancelled(conn, ctx.task_id, ctx.dispatch, now)
-                store.append_logs(conn, [_line(ctx, "WARNING", "cancelled while running", now)])
+                store.tasks.mark_cancelled(conn, ctx.task_id, ctx.dispatch, now)
+                store.logs.append_logs(
+                    conn, [_line(ctx, "WARNING", "cancelled while running", now)]
+                )
             else:
                 self._fail(conn, ctx, spec, exception, describe(exception, message))
             if limit is not None:
                 # This task's slot is free again: wake a task waiting for it.
-                store.lock_job_type(conn, spec.name)
-                free = limit - store.count_running(conn, spec.name)
-                store.wake_waiting(conn, spec.name, free, now)
+                store.concurrency.lock_job_type(conn, spec.name)
+                free = limit - store.concurrency.count_running(conn, spec.name)
+                store.concurrency.wake_waiting(conn, spec.name, free, now)
 
         # Every write in ``record`` is guarded by the run's dispatch: safe to repeat.
         self._through_outages(
@@ -272,7 +274,7 @@ class TaskLifecycle(Middleware):
             reason = f"the job's result could not be stored: {type(cause).__name__}: {first_line}"
             try:
                 self._transaction(
-                    lambda conn: store.fail_task(
+                    lambda conn: store.claims.fail_task(
                         conn, ctx.task_id, ctx.dispatch, error=reason[:2000], now=utcnow()
                     )
                 )
@@ -303,8 +305,10 @@ class TaskLifecycle(Middleware):
         now = utcnow()
         error = result_error(ctx.result)
         if error is not None:
-            store.fail_task(conn, ctx.task_id, ctx.dispatch, error=error, now=now)
-        elif not store.complete_task(conn, ctx.task_id, ctx.dispatch, result=ctx.result, now=now):
+            store.claims.fail_task(conn, ctx.task_id, ctx.dispatch, error=error, now=now)
+        elif not store.claims.complete_task(
+            conn, ctx.task_id, ctx.dispatch, result=ctx.result, now=now
+        ):
             logger.warning("task %s finished but was no longer this attempt's", ctx.task_id)
 
     def _fail(
@@ -317,16 +321,16 @@ class TaskLifecycle(Middleware):
     ) -> None:
         now = utcnow()
         trace = storable_text("".join(traceback.format_exception(exception)))
-        store.append_logs(conn, [_line(ctx, "ERROR", trace, now)])
+        store.logs.append_logs(conn, [_line(ctx, "ERROR", trace, now)])
         if retries.deserves_retry(spec, exception):
-            task = store.get_task(conn, ctx.task_id)
+            task = store.tasks.get_task(conn, ctx.task_id)
             delay = retries.backoff_seconds(spec, (task.retry_count if task else 0) + 1)
             run_after = now + timedelta(seconds=delay)
-            if store.retry_task(
+            if store.claims.retry_task(
                 conn, ctx.task_id, ctx.dispatch, error=error, run_after=run_after, now=now
             ):
                 return
-        store.fail_task(conn, ctx.task_id, ctx.dispatch, error=error, now=now)
+        store.claims.fail_task(conn, ctx.task_id, ctx.dispatch, error=error, now=now)
 
 
 def result_error(result: Any) -> str | None:

@@ -98,7 +98,7 @@ class TaskMonitor(threading.Thread):
         if not watched:
             return
         with self.engine.begin() as conn:
-            cancelled = set(store.cancel_requested(conn, sorted(watched)))
+            cancelled = set(store.tasks.cancel_requested(conn, sorted(watched)))
         with self._lock:
             for run, thread_id in list(self._bodies.items()):
                 if run[0] in cancelled and run not in self._interrupted:
@@ -110,4 +110,4 @@ class TaskMonitor(threading.Thread):
         runs = self.held()
         if runs:
             with self.engine.begin() as conn:
-                store.beat(conn, runs, utcnow())
+                store.claims.beat(conn, runs, utcnow())

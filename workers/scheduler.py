@@ -72,11 +72,11 @@ class Scheduler:
 
     def _recover_if_no_relay(self, conn: Connection, now: datetime) -> None:
         """Stand in for the relay's sweeper, for dead workers' tasks, while none runs."""
-        seen = store.read_state(conn, store.RELAY_SEEN_KEY)
+        seen = store.state.read_state(conn, store.state.RELAY_SEEN_KEY)
         if seen is not None and now - datetime.fromisoformat(seen) < RELAY_SILENCE:
             return
         stale_before = now - timedelta(seconds=self.settings.heartbeat_timeout)
-        recovery = store.recover_stale_running(conn, stale_before, now)
+        recovery = store.recovery.recover_stale_running(conn, stale_before, now)
         for task_id in (*recovery.retried, *recovery.failed):
             logger.warning("no relay is sweeping: recovered task %s from a lost worker", task_id)
 

@@ -102,7 +102,7 @@ class TaskWrites:
             self.completions_stopped.set()
 
     def _claim_batch(self, conn: Connection, claims: list[Claim]) -> list[Row[Any] | None]:
-        return store.claim_tasks(conn, claims, worker=self.worker_name(), now=utcnow())
+        return store.claims.claim_tasks(conn, claims, worker=self.worker_name(), now=utcnow())
 
     def _complete_batch(self, conn: Connection, completions: list[Completion]) -> list[bool]:
-        return store.complete_tasks(conn, completions, utcnow())
+        return store.claims.complete_tasks(conn, completions, utcnow())

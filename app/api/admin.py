@@ -37,11 +37,11 @@ def list_tasks(
     page_size: Annotated[int, Query(alias="pageSize", ge=1, le=MAX_PAGE_SIZE)] = 50,
 ) -> TaskPage:
     """Tasks, newest first, filtered by status, type, queue and part of the id."""
-    filters = store.TaskFilter(
+    filters = store.tasks.TaskFilter(
         status=status.value if status else None, type=type, queue=queue, search=search
     )
     with engine.connect() as conn:
-        rows, total = store.list_tasks(
+        rows, total = store.tasks.list_tasks(
             conn, filters, offset=(page - 1) * page_size, limit=page_size
         )
     return TaskPage(
@@ -77,7 +77,7 @@ def task_logs(
     """A task's log lines, oldest first, optionally of one level."""
     load_task(engine, task_id)
     with engine.connect() as conn:
-        rows, total = store.list_logs(
+        rows, total = store.logs.list_logs(
             conn,
             task_id,
             level=level.value if level else None,
@@ -96,7 +96,7 @@ def task_logs(
 def cancel_task(task_id: str, engine: EngineDep) -> TaskDetail:
     """Cancel a pending task now, or stop a running one (cancelRequested, then cancelled)."""
     with engine.begin() as conn:
-        return TaskDetail.from_row(store.cancel_task(conn, task_id, utcnow()))
+        return TaskDetail.from_row(store.tasks.cancel_task(conn, task_id, utcnow()))
 
 
 @router.post(
@@ -107,4 +107,4 @@ def cancel_task(task_id: str, engine: EngineDep) -> TaskDetail:
 def retry_task(task_id: str, engine: EngineDep) -> TaskDetail:
     """Start a new run of a failed or cancelled task."""
     with engine.begin() as conn:
-        return TaskDetail.from_row(store.restart_task(conn, task_id, utcnow()))
+        return TaskDetail.from_row(store.tasks.restart_task(conn, task_id, utcnow()))

@@ -4,7 +4,7 @@ Each stream looks at the database once a second: it sends ``stats`` every time a
 ``tasks`` with the tasks whose visible state changed since its previous look. There is
 no ``updated_at`` column, so "changed" means: running now, or created, started,
 finished, cancelled or due again within the last few seconds, or running at the
-previous look (see ``store.changed_tasks``); each stream remembers what it sent and
+previous look (see ``store.stats.changed_tasks``); each stream remembers what it sent and
 sends only differences. A stream ends after ``maxSeconds``; clients reconnect.
 """
 
@@ -79,7 +79,7 @@ class TaskWatcher:
         now = utcnow()
         with self.engine.connect() as conn:
             stats = collect_stats(conn, now)
-            rows = store.changed_tasks(
+            rows = store.stats.changed_tasks(
                 conn,
                 since=self.last_look - timedelta(seconds=SLACK),
                 now=now,

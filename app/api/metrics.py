@@ -45,13 +45,17 @@ class DatabaseCollector(Collector):
         now = utcnow()
         try:
             with self.engine.connect() as conn:
-                by_status_type = store.count_by_status_and_type(conn)
-                backlog, oldest = store.outbox_backlog(conn)
-                workers = store.workers_seen(conn, now - timedelta(seconds=WORKERS_SEEN_WINDOW))
-                pushed = store.read_counters(conn)
-                durations = store.recent_durations(conn, now - DURATION_WINDOW, DURATION_BUCKETS)
-                retries = store.retries_by_type(conn)
-                runs = store.schedule_runs_by_status(conn)
+                by_status_type = store.stats.count_by_status_and_type(conn)
+                backlog, oldest = store.stats.outbox_backlog(conn)
+                workers = store.stats.workers_seen(
+                    conn, now - timedelta(seconds=WORKERS_SEEN_WINDOW)
+                )
+                pushed = store.stats.read_counters(conn)
+                durations = store.stats.recent_durations(
+                    conn, now - DURATION_WINDOW, DURATION_BUCKETS
+                )
+                retries = store.stats.retries_by_type(conn)
+                runs = store.stats.schedule_runs_by_status(conn)
         except SQLAlchemyError:
             up.add_metric([], 0)
             yield up

@@ -45,7 +45,7 @@ def list_schedules(request: Request, engine: EngineDep) -> ScheduleList:
 def _info(
     conn: object, schedule: Schedule, outlook: list[catchup.Decision], now: datetime
 ) -> ScheduleInfo:
-    last, skipped = store.schedule_runs_summary(conn, schedule.name)  # type: ignore[arg-type]
+    last, skipped = store.schedules.schedule_runs_summary(conn, schedule.name)  # type: ignore[arg-type]
     missed = sum(
         1
         for d in outlook

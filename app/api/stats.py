@@ -59,13 +59,13 @@ class Stats(Camel):
 
 def collect_stats(conn: Connection, now: datetime) -> Stats:
     """The platform's numbers, read from the database in ``conn``."""
-    found = store.count_by_status(conn)
+    found = store.tasks.count_by_status(conn)
     counts = {status: found.get(status.value, 0) for status in TaskStatus}
-    backlog, oldest = store.outbox_backlog(conn)
+    backlog, oldest = store.stats.outbox_backlog(conn)
     since = now - timedelta(seconds=WORKERS_SEEN_WINDOW)
     workers = [
         WorkerSeen(worker=row.worker, last_heartbeat_at=row.last_heartbeat_at, running=row.running)
-        for row in store.workers_seen(conn, since)
+        for row in store.stats.workers_seen(conn, since)
     ]
     return Stats(
         counts=counts,

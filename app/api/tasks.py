@@ -139,7 +139,7 @@ def get_task(task_id: str, engine: EngineDep) -> TaskDetail:
 
 def load_task(engine: Engine, task_id: str):  # type: ignore[no-untyped-def]
     with engine.connect() as conn:
-        row = store.get_task(conn, task_id)
+        row = store.tasks.get_task(conn, task_id)
     if row is None:
         raise TaskNotFound(f"no task with id {task_id!r}")
     return row

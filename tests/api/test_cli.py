@@ -123,7 +123,7 @@ def test_logs_cancel_and_retry_from_the_command_line(
     engine = make_engine(pg_settings.database_url)
     try:
         with engine.begin() as conn:
-            store.append_logs(
+            store.logs.append_logs(
                 conn,
                 [
                     {"task_id": task_id, "level": level, "message": text, "created_at": utcnow()}

@@ -61,8 +61,8 @@ def task_updates(events: list[Event], task_id: str) -> list[dict[str, Any]]:
 
 
 def finish(conn: Connection, task_id: str, now: datetime) -> None:
-    store.record_progress(conn, task_id, 1, 10, 10)
-    store.complete_task(conn, task_id, 1, result={}, now=now)
+    store.claims.record_progress(conn, task_id, 1, 10, 10)
+    store.claims.complete_task(conn, task_id, 1, result={}, now=now)
 
 
 def test_the_stream_sends_stats_and_each_change_of_a_running_task(
@@ -72,8 +72,8 @@ def test_the_stream_sends_stats_and_each_change_of_a_running_task(
     task_id = api.post("/api/tasks", json={"type": "demo.sleep"}).json()["taskId"]
     steps = iter(
         [
-            lambda conn, now: store.claim_task(conn, task_id, 1, worker="w:1", now=now),
-            lambda conn, _now: store.record_progress(conn, task_id, 1, 3, 10),
+            lambda conn, now: store.claims.claim_task(conn, task_id, 1, worker="w:1", now=now),
+            lambda conn, _now: store.claims.record_progress(conn, task_id, 1, 3, 10),
             lambda conn, now: finish(conn, task_id, now),
         ]
     )
@@ -107,13 +107,13 @@ def test_a_task_going_back_to_pending_is_sent(api: httpx.Client, pg_engine: Engi
     task_id = api.post("/api/tasks", json={"type": "demo.fail"}).json()["taskId"]
     watcher = TaskWatcher(pg_engine)
     with pg_engine.begin() as conn:
-        store.claim_task(conn, task_id, 1, worker="w:1", now=utcnow())
+        store.claims.claim_task(conn, task_id, 1, worker="w:1", now=utcnow())
     assert '"status":"running"' in watcher.look()
     # When its attempt fails and it waits for a retry in a minute (no timestamp moves)
     with pg_engine.begin() as conn:
         now = utcnow()
         later = now + timedelta(minutes=1)
-        assert store.retry_task(conn, task_id, 1, error="boom", run_after=later, now=now)
+        assert store.claims.retry_task(conn, task_id, 1, error="boom", run_after=later, now=now)
     # Then the next look sends it as pending
     events = watcher.look()
     assert '"status":"pending"' in events and task_id in events

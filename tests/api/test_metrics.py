@@ -58,8 +58,8 @@ def test_task_counts_move_as_tasks_are_submitted_and_run(
     with pg_engine.begin() as conn:
         for task_id in ids[:2]:
             now = utcnow()
-            store.claim_task(conn, task_id, 1, worker="w:1", now=now)
-            store.complete_task(conn, task_id, 1, result=None, now=now)
+            store.claims.claim_task(conn, task_id, 1, worker="w:1", now=now)
+            store.claims.complete_task(conn, task_id, 1, result=None, now=now)
     ran = scrape(api)
 
     # Then the counts moved from pending to completed, and a worker is seen
@@ -101,10 +101,10 @@ def test_relays_sweepers_and_workers_numbers_reach_the_apis_metrics(
     Relay(pg_engine, broker, pg_settings, sweeper=sweeper).drain()
     start = utcnow()
     with pg_engine.begin() as conn:
-        store.claim_task(conn, ids[0], 1, worker="w:1", now=start)
-        store.complete_task(conn, ids[0], 1, result=None, now=start + timedelta(seconds=2))
-        store.claim_task(conn, ids[1], 1, worker="w:2", now=start)
-        store.beat(conn, [(ids[1], 1)], start - timedelta(hours=1))  # its last heartbeat
+        store.claims.claim_task(conn, ids[0], 1, worker="w:1", now=start)
+        store.claims.complete_task(conn, ids[0], 1, result=None, now=start + timedelta(seconds=2))
+        store.claims.claim_task(conn, ids[1], 1, worker="w:2", now=start)
+        store.claims.beat(conn, [(ids[1], 1)], start - timedelta(hours=1))  # its last heartbeat
     sweeper.sweep()
     samples = scrape(api)
 

@@ -35,9 +35,9 @@ def run(engine: Engine, task_id: str, *, worker: str, finish: bool) -> None:
     """What a worker does to the row: claim it (and heartbeat), then maybe complete it."""
     now = utcnow()
     with engine.begin() as conn:
-        assert store.claim_task(conn, task_id, 1, worker=worker, now=now) is not None
+        assert store.claims.claim_task(conn, task_id, 1, worker=worker, now=now) is not None
         if finish:
-            assert store.complete_task(conn, task_id, 1, result=None, now=now)
+            assert store.claims.complete_task(conn, task_id, 1, result=None, now=now)
 
 
 def test_stats_count_tasks_by_status_and_show_the_outbox_and_the_workers(

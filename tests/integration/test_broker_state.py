@@ -16,7 +16,7 @@ from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.brokers.stub import StubBroker
 
 from jobplane.outbox import broker_state
-from jobplane.store import Publication
+from jobplane.store.recovery import Publication
 from jobplane.workers.broker import make_broker
 from tests.conftest import DEFAULT_MESSAGES, noop_message, wait_until
 

@@ -54,7 +54,7 @@ def publish_message(
 
 def task(engine: Engine, task_id: str) -> Row[Any]:
     with engine.connect() as conn:
-        row = store.get_task(conn, task_id)
+        row = store.tasks.get_task(conn, task_id)
     assert row is not None
     return row
 
@@ -127,7 +127,7 @@ def test_a_stale_message_cannot_claim_a_republished_task(
     assert relay.drain() == 1
     now = utcnow()
     with pg_engine.begin() as conn:
-        store.republish_pending(conn, now=now)
+        store.recovery.republish_pending(conn, now=now)
 
     # When a worker receives the first publication's message
     start_worker()
@@ -175,7 +175,7 @@ def test_a_message_for_a_missing_task_is_dropped_without_error(
 
 
 def cancel_as_the_api_does(conn: Connection, task_id: str) -> None:
-    store.cancel_task(conn, task_id, utcnow())
+    store.tasks.cancel_task(conn, task_id, utcnow())
 
 
 def request_cancellation_only(conn: Connection, task_id: str) -> None:
@@ -225,7 +225,7 @@ def test_only_one_of_many_concurrent_claims_of_one_publication_wins(
     def claim(worker: int) -> None:
         start.wait()
         with pg_engine.begin() as conn:
-            row = store.claim_task(conn, task_id, 1, worker=f"w{worker}", now=utcnow())
+            row = store.claims.claim_task(conn, task_id, 1, worker=f"w{worker}", now=utcnow())
         won.append(row is not None)
 
     # When they all claim it at once
@@ -240,7 +240,7 @@ def test_only_one_of_many_concurrent_claims_of_one_publication_wins(
     claimed = task(pg_engine, task_id)
     assert (claimed.status, claimed.attempts) == ("running", 1)
     with pg_engine.connect() as conn:
-        assert store.why_not_claimable(conn, task_id, 1, utcnow()) == "task is running"
+        assert store.claims.why_not_claimable(conn, task_id, 1, utcnow()) == "task is running"
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
@@ -259,7 +259,7 @@ def test_a_batch_of_claims_gives_each_publication_its_row_once(
     claims = [(second, 1), (first, 1), (first, 1), (stale, 2), (missing, 1)]
 
     with any_engine.begin() as conn:
-        rows = store.claim_tasks(conn, claims, worker="test:1", now=utcnow())
+        rows = store.claims.claim_tasks(conn, claims, worker="test:1", now=utcnow())
 
     assert [row.id if row else None for row in rows] == [second, first, None, None, None]
     assert [task(any_engine, t).status for t in (first, second, stale)] == [
@@ -275,8 +275,8 @@ def test_a_batch_of_completions_records_each_result_of_its_own_attempt(
 ) -> None:
     done, also_done, never_claimed = (submit(any_engine, pg_settings) for _ in range(3))
     with any_engine.begin() as conn:
-        store.claim_tasks(conn, [(done, 1), (also_done, 1)], worker="test:1", now=utcnow())
-        flags = store.complete_tasks(
+        store.claims.claim_tasks(conn, [(done, 1), (also_done, 1)], worker="test:1", now=utcnow())
+        flags = store.claims.complete_tasks(
             conn,
             [(done, 1, {"rows": 3}), (also_done, 1, None), (never_claimed, 1, "x"), (done, 1, 0)],
             utcnow(),

@@ -58,8 +58,8 @@ def job_context(any_engine: Engine) -> Iterator[None]:
 def assert_retry_stands(engine: Engine, retried: str, deleted: str) -> None:
     """The retried task is pending with its retry's outbox row; the other one is gone."""
     with engine.connect() as conn:
-        assert store.get_task(conn, deleted) is None
-        assert store.get_task(conn, retried).status == "pending"  # type: ignore[union-attr]
+        assert store.tasks.get_task(conn, deleted) is None
+        assert store.tasks.get_task(conn, retried).status == "pending"  # type: ignore[union-attr]
         dispatches = conn.execute(select(Outbox.dispatch).where(Outbox.task_id == retried))
         assert 2 in dispatches.scalars().all()  # the retry's dispatch
 
@@ -147,7 +147,7 @@ def test_retention_forgets_ledger_runs_only_outside_every_catch_up_window(
     one_day = Schedule.from_options("weekly_report", {"periodic": cron("0 9 * * 0")})
     cutoff = catchup.ledger_cutoff([one_day, five_days], now)
     with any_engine.begin() as conn:
-        forgotten = store.forget_runs_before(conn, cutoff, now)
+        forgotten = store.schedules.forget_runs_before(conn, cutoff, now)
 
     # Then it kept every run of the last 5 days plus the margin, and only those
     assert cutoff == now - timedelta(days=5) - catchup.LEDGER_MARGIN
@@ -170,11 +170,11 @@ def test_the_clean_up_keeps_the_new_outbox_row_of_a_task_retried_before_it_ran(
     retried = make_task(any_engine, settings, "failed", 10)
     gone = make_task(any_engine, settings, "completed", 10)
     with any_engine.begin() as conn:
-        store.restart_task(conn, retried, utcnow())
+        store.tasks.restart_task(conn, retried, utcnow())
 
     # When the clean-up runs with a cutoff that matched the task before its retry
     with any_engine.begin() as conn:
-        deleted = store.delete_finished_before(conn, utcnow() - timedelta(days=7), 500)
+        deleted = store.retention.delete_finished_before(conn, utcnow() - timedelta(days=7), 500)
 
     # Then only the finished task went; the retried one keeps its row and outbox row
     assert deleted == 1
@@ -189,12 +189,14 @@ def test_the_clean_up_skips_a_task_whose_retry_is_being_committed(
     gone = make_task(pg_engine, pg_settings, "completed", 10)
     with pg_engine.connect() as admin:
         admin.begin()
-        store.restart_task(admin, retried, utcnow())
+        store.tasks.restart_task(admin, retried, utcnow())
 
         # When the clean-up runs meanwhile (it must neither delete nor wait for the task)
         with pg_engine.begin() as conn:
             conn.execute(text("SET LOCAL lock_timeout = '5s'"))
-            deleted = store.delete_finished_before(conn, utcnow() - timedelta(days=7), 500)
+            deleted = store.retention.delete_finished_before(
+                conn, utcnow() - timedelta(days=7), 500
+            )
         admin.commit()
 
     # Then the retry stands, with its outbox row; the other finished task went
@@ -212,16 +214,16 @@ def test_the_scheduler_recovers_dead_workers_tasks_only_while_no_relay_sweeps(
             .where(Task.id == task_id)
             .values(heartbeat_at=utcnow() - timedelta(hours=1))
         )
-        store.put_state(conn, store.RELAY_SEEN_KEY, utcnow().isoformat(), utcnow())
+        store.state.put_state(conn, store.state.RELAY_SEEN_KEY, utcnow().isoformat(), utcnow())
     scheduler = Scheduler(pg_engine, pg_settings, [])
 
     scheduler.tick()  # a relay swept just now: leave it to the relay
     with pg_engine.connect() as conn:
-        assert store.get_task(conn, task_id).status == "running"  # type: ignore[union-attr]
+        assert store.tasks.get_task(conn, task_id).status == "running"  # type: ignore[union-attr]
 
     scheduler.tick(utcnow() + timedelta(minutes=5))  # no relay for five minutes
     with pg_engine.connect() as conn:
-        recovered = store.get_task(conn, task_id)
+        recovered = store.tasks.get_task(conn, task_id)
     assert recovered is not None
     assert (recovered.status, recovered.retry_count) == ("pending", 1)
     assert recovered.error.startswith("worker lost")

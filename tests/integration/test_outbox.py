@@ -205,13 +205,13 @@ def test_a_batch_says_when_the_next_row_not_yet_due_is_due(
     submit(pg_engine, pg_settings, delay_seconds=60, now=now)
     with pg_engine.connect() as other_relay:
         other_relay.begin()
-        held = store.take_outbox_batch(other_relay, now, 1)
+        held = store.outbox.take_outbox_batch(other_relay, now, 1)
         assert len(held.messages) == 1
 
         # When a relay takes a batch, and then another with nothing left it may take
         with pg_engine.begin() as conn:
-            batch = store.take_outbox_batch(conn, now, 10)
-            empty = store.take_outbox_batch(conn, now, 10)
+            batch = store.outbox.take_outbox_batch(conn, now, 10)
+            empty = store.outbox.take_outbox_batch(conn, now, 10)
         other_relay.rollback()
 
     # Then both say the delayed row's time: the held row is not waited for (that wait
@@ -229,7 +229,7 @@ class PausingRelay(Relay):
         self.holding = threading.Event()
         self.release = threading.Event()
 
-    def _publish(self, rows: list[store.OutboxMessage]) -> str | None:
+    def _publish(self, rows: list[store.outbox.OutboxMessage]) -> str | None:
         epoch = super()._publish(rows)
         if not self.holding.is_set():
             self.holding.set()
@@ -303,7 +303,7 @@ def test_a_broker_that_loses_its_data_right_after_the_first_batch_gets_it_again(
     class FlushedAfterFirstBatch(Relay):
         flushed = False
 
-        def _publish(self, rows: list[store.OutboxMessage]) -> str | None:
+        def _publish(self, rows: list[store.outbox.OutboxMessage]) -> str | None:
             epoch = super()._publish(rows)
             if not self.flushed:
                 redis_client.flushdb()

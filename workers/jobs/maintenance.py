@@ -32,7 +32,7 @@ def cleanup(retention_days: float | None = None) -> dict[str, int]:
         with ctx.engine.begin() as conn:
             # A batch over tasks with many logs may take longer than an ordinary statement.
             local_statement_timeout(conn, settings.maintenance_statement_timeout)
-            batch = store.delete_finished_before(conn, cutoff, CLEANUP_BATCH)
+            batch = store.retention.delete_finished_before(conn, cutoff, CLEANUP_BATCH)
         deleted += batch
         if batch < CLEANUP_BATCH:
             break
@@ -40,6 +40,6 @@ def cleanup(retention_days: float | None = None) -> dict[str, int]:
     # Independent of the retention: the ledger keeps what catch-up may still look at.
     runs_cutoff = catchup.ledger_cutoff(all_schedules(), now)
     with ctx.engine.begin() as conn:
-        forgotten = store.forget_runs_before(conn, runs_cutoff, now)
+        forgotten = store.schedules.forget_runs_before(conn, runs_cutoff, now)
     ctx.log.info("forgot %d schedule run(s) that fired before %s", forgotten, runs_cutoff)
     return {"deletedTasks": deleted, "forgottenRuns": forgotten}

@@ -1,0 +1,325 @@
+"""A worker's statements: claim a task, record progress and heartbeats, finish it (complete,
+fail, retry), and give back what a stopping worker still holds.
+
+Callers own the transaction: each function takes ``conn`` and never commits.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Integer,
+    Row,
+    String,
+    Text,
+    bindparam,
+    cast,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects import postgresql
+
+from jobplane.domain import ALLOWED_FROM, TaskStatus
+from jobplane.models import (
+    Task,
+)
+from jobplane.store.guards import PENDING, RUNNING, guarded_update
+from jobplane.store.outbox import OUTBOX_SOURCE, insert_outbox_rows
+from jobplane.store.sql import DISPATCH, NOW, TASK_ID, unnested
+
+#: What a claim sets and returns, one message at a time or in a batch.
+_CLAIMED = {
+    "status": RUNNING,
+    "attempts": Task.attempts + 1,
+    "started_at": NOW,
+    "heartbeat_at": NOW,
+    "worker": bindparam("b_worker"),
+}
+
+
+_CLAIMED_COLUMNS = (
+    Task.id,
+    Task.dispatch,
+    Task.type,
+    Task.params,
+    Task.attempts,
+    Task.timeout_seconds,
+)
+
+
+_CLAIM = (
+    update(Task)
+    .where(
+        Task.id == TASK_ID,
+        Task.status == PENDING,
+        Task.dispatch == DISPATCH,
+        Task.run_after <= NOW,
+        Task.cancel_requested.is_(False),
+    )
+    .values(_CLAIMED)
+    .returning(*_CLAIMED_COLUMNS)
+)
+
+
+def claim_task(
+    conn: Connection, task_id: str, dispatch: int, *, worker: str, now: datetime
+) -> Row[Any] | None:
+    """Move a task from pending to running for this publication, or return None.
+
+    The one conditional UPDATE that makes a duplicate or stale message harmless
+    (invariant 2): only the message carrying the row's current dispatch number, for a
+    due, uncancelled, pending row, gets it back.
+    """
+    assert ALLOWED_FROM[TaskStatus.RUNNING] == {TaskStatus.PENDING}
+    params = {"b_task_id": task_id, "b_dispatch": dispatch, "b_now": now, "b_worker": worker}
+    return conn.execute(_CLAIM, params).first()
+
+
+class _Precompiled:
+    """A PostgreSQL statement compiled once, run with ``exec_driver_sql``.
+
+    For the worker's batched claim and completion, run for every job: SQLAlchemy's
+    per-execution work (compile-cache lookup, parameter processing) cost a quarter of
+    their CPU (measured: 480 → 360 µs for a claim of four). Parameters go to the driver
+    as given, so they must be of types psycopg takes as they are (str, int, aware
+    datetimes, lists of them); the statement's own constants are filled in here.
+    """
+
+    def __init__(self, statement: Any) -> None:
+        compiled = statement.compile(dialect=postgresql.psycopg.dialect())  # type: ignore[no-untyped-call]
+        self.sql = str(compiled)
+        self.constants = {
+            name: value for name, value in compiled.params.items() if not name.startswith("b_")
+        }
+
+    def execute(self, conn: Connection, params: dict[str, Any]) -> Any:
+        return conn.exec_driver_sql(self.sql, {**self.constants, **params})
+
+
+_claims = unnested("claims", id=String, dispatch=Integer)
+
+
+_CLAIM_MANY = _Precompiled(
+    update(Task)
+    .where(
+        Task.id == _claims.c.id,
+        Task.dispatch == _claims.c.dispatch,
+        (Task.status == PENDING).is_(True),
+        Task.run_after <= NOW,
+        Task.cancel_requested.is_(False),
+    )
+    .values(_CLAIMED)
+    .returning(*_CLAIMED_COLUMNS)
+)
+
+
+def claim_tasks(
+    conn: Connection, claims: Sequence[tuple[str, int]], *, worker: str, now: datetime
+) -> list[Row[Any] | None]:
+    """``claim_task`` for several messages (task id, dispatch): one statement on PostgreSQL.
+
+    One result per claim, in order. Two messages of the same publication in one batch
+    (a duplicate delivery) get the row once: the first of them.
+    """
+    if conn.dialect.name != "postgresql":
+        return [
+            claim_task(conn, task_id, dispatch, worker=worker, now=now)
+            for task_id, dispatch in claims
+        ]
+    # In id order, as every batched UPDATE here: rows locked in one order cannot deadlock.
+    ordered = sorted(set(claims))
+    params = {
+        "b_claims_id": [task_id for task_id, _ in ordered],
+        "b_claims_dispatch": [dispatch for _, dispatch in ordered],
+        "b_now": now,
+        "b_worker": worker,
+    }
+    claimed = {(row.id, row.dispatch): row for row in _CLAIM_MANY.execute(conn, params)}
+    return [claimed.pop(claim, None) for claim in claims]
+
+
+def why_not_claimable(conn: Connection, task_id: str, dispatch: int, now: datetime) -> str:
+    """A person's explanation of why ``claim_task`` returned nothing."""
+    row = conn.execute(
+        select(Task.status, Task.dispatch, Task.run_after, Task.cancel_requested).where(
+            Task.id == task_id
+        )
+    ).first()
+    if row is None:
+        return "no such task"
+    if row.status != PENDING:
+        return f"task is {row.status}"
+    if row.cancel_requested:
+        return "task is cancelled"
+    if row.dispatch != dispatch:
+        return f"stale message (dispatch {dispatch}, task is at {row.dispatch})"
+    if row.run_after > now:
+        return f"task is not due before {row.run_after.isoformat()}"
+    return "task was claimed concurrently"
+
+
+_COMPLETE = (
+    update(Task)
+    .where(Task.id == TASK_ID, Task.dispatch == DISPATCH, Task.status == RUNNING)
+    .values(
+        status=TaskStatus.COMPLETED.value,
+        completed_at=NOW,
+        result=bindparam("b_result", type_=Task.__table__.c.result.type),
+        error=None,
+    )
+)
+
+
+def complete_task(
+    conn: Connection, task_id: str, dispatch: int, *, result: Any, now: datetime
+) -> bool:
+    """Record a finished body; False if the task is no longer this attempt's."""
+    assert ALLOWED_FROM[TaskStatus.COMPLETED] == {TaskStatus.RUNNING}
+    params = {"b_task_id": task_id, "b_dispatch": dispatch, "b_now": now, "b_result": result}
+    return conn.execute(_COMPLETE, params).rowcount == 1
+
+
+_completions = unnested("done", id=String, dispatch=Integer, result=Text)
+
+
+_COMPLETE_MANY = _Precompiled(
+    update(Task)
+    .where(
+        Task.id == _completions.c.id,
+        Task.dispatch == _completions.c.dispatch,
+        (Task.status == RUNNING).is_(True),
+    )
+    .values(
+        status=TaskStatus.COMPLETED.value,
+        completed_at=NOW,
+        result=cast(_completions.c.result, postgresql.JSONB),
+        error=None,
+    )
+    .returning(Task.id, Task.dispatch)
+)
+
+
+def complete_tasks(
+    conn: Connection, completions: Sequence[tuple[str, int, Any]], now: datetime
+) -> list[bool]:
+    """``complete_task`` for several (task id, dispatch, result): one statement on
+    PostgreSQL. One flag per completion, in order; results must be JSON-serializable."""
+    if conn.dialect.name != "postgresql":
+        return [
+            complete_task(conn, task_id, dispatch, result=result, now=now)
+            for task_id, dispatch, result in completions
+        ]
+    results: dict[tuple[str, int], Any] = {}
+    for task_id, dispatch, result in completions:
+        results.setdefault((task_id, dispatch), result)
+    ordered = sorted(results)  # in id order: see claim_tasks
+    params = {
+        "b_done_id": [task_id for task_id, _ in ordered],
+        "b_done_dispatch": [dispatch for _, dispatch in ordered],
+        "b_done_result": [json.dumps(results[key]) for key in ordered],
+        "b_now": now,
+    }
+    done = {(row.id, row.dispatch) for row in _COMPLETE_MANY.execute(conn, params)}
+    flags = []
+    for task_id, dispatch, _ in completions:
+        flags.append((task_id, dispatch) in done)
+        done.discard((task_id, dispatch))  # an attempt completes once
+    return flags
+
+
+def fail_task(conn: Connection, task_id: str, dispatch: int, *, error: str, now: datetime) -> bool:
+    """Record a failed last attempt."""
+    values = {"status": TaskStatus.FAILED.value, "error": error, "completed_at": now}
+    return guarded_update(conn, task_id, dispatch, TaskStatus.FAILED, values)
+
+
+def retry_task(
+    conn: Connection, task_id: str, dispatch: int, *, error: str, run_after: datetime, now: datetime
+) -> bool:
+    """Put a failed attempt back to pending, due at ``run_after``, if it has retries left.
+
+    A new outbox row, due at the same time, carries the bumped dispatch number: the
+    retry's delay lives in the database, not in the broker.
+    """
+    row = conn.execute(
+        update(Task)
+        .where(
+            Task.id == task_id,
+            Task.status == RUNNING,
+            Task.dispatch == dispatch,
+            Task.retry_count < Task.max_retries,
+        )
+        .values(
+            status=PENDING,
+            retry_count=Task.retry_count + 1,
+            dispatch=Task.dispatch + 1,
+            error=error,
+            run_after=run_after,
+            heartbeat_at=None,
+            worker=None,
+        )
+        .returning(*OUTBOX_SOURCE)
+    ).first()
+    if row is None:
+        return False
+    insert_outbox_rows(conn, [row], now)
+    return True
+
+
+_PROGRESS = (
+    update(Task)
+    .where(Task.id == TASK_ID, Task.dispatch == DISPATCH, Task.status == RUNNING)
+    .values(progress=bindparam("b_progress"), total=bindparam("b_total"))
+)
+
+
+def record_progress(
+    conn: Connection, task_id: str, dispatch: int, current: int, total: int
+) -> None:
+    params = {"b_task_id": task_id, "b_dispatch": dispatch, "b_progress": current, "b_total": total}
+    conn.execute(_PROGRESS, params)
+
+
+def beat(conn: Connection, runs: Iterable[tuple[str, int]], now: datetime) -> None:
+    """Refresh the heartbeat of the runs (task id, dispatch) a worker holds.
+
+    Only a run's own dispatch is refreshed: a stale run must never keep alive the
+    heartbeat of a newer run of its task that another worker holds (or lost)."""
+    pairs = list(runs)
+    if pairs:
+        conn.execute(
+            update(Task)
+            .where(tuple_(Task.id, Task.dispatch).in_(pairs), Task.status == RUNNING)
+            .values(heartbeat_at=now)
+        )
+
+
+def release_unfinished(
+    conn: Connection, held: Sequence[tuple[str, int]], now: datetime
+) -> list[str]:
+    """Put running tasks back to pending, their attempt not counted (a graceful stop)."""
+    released = []
+    for task_id, dispatch in held:
+        row = conn.execute(
+            update(Task)
+            .where(Task.id == task_id, Task.dispatch == dispatch, Task.status == RUNNING)
+            .values(
+                status=PENDING,
+                attempts=Task.attempts - 1,
+                dispatch=Task.dispatch + 1,
+                run_after=now,
+                heartbeat_at=None,
+                worker=None,
+            )
+            .returning(*OUTBOX_SOURCE)
+        ).first()
+        if row is not None:
+            insert_outbox_rows(conn, [row], now)
+            released.append(row.id)
+    return released

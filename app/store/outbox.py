@@ -1,0 +1,174 @@
+"""The outbox: the rows a relay takes and publishes, and the rows written to publish a task again.
+
+Callers own the transaction: each function takes ``conn`` and never commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from functools import lru_cache
+from typing import Any, NamedTuple
+
+from sqlalchemy import (
+    Connection,
+    Integer,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from jobplane.models import (
+    KeyValue,
+    MetricCounter,
+    Outbox,
+    Task,
+)
+from jobplane.store.sql import NOW
+from jobplane.store.state import BROKER_EPOCH_KEY
+
+#: A task's columns that its outbox row is made of.
+OUTBOX_SOURCE = (
+    Task.id,
+    Task.dispatch,
+    Task.run_after,
+    Task.type,
+    Task.queue,
+    Task.timeout_seconds,
+)
+
+
+class OutboxMessage(NamedTuple):
+    """What the message of a taken outbox row carries, or needs to be routed."""
+
+    task_id: str
+    dispatch: int
+    type: str
+    queue: str
+    timeout_seconds: int
+
+
+class OutboxBatch(NamedTuple):
+    """The messages of the outbox rows a relay took, and when to look again."""
+
+    messages: list[OutboxMessage]
+    #: When the earliest row that was not due yet becomes due (None: there is none).
+    next_due: datetime | None
+
+
+_due_outbox_ids = (
+    select(Outbox.id)
+    .where(Outbox.available_at <= NOW)
+    .order_by(Outbox.id)
+    .limit(bindparam("b_limit", type_=Integer))
+    .with_for_update(skip_locked=True)
+    .scalar_subquery()
+)
+
+
+# Not "the earliest row": a due row another relay holds (SKIP LOCKED) is that relay's to
+# publish, and waiting for it would make this one spin until that relay commits.
+_later = Outbox.__table__.alias("later")
+
+
+_NEXT_DUE = select(func.min(_later.c.available_at)).where(_later.c.available_at > NOW)
+
+
+_TAKE_OUTBOX = (
+    delete(Outbox)
+    .where(Outbox.id.in_(_due_outbox_ids))
+    .returning(
+        Outbox.id,
+        Outbox.task_id,
+        Outbox.dispatch,
+        Outbox.type,
+        Outbox.queue,
+        Outbox.timeout_seconds,
+        _NEXT_DUE.scalar_subquery().label("next_due"),
+    )
+)
+
+
+def take_outbox_batch(conn: Connection, now: datetime, limit: int) -> OutboxBatch:
+    """Delete up to ``limit`` due outbox rows, oldest first; returns their messages.
+
+    One statement, which reads nothing from ``tasks``: the row carries what its message
+    needs. The caller publishes, then commits; if it fails or dies before the commit,
+    the rows are back (and published again: a duplicate, which the claim drops).
+    ``SKIP LOCKED`` lets several relays share the table on PostgreSQL (SQLAlchemy drops
+    it on SQLite, where one relay is the rule). A row whose task was cancelled or
+    deleted meanwhile is published all the same; the worker drops its message.
+
+    Nothing is written on the tasks: a pending task without an outbox row is one whose
+    message the broker was given (see ``_published``). The same statement says when the
+    next row not yet due becomes due (a second one asks when it took nothing).
+    """
+    params = {"b_now": now, "b_limit": limit}
+    rows = conn.execute(_TAKE_OUTBOX, params).all()
+    if not rows:
+        return OutboxBatch([], conn.execute(_NEXT_DUE, params).scalar_one())
+    messages = [OutboxMessage(*row[1:-1]) for row in sorted(rows, key=lambda row: row.id)]
+    return OutboxBatch(messages, rows[0].next_due)
+
+
+def count_published_batch(conn: Connection, published: int, counter: str) -> str | None:
+    """Add ``published`` to the relay's ``counter``; returns the broker epoch the
+    database records (None: none yet), locked until the batch's transaction ends.
+
+    The lock (FOR SHARE) conflicts with the sweeper's swap of the epoch (an UPDATE), so
+    that a sweeper handling a broker loss either waits for this batch's commit, and then
+    republishes its tasks as well, or has swapped the epoch before, and this batch sees
+    the new one and rolls back. Both ride on the counter's upsert, which every batch
+    runs anyway: no round trip of their own. (SQLite has no row locks and needs none:
+    its writers take turns, the relay's transaction holding the write lock throughout.)
+    """
+    row = conn.execute(
+        _count_published_batch(conn.dialect.name),
+        {"b_name": counter, "b_value": published},
+    ).one()
+    return row.epoch  # type: ignore[no-any-return]
+
+
+@lru_cache(maxsize=2)
+def _count_published_batch(dialect_name: str) -> Any:
+    epoch = (
+        select(KeyValue.value)
+        .where(KeyValue.key == BROKER_EPOCH_KEY)
+        .with_for_update(read=True)
+        .cte("recorded_epoch")
+    )
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    statement = dialect.insert(MetricCounter).values(
+        name=bindparam("b_name"), label="", value=bindparam("b_value")
+    )
+    return (
+        statement.on_conflict_do_update(
+            index_elements=["name", "label"],
+            set_={"value": MetricCounter.value + statement.excluded.value},
+        )
+        .returning(select(epoch.c.value).scalar_subquery().label("epoch"))
+        .add_cte(epoch)
+    )
+
+
+def insert_outbox_rows(conn: Connection, rows: Sequence[Any], now: datetime) -> None:
+    """Outbox rows for tasks given as rows of ``OUTBOX_SOURCE``'s columns."""
+    if rows:
+        conn.execute(
+            insert(Outbox),
+            [
+                {
+                    "task_id": row.id,
+                    "dispatch": row.dispatch,
+                    "available_at": row.run_after,
+                    "created_at": now,
+                    "type": row.type,
+                    "queue": row.queue,
+                    "timeout_seconds": row.timeout_seconds,
+                }
+                for row in rows
+            ],
+        )

@@ -1,0 +1,262 @@
+"""Submitting tasks (a task row and its outbox row in the caller's transaction), reading them, and
+cancelling or restarting them by hand.
+
+Callers own the transaction: each function takes ``conn`` and never commits.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Row,
+    Text,
+    bindparam,
+    cast,
+    column,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from jobplane.domain import InvalidTransition, TaskNotFound, TaskStatus
+from jobplane.models import (
+    Outbox,
+    Task,
+)
+from jobplane.store.guards import PENDING, RUNNING, guarded_update
+from jobplane.store.outbox import OUTBOX_SOURCE, insert_outbox_rows
+
+
+def insert_tasks(conn: Connection, tasks: Sequence[dict[str, Any]]) -> None:
+    """Insert pending tasks and one outbox row each (due at the task's ``run_after``).
+
+    Both inserts run in the caller's transaction: the relay can only see an outbox row
+    whose task row is committed with it (invariant 1).
+    """
+    if not tasks:
+        return
+    if conn.dialect.name == "postgresql":
+        # One statement for the whole batch, its rows passed as one JSON document, and
+        # the outbox rows inserted from the task insert's RETURNING: one round trip, one
+        # NOTIFY, committed as it runs when the caller is in autocommit. (A parameter
+        # per column, as arrays, cost the API more CPU in the driver than the insert.)
+        conn.exec_driver_sql(*_postgres_insert(conn.dialect, tasks))
+        return
+    conn.execute(insert(Task), list(tasks))
+    conn.execute(
+        insert(Outbox),
+        [
+            {
+                "task_id": task["id"],
+                "dispatch": task["dispatch"],
+                "available_at": task["run_after"],
+                "created_at": task["created_at"],
+                "type": task["type"],
+                "queue": task["queue"],
+                "timeout_seconds": task["timeout_seconds"],
+            }
+            for task in tasks
+        ],
+    )
+
+
+def _json_timestamp(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} in a task row is not JSON-serializable")
+
+
+async def insert_tasks_async(conn: AsyncConnection, tasks: Sequence[dict[str, Any]]) -> None:
+    """``insert_tasks`` from a coroutine, on PostgreSQL: the same one statement.
+
+    For the API's submissions, one commit per batch on the request path: sent with
+    ``exec_driver_sql`` from the event loop, compiled once, it spends 1.1 ms per
+    submission where ``run_sync`` spent 1.4 (measured, one at a time, uvloop).
+    """
+    await conn.exec_driver_sql(*_postgres_insert(conn.dialect, tasks))
+
+
+def _postgres_insert(
+    dialect: Dialect, tasks: Sequence[dict[str, Any]]
+) -> tuple[str, dict[str, Any]]:
+    """The one statement inserting ``tasks`` and their outbox rows, and its parameter."""
+    rows = json.dumps(tasks, default=_json_timestamp)
+    return _insert_tasks_sql(tuple(tasks[0]), dialect), {"b_new_rows": rows}
+
+
+@lru_cache(maxsize=8)
+def _insert_tasks_sql(columns: tuple[str, ...], dialect: Dialect) -> str:
+    statement = _insert_tasks_with_outbox(columns)
+    return str(statement.compile(dialect=dialect, column_keys=["b_new_rows"]))
+
+
+@lru_cache(maxsize=8)
+def _insert_tasks_with_outbox(columns: tuple[str, ...]) -> Any:
+    """``WITH new_task AS (INSERT INTO tasks SELECT … FROM json_to_recordset(:rows) …
+    RETURNING …) INSERT INTO outbox SELECT … FROM new_task``."""
+    table = Task.__table__
+    new = (
+        func.json_to_recordset(cast(bindparam("b_new_rows", type_=Text), postgresql.JSON))
+        .table_valued(*(column(name, table.c[name].type) for name in columns))
+        .render_derived(name="new", with_types=True)
+    )
+    inserted = (
+        insert(Task)
+        .from_select(list(columns), select(*(new.c[name] for name in columns)))
+        .returning(*OUTBOX_SOURCE, Task.created_at)
+        .cte("new_task")
+    )
+    return insert(Outbox).from_select(
+        ["task_id", "dispatch", "available_at", "created_at", "type", "queue", "timeout_seconds"],
+        select(
+            inserted.c.id,
+            inserted.c.dispatch,
+            inserted.c.run_after,
+            inserted.c.created_at,
+            inserted.c.type,
+            inserted.c.queue,
+            inserted.c.timeout_seconds,
+        ),
+    )
+
+
+def find_by_idempotency_key(conn: Connection, key: str) -> Row[Any] | None:
+    return conn.execute(select(Task).where(Task.idempotency_key == key)).first()
+
+
+def get_task(conn: Connection, task_id: str) -> Row[Any] | None:
+    return conn.execute(select(Task).where(Task.id == task_id)).first()
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    """The admin list's filters; None means any."""
+
+    status: str | None = None
+    type: str | None = None
+    queue: str | None = None
+    #: Part of a task id (a case-insensitive substring match).
+    search: str | None = None
+
+
+def list_tasks(
+    conn: Connection, filters: TaskFilter, *, offset: int, limit: int
+) -> tuple[list[Row[Any]], int]:
+    """One page of tasks, newest first, and the number of tasks matching ``filters``."""
+    conditions = [
+        column == value
+        for column, value in (
+            (Task.status, filters.status),
+            (Task.type, filters.type),
+            (Task.queue, filters.queue),
+        )
+        if value is not None
+    ]
+    if filters.search:
+        conditions.append(Task.id.icontains(filters.search, autoescape=True))
+    page = conn.execute(
+        select(Task)
+        .where(*conditions)
+        .order_by(Task.created_at.desc(), Task.id.desc())
+        .offset(offset)
+        .limit(limit)
+    ).all()
+    total = conn.execute(select(func.count()).select_from(Task).where(*conditions)).scalar_one()
+    return list(page), total
+
+
+def count_by_status(conn: Connection) -> dict[str, int]:
+    rows = conn.execute(select(Task.status, func.count()).group_by(Task.status)).all()
+    return dict(rows)
+
+
+def cancel_task(conn: Connection, task_id: str, now: datetime) -> Row[Any]:
+    """Cancel a pending task at once, or ask its worker to stop a running one.
+
+    Raises ``TaskNotFound``, or ``InvalidTransition`` for a finished task.
+    """
+    pending_to_cancelled = (
+        update(Task)
+        .where(Task.id == task_id, Task.status == PENDING)
+        .values(
+            status=TaskStatus.CANCELLED.value,
+            cancel_requested=True,
+            cancelled_at=now,
+            waiting_since=None,
+        )
+    )
+    running_asked_to_stop = (
+        update(Task).where(Task.id == task_id, Task.status == RUNNING).values(cancel_requested=True)
+    )
+    for statement in (pending_to_cancelled, running_asked_to_stop):
+        if conn.execute(statement).rowcount == 1:
+            row = get_task(conn, task_id)
+            assert row is not None
+            return row
+    current = get_task(conn, task_id)
+    if current is None:
+        raise TaskNotFound(f"no task with id {task_id!r}")
+    raise InvalidTransition(f"task {task_id} is already {current.status}", status=current.status)
+
+
+def mark_cancelled(conn: Connection, task_id: str, dispatch: int, now: datetime) -> bool:
+    """A running task whose body stopped after a cancel request."""
+    values = {"status": TaskStatus.CANCELLED.value, "cancelled_at": now, "completed_at": None}
+    return guarded_update(conn, task_id, dispatch, TaskStatus.CANCELLED, values)
+
+
+def cancel_requested(conn: Connection, task_ids: Iterable[str]) -> list[str]:
+    """Which of these tasks an admin asked to cancel."""
+    ids = list(task_ids)
+    if not ids:
+        return []
+    return list(
+        conn.execute(
+            select(Task.id).where(Task.id.in_(ids), Task.cancel_requested.is_(True))
+        ).scalars()
+    )
+
+
+def restart_task(conn: Connection, task_id: str, now: datetime) -> Row[Any]:
+    """A new run of a failed, cancelled or skipped task, with its retries counted afresh."""
+    terminal = [TaskStatus.FAILED.value, TaskStatus.CANCELLED.value, TaskStatus.SKIPPED.value]
+    row = conn.execute(
+        update(Task)
+        .where(Task.id == task_id, Task.status.in_(terminal))
+        .values(
+            status=PENDING,
+            dispatch=Task.dispatch + 1,
+            retry_count=0,
+            cancel_requested=False,
+            run_after=now,
+            completed_at=None,
+            cancelled_at=None,
+            progress=0,
+            total=0,
+        )
+        .returning(*OUTBOX_SOURCE)
+    ).first()
+    if row is None:
+        current = get_task(conn, task_id)
+        if current is None:
+            raise TaskNotFound(f"no task with id {task_id!r}")
+        raise InvalidTransition(
+            "only a failed, cancelled or skipped task can be retried; "
+            f"task {task_id} is {current.status}",
+            status=current.status,
+        )
+    insert_outbox_rows(conn, [row], now)
+    task = get_task(conn, task_id)
+    assert task is not None
+    return task
