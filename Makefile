@@ -50,10 +50,29 @@ src-tree:
 	cp -rs $(CURDIR)/migrations $(SRC_TREE)/jobplane/migrations
 	find $(SRC_TREE) -name __pycache__ -prune -exec rm -rf {} +
 
-lint: install src-tree
+## The dashboard's ES modules (app/static/js) are JavaScript with JSDoc types, served as
+## they are: no build; TypeScript only checks them. It is pinned by app/static's
+## package-lock.json and installed into .build/npm, not next to the dashboard: a
+## node_modules in the package folder would be served by `jobplane dev` and linked into
+## the lint tree. Needs node and npm; `make test` does not. To move TypeScript on:
+## `cd app/static && npm install --package-lock-only --save-exact typescript@<version>`.
+DASHBOARD := app/static
+NPM_DIR   := .build/npm
+NPM_STAMP := $(NPM_DIR)/.installed
+$(NPM_STAMP): $(DASHBOARD)/package.json $(DASHBOARD)/package-lock.json
+	mkdir -p $(NPM_DIR)
+	cp $^ $(NPM_DIR)/
+	cd $(NPM_DIR) && npm ci --no-audit --no-fund
+	touch $@
+
+## The layers (pyproject.toml's [tool.importlinter]) are checked on the same tree: grimp
+## finds the modules under a directory of PYTHONPATH, as mypy does.
+lint: install src-tree $(NPM_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	PYTHONPATH=$(SRC_TREE) $(BIN)/lint-imports --no-cache
+	$(NPM_DIR)/node_modules/.bin/tsc --noEmit -p $(DASHBOARD)/tsconfig.json
 
 format: install
 	$(BIN)/ruff format .

@@ -23,35 +23,72 @@ T = TypeVar("T")
 SQLITE_BUSY_TIMEOUT_MS = 30_000  #: how long a SQLite writer waits for the lock
 
 
-def make_engine(url: str, *, timeouts: PostgresTimeouts | None = None, **options: Any) -> Engine:
+def make_engine(
+    url: str,
+    *,
+    timeouts: PostgresTimeouts | None = None,
+    schema: str | None = None,
+    **options: Any,
+) -> Engine:
     """An engine for ``url``; SQLite gets WAL, a busy timeout and immediate transactions.
 
     On PostgreSQL every connection gets ``timeouts`` (default: ``PostgresTimeouts()``);
-    a process passes ``PostgresTimeouts.from_settings(settings)``.
+    a process passes ``PostgresTimeouts.from_settings(settings)``. With ``schema``, every
+    statement built from the models names its tables in that schema (``in_schema``).
     """
     if url.startswith("sqlite"):
+        if schema is not None:
+            raise ValueError("a schema is for PostgreSQL; SQLite has none")
         return _sqlite_engine(url, **options)
-    return create_engine(url, **_postgres_options(url, timeouts or PostgresTimeouts(), options))
+    options = _postgres_options(url, timeouts or PostgresTimeouts(), options)
+    return create_engine(url, **in_schema(schema, options))
 
 
 def engine_from_settings(settings: Settings, **options: Any) -> Engine:
-    """This process's engine: ``settings.database_url`` with the settings' timeouts."""
+    """This process's engine: ``settings.database_url`` with the settings' timeouts and
+    schema."""
     return make_engine(
-        settings.database_url, timeouts=PostgresTimeouts.from_settings(settings), **options
+        settings.database_url,
+        timeouts=PostgresTimeouts.from_settings(settings),
+        schema=settings.db_schema,
+        **options,
     )
 
 
 def make_async_engine(
-    url: str, *, timeouts: PostgresTimeouts | None = None, **options: Any
+    url: str,
+    *,
+    timeouts: PostgresTimeouts | None = None,
+    schema: str | None = None,
+    **options: Any,
 ) -> AsyncEngine:
     """An asyncio engine for a PostgreSQL ``url`` (psycopg's async connections).
 
     For the API's submissions, written from the event loop without a thread hop; the
     statements are the store's own, run through ``AsyncConnection.run_sync``.
     """
-    return create_async_engine(
-        url, **_postgres_options(url, timeouts or PostgresTimeouts(), options)
-    )
+    options = _postgres_options(url, timeouts or PostgresTimeouts(), options)
+    return create_async_engine(url, **in_schema(schema, options))
+
+
+def in_schema(schema: str | None, options: dict[str, Any]) -> dict[str, Any]:
+    """Engine ``options`` that put every table of the models (schema None) in ``schema``.
+
+    SQLAlchemy's schema translation rewrites the statements it compiles; SQL compiled
+    ahead of time and run with ``exec_driver_sql`` must ask ``schema_of`` itself.
+    """
+    if schema is not None:
+        execution = dict(options.get("execution_options", {}))
+        execution["schema_translate_map"] = {None: schema}
+        options = {**options, "execution_options": execution}
+    return options
+
+
+def schema_of(conn: Connection | Engine) -> str | None:
+    """The schema ``conn`` puts jobplane's tables in (None: the default schema)."""
+    translate = conn.get_execution_options().get("schema_translate_map") or {}
+    schema: str | None = translate.get(None)
+    return schema
 
 
 def _postgres_options(

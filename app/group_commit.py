@@ -4,10 +4,11 @@ A submission, a claim or a completion is one short statement, but each costs a w
 transaction: a pool checkout, a round trip, a COMMIT that waits for the WAL to reach
 the disk, and the driver's and SQLAlchemy's work around each. Under load most of a
 job's database time was that per-transaction part. Here callers hand their item to one
-writer thread and wait for it to be committed; the writer takes every item queued
-meanwhile and writes them with one ``write(conn, items)`` call in one transaction.
-When the load is low a batch is one item, and the only cost is the hand-off between
-threads (tens of microseconds); when it is high, batches grow by themselves.
+writer thread (a ``jobplane.drain.Drain``) and wait for it to be committed; the writer
+takes every item queued meanwhile and writes them with one ``write(conn, items)`` call
+in one transaction. When the load is low a batch is one item, and the only cost is the
+hand-off between threads (tens of microseconds); when it is high, batches grow by
+themselves.
 
 A caller's item is committed before its wait returns, exactly as with its own
 transaction: group commit trades nothing of durability for the throughput.
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future
@@ -28,6 +28,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from jobplane.db import HeldConnection
+from jobplane.drain import Drain, DrainStopped
 from jobplane.outages import is_transient, through_outages
 
 logger = logging.getLogger(__name__)
@@ -81,19 +82,14 @@ class GroupCommit(Generic[ItemT, ResultT]):
         self._connection = HeldConnection(
             engine, disconnect_retries=disconnect_retries, autocommit=autocommit
         )
-        self._queue: queue.SimpleQueue[tuple[ItemT, Future[ResultT]] | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
-        self._closed = False
+        self._drain: Drain[tuple[ItemT, Future[ResultT]]] = Drain(
+            handle=self._write_batch, name=name, max_batch=max_batch
+        )
 
     def submit(self, item: ItemT) -> Future[ResultT]:
         """Queue ``item``; the future resolves once its batch has committed (or failed)."""
-        if self._closed:
-            raise RuntimeError(f"{self.name} is closed")
         future: Future[ResultT] = Future()
-        self._queue.put((item, future))
-        if self._thread is None:
-            self._start()
+        self._drain.put((item, future))
         return future
 
     def run(self, item: ItemT) -> ResultT:
@@ -103,9 +99,9 @@ class GroupCommit(Generic[ItemT, ResultT]):
         handing it to the writer thread would cost a thread wake-up (up to milliseconds
         on a virtual machine) for no batching gain.
         """
-        if self._closed:
-            raise RuntimeError(f"{self.name} is closed")
-        if self._queue.empty() and self._writing.acquire(blocking=False):
+        if self._drain.stopped:
+            raise DrainStopped(f"{self.name} is closed")
+        if self._drain.empty() and self._writing.acquire(blocking=False):
             try:
                 future: Future[ResultT] = Future()
                 self._write_held([(item, future)])
@@ -124,38 +120,14 @@ class GroupCommit(Generic[ItemT, ResultT]):
 
     def close(self) -> None:
         """Write what is queued, then stop the writer thread."""
-        self._closed = True
-        self._queue.put(None)
-        if self._thread is not None:
-            self._thread.join()
+        self._drain.stop()
         with self._writing:
             self._connection.close()
 
-    def _start(self) -> None:
-        with self._start_lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
-                self._thread.start()
-
-    def _loop(self) -> None:
-        while True:
-            first = self._queue.get()
-            batch = [first] if first is not None else []
-            # Everything queued while the previous batch was committing joins this one.
-            while len(batch) < self.max_batch:
-                try:
-                    entry = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if entry is None:
-                    first = None
-                    break
-                batch.append(entry)
-            if batch:
-                with self._writing:
-                    self._write_held(batch)
-            if first is None:
-                return
+    def _write_batch(self, batch: list[tuple[ItemT, Future[ResultT]]]) -> None:
+        """The writer thread's handler: one transaction for ``batch``."""
+        with self._writing:
+            self._write_held(batch)
 
     def _write_held(self, batch: list[tuple[ItemT, Future[ResultT]]]) -> None:
         """Write ``batch`` on the held connection; the caller holds ``_writing``."""

@@ -14,6 +14,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Connection,
     DateTime,
     Dialect,
     Index,
@@ -23,15 +24,22 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    event,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+#: Every table is called ``jobplane_…``, and every name below starts with its table's,
+#: so each object jobplane creates in the user's database carries the prefix
+#: (PostgreSQL's own suffixes: a unique constraint is ``…_key``, a primary key ``…_pkey``).
+PREFIX = "jobplane_"
 NAMING = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "pk": "pk_%(table_name)s",
+    "ix": "%(table_name)s_%(column_0_N_name)s_idx",
+    "uq": "%(table_name)s_%(column_0_N_name)s_key",
+    "ck": "%(table_name)s_%(constraint_name)s_check",
+    "fk": "%(table_name)s_%(column_0_N_name)s_fkey",
+    "pk": "%(table_name)s_pkey",
 }
 
 
@@ -66,7 +74,7 @@ class Base(DeclarativeBase):
 class Task(Base):
     """One job to run: the source of truth for its state."""
 
-    __tablename__ = "tasks"
+    __tablename__ = "jobplane_tasks"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     type: Mapped[str] = mapped_column(String(200))
@@ -106,13 +114,13 @@ class Task(Base):
     __table_args__ = (
         UniqueConstraint("schedule_name", "fire_time"),
         # Admin list: newest first, optionally by status / type / queue.
-        Index("ix_tasks_created_at", "created_at"),
-        Index("ix_tasks_status_created_at", "status", "created_at"),
-        Index("ix_tasks_type_created_at", "type", "created_at"),
-        Index("ix_tasks_queue_created_at", "queue", "created_at"),
+        Index("jobplane_tasks_created_at_idx", "created_at"),
+        Index("jobplane_tasks_status_created_at_idx", "status", "created_at"),
+        Index("jobplane_tasks_type_created_at_idx", "type", "created_at"),
+        Index("jobplane_tasks_queue_created_at_idx", "queue", "created_at"),
         # Waking the oldest task waiting for a slot of its type.
         Index(
-            "ix_tasks_waiting",
+            "jobplane_tasks_waiting_idx",
             "type",
             "waiting_since",
             postgresql_where=text("waiting_since IS NOT NULL"),
@@ -120,7 +128,7 @@ class Task(Base):
         ),
         # The rescuer's scans only look at live tasks.
         Index(
-            "ix_tasks_live_heartbeat",
+            "jobplane_tasks_live_heartbeat_idx",
             "status",
             "heartbeat_at",
             postgresql_where=text("status IN ('pending', 'running')"),
@@ -132,7 +140,7 @@ class Task(Base):
 class Outbox(Base):
     """A committed promise to publish one task's message; the relay deletes it once sent."""
 
-    __tablename__ = "outbox"
+    __tablename__ = "jobplane_outbox"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     task_id: Mapped[str] = mapped_column(String(36))
@@ -147,13 +155,40 @@ class Outbox(Base):
     queue: Mapped[str] = mapped_column(String(100))
     timeout_seconds: Mapped[int] = mapped_column(Integer)
 
-    __table_args__ = (Index("ix_outbox_available_at_id", "available_at", "id"),)
+    __table_args__ = (Index("jobplane_outbox_available_at_id_idx", "available_at", "id"),)
+
+
+#: The relay's LISTEN channel: named apart from the table whose inserts it announces, as
+#: one name for a channel and a table would read as one object.
+OUTBOX_CHANNEL = "jobplane_outbox_wakeup"
+#: On PostgreSQL, committed outbox inserts wake the relays: one NOTIFY per inserting
+#: statement, delivered only at commit, so a woken relay can see the rows. Names are left
+#: unqualified: ``jobplane migrate`` creates them with the schema as its search path.
+OUTBOX_NOTIFY_DDL = (
+    f"""CREATE FUNCTION jobplane_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('{OUTBOX_CHANNEL}', '');
+    RETURN NULL;
+END;
+$$""",
+    "CREATE TRIGGER jobplane_outbox_notify AFTER INSERT ON jobplane_outbox "
+    "FOR EACH STATEMENT EXECUTE FUNCTION jobplane_outbox_notify()",
+)
+
+
+@event.listens_for(Outbox.__table__, "after_create")
+def _create_outbox_notify(_table: Any, connection: Connection, **_: Any) -> None:
+    # For a new database, made from these models (``jobplane.migrate``); an existing
+    # one got the trigger from its migrations.
+    if connection.dialect.name == "postgresql":
+        for statement in OUTBOX_NOTIFY_DDL:
+            connection.exec_driver_sql(statement)
 
 
 class TaskLog(Base):
     """One line of a task's log."""
 
-    __tablename__ = "task_logs"
+    __tablename__ = "jobplane_task_logs"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     task_id: Mapped[str] = mapped_column(String(36))
@@ -161,13 +196,13 @@ class TaskLog(Base):
     message: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
-    __table_args__ = (Index("ix_task_logs_task_id_id", "task_id", "id"),)
+    __table_args__ = (Index("jobplane_task_logs_task_id_id_idx", "task_id", "id"),)
 
 
 class ScheduleState(Base):
     """What the platform remembers of a schedule: catch-up never reaches before first_seen_at."""
 
-    __tablename__ = "schedules"
+    __tablename__ = "jobplane_schedules"
 
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -181,7 +216,7 @@ class ScheduleRun(Base):
     trims it only outside every schedule's catch-up window (``jobplane.maintenance.catchup``).
     """
 
-    __tablename__ = "schedule_runs"
+    __tablename__ = "jobplane_schedule_runs"
 
     schedule_name: Mapped[str] = mapped_column(String(200), primary_key=True)
     #: The run's fire time, a UTC instant.
@@ -192,7 +227,7 @@ class ScheduleRun(Base):
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     # Retention trims by fire time across every schedule.
-    __table_args__ = (Index("ix_schedule_runs_fire_time", "fire_time"),)
+    __table_args__ = (Index("jobplane_schedule_runs_fire_time_idx", "fire_time"),)
 
 
 class MetricCounter(Base):
@@ -201,7 +236,7 @@ class MetricCounter(Base):
     Pushed through the database so that one scrape of the API sees every process.
     """
 
-    __tablename__ = "metric_counters"
+    __tablename__ = "jobplane_metric_counters"
 
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     #: One label value (e.g. the kind of recovery), or "" for none.
@@ -212,7 +247,7 @@ class MetricCounter(Base):
 class KeyValue(Base):
     """Small platform state shared by processes (e.g. the broker epoch last seen)."""
 
-    __tablename__ = "platform_state"
+    __tablename__ = "jobplane_platform_state"
 
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[str] = mapped_column(Text)

@@ -1,8 +1,9 @@
 """The registry of job types: what the API accepts and what workers run.
 
-``jobplane.workers.job`` adds to it when a job module is imported; every process imports the
-built-in job modules and the user's (``JOBPLANE_JOBS``) at start through ``load_jobs``.
-Nothing here needs a broker, so the API learns the job types without one.
+``jobplane.job`` adds to it when a job module is imported; every process imports the
+user's job modules (``JOBPLANE_JOBS``, and the demo jobs when they are on) at start
+through ``load_jobs``, by name: the registry sits below ``jobplane.workers``, which
+holds the demo jobs. Nothing here needs a broker, so the API learns the job types without one.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import Any
 
 from jobplane.domain import MAX_RETRIES, JobplaneError, UnknownJobType
 
-#: Job modules that are always loaded.
-BUILTIN_JOB_MODULES = ("jobplane.workers.jobs.demo",)
+#: The built-in ``demo.*`` jobs, loaded only when asked for (``JOBPLANE_DEMO_JOBS``).
+DEMO_JOB_MODULE = "jobplane.workers.jobs.demo"
 
 DEFAULT_QUEUE = "default"
 
@@ -100,10 +101,14 @@ def all_jobs() -> list[JobSpec]:
     return [_jobs[name] for name in known_types()]
 
 
-def load_jobs(modules: Iterable[str] = ()) -> list[JobSpec]:
-    """Import the built-in job modules and ``modules``; return every registered job."""
-    for name in BUILTIN_JOB_MODULES:
-        importlib.import_module(name)
+def load_jobs(modules: Iterable[str] = (), *, demo_jobs: bool = False) -> list[JobSpec]:
+    """Import ``modules`` (and the demo jobs, with ``demo_jobs``); return every
+    registered job.
+
+    Callers pass their settings' ``job_modules`` and ``demo_jobs``.
+    """
+    if demo_jobs:
+        importlib.import_module(DEMO_JOB_MODULE)
     for name in modules:
         try:
             importlib.import_module(name)

@@ -1,10 +1,13 @@
 """Configuration from the environment (prefix ``JOBPLANE_``).
 
-Every process reads the same variables; ``get_settings()`` caches one instance.
+Every process reads the same variables; ``get_settings()`` caches one instance. Only the
+composition roots call it (the CLI, and ``jobplane.workers.boot``, which Dramatiq imports
+in each worker process); everything else is given its settings.
 """
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from pydantic import Field, field_validator, model_validator
@@ -14,6 +17,7 @@ from jobplane.domain import MAX_RETRIES
 
 FOUR_HOURS = 4 * 3600
 BROKER_SCHEMES = ("memory", "redis", "rediss", "unix", "amqp", "amqps")
+SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 class Settings(BaseSettings):
@@ -32,8 +36,20 @@ class Settings(BaseSettings):
     read_only_token: str | None = None
     #: Comma-separated import paths of the user's job modules.
     jobs: str = ""
+    #: Register the built-in ``demo.*`` jobs (``jobplane dev`` turns them on, as do the
+    #: tests); off, submitting one is an unknown job type.
+    demo_jobs: bool = False
+    #: Comma-separated queues a worker consumes (default: every registered job's queue);
+    #: ``jobplane worker --queues`` overrides it.
+    worker_queues: str = ""
     #: Where the admin CLI finds the API.
     url: str = "http://127.0.0.1:8000"
+    #: PostgreSQL schema that holds every one of jobplane's objects (tables, indexes,
+    #: sequences, the trigger and its function, the version table); ``jobplane migrate``
+    #: creates it if missing. None (the default): the connection's default schema,
+    #: normally ``public``. A lowercase SQL name. SQLite has no schemas: a database URL
+    #: of SQLite with this set is refused when the settings are read.
+    db_schema: str | None = None
 
     #: Default time limit of a job, in seconds.
     default_timeout: int = Field(FOUR_HOURS, gt=0)
@@ -121,6 +137,23 @@ class Settings(BaseSettings):
     def _empty_token_means_none(cls, value: str | None) -> str | None:
         return value or None
 
+    @field_validator("db_schema")
+    @classmethod
+    def _plain_schema_name(cls, value: str | None) -> str | None:
+        # A plain name needs no quoting in the SQL and libpq options it goes into.
+        if value and not SCHEMA_NAME.fullmatch(value):
+            raise ValueError(
+                f"JOBPLANE_DB_SCHEMA {value!r}: use lowercase letters, digits and _ "
+                "(at most 63, not starting with a digit)"
+            )
+        return value or None
+
+    @model_validator(mode="after")
+    def _schema_needs_postgresql(self) -> Settings:
+        if self.db_schema is not None and self.is_sqlite:
+            raise ValueError("JOBPLANE_DB_SCHEMA is for PostgreSQL; SQLite has no schemas")
+        return self
+
     @model_validator(mode="after")
     def _read_only_token_needs_api_token(self) -> Settings:
         if self.read_only_token is not None and self.api_token is None:
@@ -131,11 +164,20 @@ class Settings(BaseSettings):
 
     @property
     def job_modules(self) -> list[str]:
-        return [name.strip() for name in self.jobs.split(",") if name.strip()]
+        return _names(self.jobs)
+
+    @property
+    def worker_queue_names(self) -> list[str]:
+        """``worker_queues`` as a list (empty: every registered job's queue)."""
+        return _names(self.worker_queues)
 
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 @lru_cache(maxsize=1)

@@ -255,7 +255,7 @@ class PlatformRun:
         after = h.cpu_snapshot()
         stop_profilers(spies)
         last = self.db.scalar(
-            "SELECT extract(epoch FROM max(completed_at)) FROM tasks "
+            "SELECT extract(epoch FROM max(completed_at)) FROM jobplane_tasks "
             "WHERE created_at >= to_timestamp(%s)",
             (since,),
         )
@@ -291,7 +291,7 @@ class PlatformRun:
         self.wait_completed(since, n, timeout=120)
         rows = self.db.query(
             "SELECT id, extract(epoch FROM created_at), extract(epoch FROM started_at) "
-            "FROM tasks WHERE id = ANY(%s)",
+            "FROM jobplane_tasks WHERE id = ANY(%s)",
             ([task_id for _, task_id in sent],),
         )
         by_id = {task_id: (float(created), float(started)) for task_id, created, started in rows}

@@ -165,8 +165,10 @@ class Procs:
 
 
 def base_env() -> dict[str, str]:
-    """The environment of a child: ours, without any JOBPLANE_ setting from the shell."""
+    """The environment of a child: ours, without any JOBPLANE_ setting from the shell, and
+    with the demo jobs (the benches run demo.noop and demo.sleep)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBPLANE_")}
+    env["JOBPLANE_DEMO_JOBS"] = "1"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return env
 
@@ -559,17 +561,17 @@ class Platform:
 
     def status_counts(self, since: float | None = None) -> dict[str, int]:
         if since is None:
-            rows = self.db.query("SELECT status, count(*) FROM tasks GROUP BY status")
+            rows = self.db.query("SELECT status, count(*) FROM jobplane_tasks GROUP BY status")
         else:
             rows = self.db.query(
-                "SELECT status, count(*) FROM tasks WHERE created_at >= to_timestamp(%s) "
+                "SELECT status, count(*) FROM jobplane_tasks WHERE created_at >= to_timestamp(%s) "
                 "GROUP BY status",
                 (since,),
             )
         return {str(status): int(count) for status, count in rows}
 
     def outbox_count(self) -> int:
-        return int(self.db.scalar("SELECT count(*) FROM outbox"))
+        return int(self.db.scalar("SELECT count(*) FROM jobplane_outbox"))
 
 
 def wait_relay_ready(proc: Proc, timeout: float = 60) -> None:

@@ -203,7 +203,8 @@ def submit(platform: h.Platform, body: dict[str, Any]) -> str:
 
 
 def task(db: h.ScratchDatabase, task_id: str) -> tuple[str, int, str | None]:
-    row = db.query("SELECT status, attempts, worker FROM tasks WHERE id = %s", (task_id,))[0]
+    statement = "SELECT status, attempts, worker FROM jobplane_tasks WHERE id = %s"
+    row = db.query(statement, (task_id,))[0]
     return str(row[0]), int(row[1]), row[2]
 
 

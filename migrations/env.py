@@ -1,24 +1,47 @@
-"""Alembic environment: metadata from the models, URL from jobplane's settings.
+"""Alembic environment: metadata from the models, URL and schema from jobplane's settings.
 
-``jobplane migrate`` (and the tests) pass a URL in ``config.attributes["url"]``;
-plain ``alembic`` falls back to ``JOBPLANE_DATABASE_URL``.
+``jobplane migrate`` (and the tests) pass them in ``config.attributes`` (see
+``jobplane.migrate.alembic_config``); plain ``alembic`` falls back to
+``JOBPLANE_DATABASE_URL`` and ``JOBPLANE_DB_SCHEMA``. The version is kept in
+``jobplane_alembic_version``, and autogenerate (``alembic check``) compares only
+jobplane's own tables: the user's, in the same database, are not jobplane's to drop.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic import context
 
-from jobplane.db import make_engine
-from jobplane.models import Base
-from jobplane.settings import get_settings
-from jobplane.timeouts import PostgresTimeouts
+from jobplane.migrate import VERSION_TABLE, migration_engine
+from jobplane.models import PREFIX, Base
+from jobplane.settings import Settings, get_settings
 
 config = context.config
-url = config.attributes.get("url") or get_settings().database_url
+settings: Settings | None = config.attributes.get("settings")
+if "url" in config.attributes:
+    url, schema = config.attributes["url"], config.attributes.get("schema")
+else:  # plain alembic: this module is its entry point, so it reads the environment
+    settings = get_settings()
+    url, schema = settings.database_url, settings.db_schema
+
+
+def include_name(name: str | None, type_: str, _parent_names: Any) -> bool:
+    """Whether autogenerate looks at a reflected object: jobplane's tables only."""
+    if type_ == "table":
+        return name is not None and name.startswith(PREFIX) and name != VERSION_TABLE
+    return True
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=url, target_metadata=Base.metadata, literal_binds=True)
+    context.configure(
+        url=url,
+        target_metadata=Base.metadata,
+        literal_binds=True,
+        include_name=include_name,
+        version_table=VERSION_TABLE,
+        version_table_schema=schema,
+    )
     with context.begin_transaction():
         context.run_migrations()
 
@@ -26,15 +49,16 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     # A migration may rewrite a large table: it gets its own statement timeout (default:
     # none), but the same connect timeout and keepalives as every other connection.
-    settings = get_settings()
-    timeouts = PostgresTimeouts.from_settings(settings).for_migrations(settings)
-    engine = make_engine(url, timeouts=timeouts)
+    engine = migration_engine(url, schema, settings=settings)
     try:
         with engine.connect() as connection:
             context.configure(
                 connection=connection,
                 target_metadata=Base.metadata,
                 render_as_batch=connection.dialect.name == "sqlite",
+                include_name=include_name,
+                version_table=VERSION_TABLE,
+                version_table_schema=schema,
             )
             with context.begin_transaction():
                 context.run_migrations()

@@ -7,13 +7,14 @@ from collections.abc import Sequence
 
 import dramatiq
 
-from jobplane.outbox import broker_state
+from jobplane.broker import state
+from jobplane.broker.enqueue import enqueue_all
 from jobplane.store.outbox import OutboxMessage
 
 
 def publish(broker: dramatiq.Broker, *rows: OutboxMessage) -> str | None:
     """Enqueue one message per outbox row, on its task's queue; returns the broker's
-    epoch as of the enqueues (``broker_state.enqueue_all``).
+    epoch as of the enqueues (``jobplane.broker.enqueue.enqueue_all``).
 
     A message carries only the task id and the dispatch number; the worker reads
     everything else from the row. The task's time limit travels in the message's
@@ -21,7 +22,7 @@ def publish(broker: dramatiq.Broker, *rows: OutboxMessage) -> str | None:
     publication's own, so that maintenance can ask whether Redis still holds it.
     """
     _declare_queues(broker, rows)
-    return broker_state.enqueue_all(
+    return enqueue_all(
         broker,
         [
             dramatiq.Message(
@@ -31,7 +32,7 @@ def publish(broker: dramatiq.Broker, *rows: OutboxMessage) -> str | None:
                 kwargs={"task_id": row.task_id, "dispatch": row.dispatch},
                 options={
                     "time_limit": row.timeout_seconds * 1000,
-                    "redis_message_id": broker_state.redis_message_id(row.task_id, row.dispatch),
+                    "redis_message_id": state.redis_message_id(row.task_id, row.dispatch),
                 },
                 message_id=str(uuid.uuid4()),
             )

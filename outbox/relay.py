@@ -26,12 +26,12 @@ import dramatiq
 from sqlalchemy import Connection, Engine
 
 from jobplane import counters, store
+from jobplane.broker import state as broker_state
 from jobplane.db import HeldConnection
 from jobplane.domain import JobplaneError
 from jobplane.models import utcnow
-from jobplane.outbox import broker_state
+from jobplane.outbox.notifications import Wakeup, wakeup_for
 from jobplane.outbox.publisher import publish
-from jobplane.outbox.wakeup import Wakeup, wakeup_for
 from jobplane.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -31,8 +31,10 @@ from tests.private_servers import free_port
 for _name in [name for name in os.environ if name.startswith("JOBPLANE_")]:
     if not _name.startswith("JOBPLANE_TEST_"):
         del os.environ[_name]
+# The tests run the demo jobs, in this process and in the ones they start.
+os.environ["JOBPLANE_DEMO_JOBS"] = "1"
 get_settings.cache_clear()
-load_jobs()  # the built-in jobs, as every jobplane process has them
+load_jobs(demo_jobs=True)  # the built-in jobs, as every jobplane process of the tests has them
 
 _RUN = f"{os.getpid()}"
 _counter = itertools.count()
@@ -213,10 +215,11 @@ def outbox_rows(engine: Engine) -> int:
 
 def row_counts(engine: Engine) -> dict[str, int]:
     """How many tasks, outbox rows and log lines there are: 'changes nothing' checks."""
+    models = {"tasks": Task, "outbox": Outbox, "task_logs": TaskLog}
     with engine.connect() as conn:
         return {
-            model.__tablename__: conn.execute(select(func.count()).select_from(model)).scalar_one()
-            for model in (Task, Outbox, TaskLog)
+            name: conn.execute(select(func.count()).select_from(model)).scalar_one()
+            for name, model in models.items()
         }
 
 

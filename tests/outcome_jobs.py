@@ -1,10 +1,10 @@
-"""Jobs whose results the database cannot store, for the lifecycle's tests."""
+"""Jobs for the lifecycle's tests: results the database cannot store, what a context reads."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from jobplane import job
+from jobplane import current_job, job
 
 UNSTORABLE: dict[str, Any] = {
     "nan": float("nan"),
@@ -18,3 +18,9 @@ UNSTORABLE: dict[str, Any] = {
 def unstorable(kind: str) -> Any:
     """Returns a result that JSON or the database cannot hold."""
     return UNSTORABLE[kind]
+
+
+@job("test.cancel_check_interval")
+def cancel_check_interval() -> dict[str, float]:
+    """Returns how often its context reads whether the task was cancelled, in seconds."""
+    return {"interval": current_job().settings.cancel_check_interval}

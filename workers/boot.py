@@ -6,15 +6,11 @@ the database engine is made lazily, after the fork, by the lifecycle middleware.
 
 from __future__ import annotations
 
-import os
-
 from jobplane.db import engine_from_settings
 from jobplane.registry import load_jobs
 from jobplane.settings import get_settings
 from jobplane.workers.broker import worker_broker
 
 settings = get_settings()
-load_jobs(settings.job_modules)
-#: Extra queues for tasks submitted to a queue other than their job's default.
-_extra_queues = [q for q in os.environ.get("JOBPLANE_WORKER_QUEUES", "").split(",") if q]
-broker = worker_broker(settings, lambda: engine_from_settings(settings), extra_queues=_extra_queues)
+load_jobs(settings.job_modules, demo_jobs=settings.demo_jobs)
+broker = worker_broker(settings, lambda: engine_from_settings(settings))

@@ -20,14 +20,13 @@ from sqlalchemy import Engine
 from jobplane import store
 from jobplane.models import utcnow
 from jobplane.outages import is_transient
+from jobplane.settings import Settings
 from jobplane.store.rows import NewLogLine
 
 #: Progress and logs are written at most this often (seconds) while a job runs.
 FLUSH_INTERVAL = 0.25
 #: A job's log buffer is written at once when it holds this many lines.
 MAX_BUFFERED_LINES = 100
-#: ``ctx.cancelled`` reads the database at most this often (seconds).
-CANCEL_CHECK_INTERVAL = 0.5
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +72,9 @@ class JobContext:
     attempt: int
     dispatch: int
     engine: Engine = field(repr=False)
+    #: The worker's settings: ``cancelled`` reads the database at most every
+    #: ``cancel_check_interval`` seconds; built-in jobs read theirs (the retention).
+    settings: Settings = field(repr=False)
     #: Called when the body ends, so the cancellation monitor stops targeting its thread.
     on_body_end: Callable[[], None] = field(default=lambda: None, repr=False)
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
@@ -100,9 +102,11 @@ class JobContext:
 
     @property
     def cancelled(self) -> bool:
-        """Whether an admin asked to cancel this task (checked at most twice a second)."""
+        """Whether an admin asked to cancel this task (read from the database at most
+        every ``JOBPLANE_CANCEL_CHECK_INTERVAL`` seconds, 0.5 by default)."""
         now = self.clock()
-        if not self._cancelled and now - self._cancel_checked >= CANCEL_CHECK_INTERVAL:
+        interval = self.settings.cancel_check_interval
+        if not self._cancelled and now - self._cancel_checked >= interval:
             self._cancel_checked = now
             try:
                 with self.engine.begin() as conn:

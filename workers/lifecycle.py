@@ -34,6 +34,7 @@ from dramatiq.middleware import Middleware, SkipMessage, TimeLimitExceeded
 from sqlalchemy import Connection, Engine
 
 from jobplane import registry, store
+from jobplane.broker.consumer_wakeup import ack_after, flush_acks, give_back
 from jobplane.db import transaction
 from jobplane.models import utcnow
 from jobplane.outages import is_transient, through_outages
@@ -43,7 +44,6 @@ from jobplane.store.rows import ClaimedTask, NewLogLine
 from jobplane.workers import context, retries
 from jobplane.workers.context import TaskCancelled
 from jobplane.workers.monitor import Run, TaskMonitor
-from jobplane.workers.wakeup import ack_after, flush_acks, give_back
 from jobplane.workers.writes import DISCONNECT_RETRIES, TaskWrites
 
 if TYPE_CHECKING:
@@ -161,6 +161,7 @@ class TaskLifecycle(Middleware):
             attempt=row.attempts,
             dispatch=dispatch,
             engine=self.engine,
+            settings=self.settings,
             on_body_end=(lambda: monitor.end_body(run)) if monitor else (lambda: None),
         )
         context.bind(ctx)

@@ -6,7 +6,8 @@ per job; here the claims (and the completions) of all threads that arrive togeth
 share one statement and one commit (``jobplane.group_commit``). A thread still waits for
 its own claim to be committed before the body runs. Its completion is committed before
 Dramatiq acks the message, exactly as with a transaction of its own; on Redis the thread
-need not wait for that, and takes its next message at once (``jobplane.workers.wakeup.ack_after``).
+need not wait for that, and takes its next message at once
+(``jobplane.broker.consumer_wakeup.ack_after``).
 
 Both are guarded UPDATEs, safe to repeat, so both ride through a database outage: a
 batch that fails because the database is unreachable is written again, with backoff,

@@ -22,13 +22,12 @@ from jobplane.api import (
 )
 from jobplane.db import engine_from_settings
 from jobplane.registry import load_jobs
-from jobplane.settings import Settings, get_settings
+from jobplane.settings import Settings
 
 
-def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
-    """The API for ``settings`` (default: the environment's); loads the job modules."""
-    settings = settings or get_settings()
-    load_jobs(settings.job_modules)
+def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
+    """The API for ``settings``; loads the job modules."""
+    load_jobs(settings.job_modules, demo_jobs=settings.demo_jobs)
     owns_engine = engine is None
 
     @asynccontextmanager

@@ -18,7 +18,7 @@ from jobplane.api.schemas import (
     SubmitTask,
     TaskDetail,
 )
-from jobplane.db import make_async_engine
+from jobplane.db import make_async_engine, schema_of
 from jobplane.domain import TaskNotFound
 from jobplane.group_commit import AsyncGroupCommit, GroupCommit
 from jobplane.models import utcnow
@@ -100,6 +100,7 @@ def _new_submissions_writer(engine: Engine, settings: Settings) -> SubmissionsWr
     async_engine = make_async_engine(
         url,
         timeouts=PostgresTimeouts.from_settings(settings),
+        schema=schema_of(engine),
         pool_size=1,
         max_overflow=1,
         connect_args={},

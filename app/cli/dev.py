@@ -37,10 +37,11 @@ def with_token(settings: Settings) -> tuple[Settings, bool]:
 def run_dev(settings: Settings, *, host: str, port: int, threads: int) -> None:
     """Migrate, then serve API + relay + workers + maintenance until Ctrl-C; a restart
     resumes the work."""
-    settings, generated = with_token(settings)
-    upgrade(settings.database_url)
+    # The demo jobs are what a first run of ``jobplane dev`` tries.
+    settings, generated = with_token(settings.model_copy(update={"demo_jobs": True}))
+    upgrade(settings.database_url, schema=settings.db_schema, settings=settings)
     engine = engine_from_settings(settings)
-    load_jobs(settings.job_modules)
+    load_jobs(settings.job_modules, demo_jobs=settings.demo_jobs)
     broker = worker_broker(settings, lambda: engine)
     broker.emit_after("process_boot")  # what Dramatiq's CLI does in each worker process
     maintenance = maintenance_for(engine, broker, settings, all_schedules(), role="dev")

@@ -33,7 +33,8 @@ def migrate() -> None:
     from jobplane.migrate import upgrade
 
     _logging()
-    upgrade(get_settings().database_url)
+    settings = get_settings()
+    upgrade(settings.database_url, schema=settings.db_schema, settings=settings)
     click.echo("database is up to date")
 
 
@@ -49,7 +50,7 @@ def api(host: str, port: int) -> None:
     _logging()
     # Open dashboard event streams must not hold a stop up for their full length.
     uvicorn.run(
-        create_app(),
+        create_app(get_settings()),
         host=host,
         port=port,
         log_level="info",
@@ -67,10 +68,10 @@ def api(host: str, port: int) -> None:
 @click.option("--no-sweeper", "no_sweeper", is_flag=True, hidden=True, help="--no-maintenance")
 def relay(maintenance: bool, no_sweeper: bool) -> None:
     """Publish committed outbox rows to the broker (and lead maintenance when elected)."""
+    from jobplane.broker.factory import make_broker
     from jobplane.db import engine_from_settings
     from jobplane.outbox.relay import Relay
     from jobplane.timeouts import RedisTimeouts
-    from jobplane.workers.broker import make_broker
 
     _logging()
     log = logging.getLogger("jobplane")
@@ -89,23 +90,33 @@ def relay(maintenance: bool, no_sweeper: bool) -> None:
 @click.command()
 @click.option("--processes", "-p", default=os.cpu_count() or 1, show_default=True, type=int)
 @click.option("--threads", "-t", default=8, show_default=True, type=int)
-@click.option("--queues", "-Q", default="", help="comma-separated queues (default: every job's)")
-def worker(processes: int, threads: int, queues: str) -> None:
+@click.option(
+    "--queues",
+    "-Q",
+    default=None,
+    help="comma-separated queues (default: JOBPLANE_WORKER_QUEUES, else every job's)",
+)
+def worker(processes: int, threads: int, queues: str | None) -> None:
     """Run Dramatiq worker processes for every registered job."""
     from dramatiq import cli as dramatiq_cli
 
     from jobplane.registry import load_jobs
 
+    settings = get_settings()
+    if queues is not None:
+        settings = settings.model_copy(update={"worker_queues": queues})
     # Fail here, with one clear line, rather than in every worker process.
-    load_jobs(get_settings().job_modules)
-    queue_list = [q.strip() for q in queues.split(",") if q.strip()]
+    load_jobs(settings.job_modules, demo_jobs=settings.demo_jobs)
+    queue_list = settings.worker_queue_names
     # Dramatiq's Redis consumer, finding its queue empty, backs off up to this many ms
     # (its default: 1,000), which is how late the first job after a quiet spell starts.
     os.environ.setdefault("dramatiq_worker_timeout", str(IDLE_POLL_MS))
-    # Read by jobplane.workers.boot in every worker process: tasks may be sent to queues other
-    # than their job's default, and a worker only consumes queues it declared.
+    # Every worker process reads its settings from the environment (jobplane.workers.boot):
+    # the queues given here must reach them. Dramatiq forks those processes from this one,
+    # so they would inherit the settings cached above, read before this line.
     os.environ["JOBPLANE_WORKER_QUEUES"] = ",".join(queue_list)
-    grace_ms = int(get_settings().shutdown_grace * 1000)
+    get_settings.cache_clear()
+    grace_ms = int(settings.shutdown_grace * 1000)
     argv = ["jobplane.workers.boot", "--processes", str(processes), "--threads", str(threads)]
     # On SIGTERM, running jobs get this long to finish; the lifecycle middleware then
     # puts the rest back to pending without counting their attempt.
@@ -140,9 +151,9 @@ def _redact(url: str) -> str:
 def scheduler() -> None:
     """Be a candidate for the maintenance leader: schedules with catch-up, recovery of
     lost work, retention."""
+    from jobplane.broker.factory import make_broker
     from jobplane.db import engine_from_settings
     from jobplane.timeouts import RedisTimeouts
-    from jobplane.workers.broker import make_broker
 
     _logging()
     settings = get_settings()
@@ -186,7 +197,7 @@ def _maintenance(engine: Engine, broker: dramatiq.Broker, *, role: str) -> Maint
     from jobplane.schedules import all_schedules
 
     settings = get_settings()
-    load_jobs(settings.job_modules)
+    load_jobs(settings.job_modules, demo_jobs=settings.demo_jobs)
     schedules = all_schedules()
     names = ", ".join(s.name for s in schedules) or "none"
     logging.getLogger("jobplane").info(

@@ -23,9 +23,9 @@ import dramatiq
 from sqlalchemy import Engine
 
 from jobplane import counters, store
+from jobplane.broker import state as broker_state
 from jobplane.maintenance.service import Service
 from jobplane.models import utcnow
-from jobplane.outbox import broker_state
 from jobplane.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from jobplane.models import (
 
 
 # The batched forms read their rows from arrays, so that one prepared statement serves
-# every batch size: ``UPDATE tasks … FROM unnest(ids, dispatches)``. Their status
+# every batch size: ``UPDATE jobplane_tasks … FROM unnest(ids, dispatches)``. Their status
 # guard is written ``(status = …) IS TRUE``, which no index can serve: with statistics
 # taken at a quiet moment the planner would otherwise walk every pending task through a
 # status index for each batch (seen with a backlog) instead of one primary-key lookup
@@ -57,3 +57,13 @@ def insert_ignoring_conflict(
     if conn.dialect.name == "postgresql":
         return postgresql.insert(model).on_conflict_do_nothing(index_elements=columns)
     return sqlite.insert(model).on_conflict_do_nothing(index_elements=columns)
+
+
+def compiled_in_schema(statement: Any, dialect: Any, schema: str | None, **kw: Any) -> Any:
+    """``statement`` compiled ahead for ``exec_driver_sql``, its tables named in ``schema``.
+
+    Statements SQLAlchemy compiles as they run get the schema from the engine
+    (``jobplane.db.in_schema``); SQL compiled ahead must be given it.
+    """
+    translate = {"schema_translate_map": {None: schema}, "render_schema_translate": True}
+    return statement.compile(dialect=dialect, **(translate if schema else {}), **kw)

@@ -19,7 +19,7 @@ from jobplane.models import (
 from jobplane.store.sql import insert_ignoring_conflict
 
 #: platform_state key: the broker epoch the rescuer (or a relay, first) last recorded
-#: (see ``jobplane.outbox.broker_state``).
+#: (see ``jobplane.broker.state``).
 BROKER_EPOCH_KEY = "broker_epoch"
 
 

@@ -140,7 +140,8 @@ def wait_drained(
     while time.time() < deadline:
         live, total = query(
             db,
-            "SELECT count(*) FILTER (WHERE status IN ('pending', 'running')), count(*) FROM tasks",
+            "SELECT count(*) FILTER (WHERE status IN ('pending', 'running')), count(*) "
+            "FROM jobplane_tasks",
         )[0]
         if submitters.done and live == 0 and total >= len(submitters.accepted):
             return time.time()
@@ -156,7 +157,7 @@ def read_tasks(db: h.ScratchDatabase) -> list[TaskRow]:
     rows = query(
         db,
         "SELECT id, type, status, params, attempts, retry_count, dispatch, error, "
-        "idempotency_key FROM tasks",
+        "idempotency_key FROM jobplane_tasks",
     )
     return [TaskRow(*row) for row in rows]
 

@@ -88,7 +88,7 @@ def test_a_bad_configuration_is_one_clear_line_not_a_traceback(tmp_path: Path) -
     ]
     # A job module (importable: `python -m` puts the working directory on the path).
     (tmp_path / "many_retries.py").write_text(
-        "from workers import job\n\n@job('many.retries', max_retries=5000)\ndef f(): pass\n"
+        "from jobplane import job\n\n@job('many.retries', max_retries=5000)\ndef f(): pass\n"
     )
     for args, settings, message in cases:
         done = subprocess.run(

@@ -83,9 +83,9 @@ def test_relays_rescuers_and_workers_numbers_reach_the_apis_metrics(
 ) -> None:
     from datetime import timedelta
 
+    from jobplane.broker.factory import make_broker
     from jobplane.maintenance.rescuer import Rescuer
     from jobplane.outbox.relay import Relay
-    from jobplane.workers.broker import make_broker
 
     # Given an API, and nothing relayed yet
     api = api_factory(pg_settings)

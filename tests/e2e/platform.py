@@ -90,6 +90,7 @@ class Platform:
             **{k: v for k, v in os.environ.items() if not k.startswith("JOBPLANE_")},
             "JOBPLANE_DATABASE_URL": database_url,
             "JOBPLANE_BROKER_URL": broker_url,
+            "JOBPLANE_DEMO_JOBS": "1",
             # Fast recovery for tests: stale after 3 s, swept every 0.5 s.
             "JOBPLANE_HEARTBEAT_INTERVAL": "0.5",
             "JOBPLANE_HEARTBEAT_TIMEOUT": "3",

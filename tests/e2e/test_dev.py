@@ -20,6 +20,7 @@ class Dev:
     def __init__(self, workdir: Path) -> None:
         self.port = free_port()
         self.log = (workdir / "dev.log").open("ab")
+        # No JOBPLANE_DEMO_JOBS either: jobplane dev turns the demo jobs on itself.
         env = {k: v for k, v in os.environ.items() if not k.startswith("JOBPLANE_")}
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "jobplane.cli", "dev", "--port", str(self.port)],

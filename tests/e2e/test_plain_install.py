@@ -8,99 +8,28 @@ there, outside the checkout, until a job submitted over HTTP has completed.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests import services
 from tests.conftest import wait_until
+from tests.e2e.install import HIDDEN, INSTALL_TEST_TIMEOUT, run
+from tests.e2e.platform import Process
 from tests.e2e.test_lifecycle import finished, submit
 
-REPO = Path(__file__).resolve().parents[2]
-#: What the wheel is built from: the project's metadata and its packages.
-SOURCES = ("pyproject.toml", "README.md", "app", "workers", "outbox", "migrations")
-#: Seconds pip may take to build the wheel or to install it (from its cache, or PyPI).
-PIP_TIMEOUT = 300
 LEADER = "is the leader: it runs maintenance"
-#: Variables that could lead the venv's Python back to the checkout or another environment.
-HIDDEN = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(2 * PIP_TIMEOUT + 120)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(INSTALL_TEST_TIMEOUT)]
 
 
-def clean_env() -> dict[str, str]:
-    """This environment without jobplane's settings or anything that points into the repo."""
-    return {
-        k: v for k, v in os.environ.items() if not k.startswith("JOBPLANE_") and k not in HIDDEN
-    }
-
-
-def run(*args: str | Path, cwd: Path) -> str:
-    """Run a command to completion; its output, or a failure that shows it."""
-    done = subprocess.run(
-        [str(arg) for arg in args],
-        cwd=cwd,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=PIP_TIMEOUT,
-        check=False,
+def wait_for_a_leader(relay: Process, scheduler: Process) -> None:
+    """Until the relay or the scheduler leads maintenance, and the scheduler has started."""
+    wait_until(
+        lambda: any(LEADER in p.log() for p in (relay, scheduler)), timeout=30, what="a leader"
     )
-    assert done.returncode == 0, f"{args} exited {done.returncode}:\n{done.stdout}{done.stderr}"
-    return done.stdout
-
-
-def build_wheel(workdir: Path) -> Path:
-    # From a copy, so that setuptools' build/ and *.egg-info stay out of the checkout.
-    source = workdir / "source"
-    source.mkdir()
-    for name in SOURCES:
-        if (REPO / name).is_dir():
-            shutil.copytree(
-                REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__")
-            )
-        else:
-            shutil.copy2(REPO / name, source / name)
-    dist = workdir / "dist"
-    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", dist, source, cwd=workdir)
-    [wheel] = dist.glob("jobplane-*.whl")
-    return wheel
-
-
-@pytest.fixture
-def plain_install(tmp_path: Path) -> Path:
-    """A fresh virtual environment with the wheel installed without extras."""
-    wheel = build_wheel(tmp_path)
-    venv = tmp_path / "venv"
-    run(sys.executable, "-m", "venv", venv, cwd=tmp_path)
-    constraints = REPO / "constraints.txt"
-    run(
-        venv / "bin" / "python",
-        "-m",
-        "pip",
-        "install",
-        "--constraint",
-        constraints,
-        wheel,
-        cwd=tmp_path,
-    )
-    return venv
-
-
-@pytest.fixture
-def empty_pg_url(postgres: None) -> Iterator[str]:
-    """A PostgreSQL database of this test's own with no schema: migrate has all to do."""
-    name = f"jobplane_plain_{os.getpid()}"
-    services.admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    services.admin_execute(f'CREATE DATABASE "{name}"')
-    yield services.pg_url(name)
-    services.admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    wait_until(lambda: "scheduler started" in scheduler.log(), timeout=30, what="the scheduler")
 
 
 IMPORT_PROBE = """
@@ -153,7 +82,4 @@ def test_the_wheel_installed_without_extras_runs_every_process_until_a_job_compl
     task_id = submit(client, "demo.echo", params={"plain": "install"})
     done = finished(client, task_id)
     assert (done["status"], done["result"]) == ("completed", {"plain": "install"}), done
-    wait_until(
-        lambda: any(LEADER in p.log() for p in (relay, scheduler)), timeout=30, what="a leader"
-    )
-    wait_until(lambda: "scheduler started" in scheduler.log(), timeout=30, what="the scheduler")
+    wait_for_a_leader(relay, scheduler)

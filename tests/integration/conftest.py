@@ -9,8 +9,9 @@ import dramatiq
 import pytest
 from sqlalchemy import Engine
 
+from jobplane.broker.factory import make_broker
 from jobplane.settings import Settings
-from jobplane.workers.broker import make_broker, worker_broker
+from jobplane.workers.broker import worker_broker
 
 
 class Workers:

@@ -20,8 +20,8 @@ import pytest
 from sqlalchemy import Connection, Engine, Row, update
 
 from jobplane import service, store
+from jobplane.broker import state as broker_state
 from jobplane.models import Task, utcnow
-from jobplane.outbox import broker_state
 from jobplane.outbox.publisher import publish
 from jobplane.outbox.relay import Relay
 from jobplane.registry import load_jobs

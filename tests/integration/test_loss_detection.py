@@ -17,12 +17,12 @@ import pytest
 import redis
 from sqlalchemy import Connection, Engine, select
 
+from jobplane.broker.factory import make_broker
 from jobplane.maintenance.rescuer import Rescuer
 from jobplane.models import Outbox
 from jobplane.outbox.relay import BrokerEpochChanged, Relay
 from jobplane.registry import load_jobs
 from jobplane.settings import Settings
-from jobplane.workers.broker import make_broker
 from tests.conftest import (
     DEFAULT_MESSAGES,
     DEFAULT_QUEUE,
@@ -30,7 +30,7 @@ from tests.conftest import (
     wait_until,
     waiting_on_a_lock,
 )
-from tests.integration.test_broker_state import receive
+from tests.integration.test_broker_internals import receive
 from tests.integration.test_outbox import Clock, published_messages, submit
 
 

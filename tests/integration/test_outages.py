@@ -18,12 +18,12 @@ import pytest
 import redis
 from sqlalchemy import Engine, update
 
-from jobplane import redis_dispatch, store
+from jobplane import store
+from jobplane.broker import ack_sender, redis_dispatch
+from jobplane.broker import state as broker_state
 from jobplane.models import Task, utcnow
-from jobplane.outbox import broker_state
 from jobplane.registry import load_jobs
 from jobplane.settings import Settings
-from jobplane.workers import acks
 from jobplane.workers.monitor import TaskMonitor
 from tests.conftest import wait_until
 from tests.integration.conftest import Workers
@@ -179,7 +179,7 @@ def test_the_ack_thread_keeps_acking_after_redis_refuses_writes(
                 raise error
         return real_execute(broker, fill, **options)
 
-    monkeypatch.setattr(acks.redis_dispatch, "execute", execute)
+    monkeypatch.setattr(ack_sender.redis_dispatch, "execute", execute)
     start_worker()
 
     # When two jobs run, one after the other

@@ -18,15 +18,15 @@ import redis
 from sqlalchemy import Engine, Row, select
 
 from jobplane import service, store
+from jobplane.broker import state as broker_state
+from jobplane.broker.factory import make_broker
 from jobplane.maintenance.leader import Elector
 from jobplane.maintenance.rescuer import Rescuer
 from jobplane.maintenance.runner import Maintenance
 from jobplane.models import Task, utcnow
-from jobplane.outbox import broker_state
 from jobplane.outbox.relay import Relay
 from jobplane.registry import load_jobs
 from jobplane.settings import Settings
-from jobplane.workers.broker import make_broker
 from tests.conftest import DEFAULT_MESSAGES, outbox_rows, row_counts, wait_until
 
 

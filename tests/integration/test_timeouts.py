@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy.exc import OperationalError
 
+from jobplane.broker.factory import make_broker
 from jobplane.db import engine_from_settings, make_engine
-from jobplane.outbox.wakeup import PostgresWakeup
+from jobplane.outbox.notifications import PostgresWakeup
 from jobplane.settings import Settings
 from jobplane.timeouts import Keepalive, RedisTimeouts
-from jobplane.workers.broker import make_broker
 from tests import services
 
 SERVER_SETTINGS = (

@@ -7,10 +7,11 @@ from types import SimpleNamespace
 import dramatiq
 from dramatiq.middleware import AgeLimit, Retries, TimeLimit
 
+from jobplane.broker.factory import make_broker
 from jobplane.db import make_engine
 from jobplane.outbox.publisher import publish
 from jobplane.settings import Settings
-from jobplane.workers.broker import make_broker, worker_broker
+from jobplane.workers.broker import worker_broker
 from jobplane.workers.lifecycle import TaskLifecycle
 
 

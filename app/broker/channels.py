@@ -1,8 +1,8 @@
 """Names on the broker that the relay and the workers must agree on.
 
-The relay (``outbox/``) publishes on the wake-up channel and the workers (``workers/``)
-listen on it, and those two packages never import each other; so the name lives here,
-below both, where neither can drift from the other.
+The relay (``jobplane.broker.enqueue``) publishes on the wake-up channel and the workers
+(``jobplane.broker.wake_listener``) listen on it: one name, so neither can drift from the
+other.
 """
 
 from __future__ import annotations

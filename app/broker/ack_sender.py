@@ -4,8 +4,8 @@ Dramatiq's worker thread acks each message itself once the job is done: a Redis 
 trip per job, during which the thread can take no other message (and, on a virtual
 machine, waking up for the reply can cost milliseconds). By then the task's outcome
 is committed in the database, so the ack only tells Redis not to deliver the message
-again; here it is handed to one thread per worker process, which sends every ack
-queued meanwhile in one pipelined round trip.
+again; here it is handed to one thread per worker process (a ``jobplane.drain.Drain``),
+which sends every ack queued meanwhile in one pipelined round trip.
 
 An ack that is lost (the process dies first) costs one redelivery, which the claim
 turns away: the task is no longer pending.
@@ -21,8 +21,6 @@ redelivery, an unsent give-back at most Dramatiq's requeue when this process end
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
 from collections.abc import Callable
 from functools import partial
@@ -30,8 +28,9 @@ from functools import partial
 from dramatiq.brokers.redis import RedisBroker
 from redis.client import Pipeline
 
-from jobplane import redis_dispatch
-from jobplane.redis_dispatch import dispatch
+from jobplane.broker import redis_dispatch
+from jobplane.broker.redis_dispatch import dispatch
+from jobplane.drain import Drain
 
 logger = logging.getLogger(__name__)
 
@@ -68,55 +67,19 @@ class AckSender:
 
     def __init__(self, broker: RedisBroker) -> None:
         self.broker = broker
-        self._queue: queue.SimpleQueue[_Ack | threading.Event] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
+        self._drain: Drain[_Ack] = Drain(handle=self._send, name="jobplane-acks")
 
     def ack(self, queue_name: str, redis_message_id: str, on_acked: OnAcked) -> None:
         """Queue the ack of a message fetched from ``queue_name``; returns at once."""
-        self._put(_Ack("ack", queue_name, redis_message_id, on_acked))
+        self._drain.put(_Ack("ack", queue_name, redis_message_id, on_acked))
 
     def give_back(self, queue_name: str, redis_message_id: str, on_sent: OnAcked) -> None:
         """Queue the return of an unacked message to ``queue_name``; returns at once."""
-        self._put(_Ack("requeue", queue_name, redis_message_id, on_sent))
-
-    def _put(self, ack: _Ack) -> None:
-        self._queue.put(ack)
-        if self._thread is None:
-            self._start()
+        self._drain.put(_Ack("requeue", queue_name, redis_message_id, on_sent))
 
     def flush(self, timeout: float = FLUSH_TIMEOUT_S) -> bool:
         """Wait until the acks queued so far were sent; False if that took too long."""
-        if self._thread is None:
-            return True
-        done = threading.Event()
-        self._queue.put(done)
-        return done.wait(timeout)
-
-    def _start(self) -> None:
-        with self._start_lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="jobplane-acks", daemon=True)
-                self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            batch: list[_Ack] = []
-            flushes: list[threading.Event] = []
-            entry = self._queue.get()
-            while True:
-                if isinstance(entry, threading.Event):
-                    flushes.append(entry)
-                else:
-                    batch.append(entry)
-                try:
-                    entry = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            if batch:
-                self._send(batch)
-            for done in flushes:
-                done.set()
+        return self._drain.flush(timeout)
 
     def _send(self, batch: list[_Ack]) -> None:
         """Send ``batch`` until Redis takes it: this thread must never die."""

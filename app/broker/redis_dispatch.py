@@ -4,8 +4,7 @@
 ``dispatch`` script: a round trip each. The relay enqueues a batch of messages and a
 worker acks a batch of finished ones, each in one pipelined round trip, so both call
 the script here with the arguments ``RedisBroker._dispatch`` gives it (Dramatiq 2.2).
-It lives below ``outbox/`` and ``workers/``, which never import each other;
-``tests/integration/test_broker_state.py`` fails if an upgrade changes the layout.
+``tests/integration/test_broker_internals.py`` fails if an upgrade changes the layout.
 """
 
 from __future__ import annotations

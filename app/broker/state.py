@@ -1,27 +1,21 @@
-"""What the relay needs from a broker beyond Dramatiq's public API.
+"""What the broker holds: has it lost its data since we last looked (its *epoch*),
+and which of the messages we published does it no longer hold?
 
-Two questions — has the broker lost its data since we last looked (its *epoch*), and
-which of the messages we published does it no longer hold? — and one speed-up:
-enqueueing a whole batch in one Redis round trip. Each reads a broker-specific detail,
-kept here in one place;
-``tests/integration/test_broker_state.py`` fails loudly if a Dramatiq upgrade changes
-what these functions rely on.
+The relay reads the epoch with each batch it publishes; maintenance asks both
+questions to find lost work. Each answer reads a broker-specific detail (the Redis key
+layout, the stub broker's queues); ``tests/integration/test_broker_internals.py`` fails
+loudly if a Dramatiq upgrade changes them.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
-from redis.client import Pipeline
 
-from jobplane import redis_dispatch
-from jobplane.broker_channels import wake_channel
-from jobplane.redis_dispatch import dispatch
 from jobplane.store.recovery import Publication
 
 EPOCH_KEY = "jobplane:broker-epoch"
@@ -46,10 +40,11 @@ def broker_epoch(broker: dramatiq.Broker) -> str:
     if client is None:
         return DURABLE_EPOCH
     client.set(EPOCH_KEY, str(uuid.uuid4()), nx=True)
-    return _decoded(client.get(EPOCH_KEY)) or ""
+    return decoded(client.get(EPOCH_KEY)) or ""
 
 
-def _decoded(value: bytes | str | None) -> str | None:
+def decoded(value: bytes | str | None) -> str | None:
+    """A Redis reply as text (the client gives bytes unless told to decode)."""
     return value.decode() if isinstance(value, bytes) else value
 
 
@@ -108,45 +103,3 @@ def queue_holds_messages(broker: dramatiq.Broker, queue: str) -> bool:
         return bool(client.hlen(f"{namespace}:{queue}.msgs"))
     counts = broker.get_queue_message_counts(queue)  # type: ignore[attr-defined]
     return any(counts[:2])
-
-
-def enqueue_all(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message[Any]]) -> str | None:
-    """Enqueue ``messages`` (no delay); returns the broker's epoch as of the enqueues
-    (None: Redis has none, it lost its data and no sweeper has set a new one yet).
-
-    ``RedisBroker.enqueue`` costs one round trip per message, which caps a relay at a
-    few thousand messages a second. Dramatiq has no public batch enqueue, so this does
-    what ``RedisBroker.enqueue`` does, with every script call in one pipeline
-    (``jobplane.redis_dispatch``). The same pipeline then publishes each
-    queue's name on the wake-up channel, so idle workers fetch at once instead of at
-    the end of their poll back-off (``workers/wakeup.py``), and reads the epoch. It runs
-    as one MULTI/EXEC transaction: no loss of Redis's data can fall between the
-    enqueues and that read, so the messages are in the epoch it returns.
-
-    A message keeps the ``redis_message_id`` its options give (``redis_message_id()``);
-    one without gets a fresh one, as ``RedisBroker.enqueue`` gives it.
-    """
-    if not isinstance(broker, RedisBroker):
-        for message in messages:
-            broker.enqueue(message)
-        return broker_epoch(broker)
-    sent = []
-    for message in messages:
-        if "redis_message_id" not in message.options:
-            message = message.copy(options={"redis_message_id": str(uuid.uuid4())})
-        broker.emit_before("enqueue", message, None)
-        sent.append(message)
-
-    def fill(pipeline: Pipeline) -> None:
-        for message in sent:
-            redis_id = message.options["redis_message_id"]
-            dispatch(broker, pipeline, "enqueue", message.queue_name, redis_id, message.encode())
-        # After the enqueues, in pipeline order: a woken worker's fetch finds the messages.
-        for queue in dict.fromkeys(message.queue_name for message in sent):
-            pipeline.publish(wake_channel(broker.namespace), queue)
-        pipeline.get(EPOCH_KEY)
-
-    replies = redis_dispatch.execute(broker, fill, transaction=True)
-    for message in sent:
-        broker.emit_after("enqueue", message, None)
-    return _decoded(replies[-1])

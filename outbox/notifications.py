@@ -1,7 +1,9 @@
 """How the relay waits for new outbox rows: LISTEN/NOTIFY on PostgreSQL, a timer on SQLite.
 
-A trigger on ``outbox`` (see the first migration) sends ``NOTIFY jobplane_outbox`` once
-per inserting statement; PostgreSQL delivers it only when that transaction commits.
+A trigger on ``jobplane_outbox`` (``jobplane.models.OUTBOX_NOTIFY_DDL``) sends ``NOTIFY
+jobplane_outbox_wakeup`` once per inserting statement; PostgreSQL delivers it only when
+that transaction commits. A channel is database-wide: relays of jobplane installs in two
+schemas of one database wake each other, which costs each a scan, nothing more.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import threading
 import psycopg
 from sqlalchemy import Engine
 
+from jobplane.models import OUTBOX_CHANNEL
+
 logger = logging.getLogger(__name__)
 
-CHANNEL = "jobplane_outbox"
+CHANNEL = OUTBOX_CHANNEL
 
 
 class Wakeup:

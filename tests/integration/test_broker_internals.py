@@ -1,4 +1,4 @@
-"""What ``jobplane.outbox.broker_state`` reads from a broker, checked against real brokers.
+"""What ``jobplane.broker`` reads from and writes to a broker, checked against real brokers.
 
 These functions rely on details outside Dramatiq's public API (the Redis key layout,
 the stub broker's queues). If a Dramatiq upgrade changes them, these tests fail loudly
@@ -15,9 +15,10 @@ import redis
 from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.brokers.stub import StubBroker
 
-from jobplane.outbox import broker_state
+from jobplane.broker import state as broker_state
+from jobplane.broker.enqueue import enqueue_all
+from jobplane.broker.factory import make_broker
 from jobplane.store.recovery import Publication
-from jobplane.workers.broker import make_broker
 from tests.conftest import DEFAULT_MESSAGES, noop_message, wait_until
 
 
@@ -151,7 +152,7 @@ def test_a_pipelined_batch_reaches_redis_as_ordinary_messages(
     if scripts == "flushed":
         redis_broker.client.script_flush()  # type: ignore[attr-defined]
     sent = [noop_message(task_id=f"t{i}", time_limit=5000) for i in range(3)]
-    broker_state.enqueue_all(redis_broker, sent)
+    enqueue_all(redis_broker, sent)
 
     # Then a consumer receives each, intact, in order, and acks them away
     consumer = redis_broker.consume("default", prefetch=3, timeout=100)
@@ -171,7 +172,7 @@ def test_redis_holds_a_publication_from_enqueue_until_its_ack_and_says_which_it_
     # Given three publications enqueued as the relay does, under their own message ids
     redis_broker.declare_queue("default")
     published = [Publication(f"t{i}", 1, "default") for i in range(3)]
-    broker_state.enqueue_all(
+    enqueue_all(
         redis_broker,
         [
             noop_message(

@@ -1,4 +1,4 @@
-"""Idle Redis consumers are woken by the relay's publishes (``workers/wakeup.py``).
+"""Idle Redis consumers are woken by the relay's publishes (``jobplane.broker.consumer_wakeup``).
 
 Each test uses a broker namespace of its own: pub/sub channels are shared by every
 database of a Redis server, so another test run's relay could otherwise wake these
@@ -19,9 +19,11 @@ from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 
-from jobplane.outbox import broker_state
-from jobplane.workers.broker import make_broker
-from jobplane.workers.wakeup import WakeableRedisBroker, WakeupListener, ack_after
+from jobplane.broker import state as broker_state
+from jobplane.broker.consumer_wakeup import WakeableRedisBroker, ack_after
+from jobplane.broker.enqueue import enqueue_all
+from jobplane.broker.factory import make_broker
+from jobplane.broker.wake_listener import WakeupListener
 from tests.conftest import free_port, noop_message, wait_until
 
 #: The idle timeout of the consumer woken by a publish: a poll would come this late.
@@ -88,7 +90,7 @@ def test_a_published_message_reaches_an_idle_consumer_long_before_its_poll(
     sent = noop_message()
 
     # When the relay enqueues a message while the consumer waits
-    publisher = threading.Timer(0.2, broker_state.enqueue_all, (relay_broker, [sent]))
+    publisher = threading.Timer(0.2, enqueue_all, (relay_broker, [sent]))
     started = time.monotonic()
     publisher.start()
     received: MessageProxy | None = None
@@ -111,7 +113,7 @@ def test_acks_sent_in_the_background_free_the_prefetch_slot_and_the_message(
     # Given a consumer that may hold one message at a time, and two messages queued
     consumer = broker.consume("default", prefetch=1, timeout=LONG_TIMEOUT_MS)
     first, second = noop_message(), noop_message()
-    broker_state.enqueue_all(relay_broker, [first, second])
+    enqueue_all(relay_broker, [first, second])
     received = next(consumer)
     assert received is not None and received.message_id == first.message_id
 
@@ -136,7 +138,7 @@ def test_an_ack_given_a_future_waits_for_it(
 ) -> None:
     # Given a fetched message whose ack must wait for its task's outcome to be committed
     consumer = broker.consume("default", prefetch=1, timeout=LONG_TIMEOUT_MS)
-    broker_state.enqueue_all(relay_broker, [noop_message()])
+    enqueue_all(relay_broker, [noop_message()])
     received = next(consumer)
     assert received is not None
     committed: Future[bool] = Future()
@@ -184,9 +186,7 @@ def test_a_wake_for_another_queue_returns_no_message(
     consumer = consumer_factory("default", SHORT_TIMEOUT_MS)
 
     # When the relay enqueues a message on "reports" while the consumer waits
-    publisher = threading.Timer(
-        0.05, broker_state.enqueue_all, (relay_broker, [noop_message("reports")])
-    )
+    publisher = threading.Timer(0.05, enqueue_all, (relay_broker, [noop_message("reports")]))
     started = time.monotonic()
     publisher.start()
     received = next(consumer)
@@ -211,7 +211,7 @@ def test_consumers_still_poll_while_the_wake_up_channel_is_unreachable(
     try:
         # When a message is enqueued (its wake-up goes unheard)
         sent = noop_message()
-        broker_state.enqueue_all(relay_broker, [sent])
+        enqueue_all(relay_broker, [sent])
 
         # Then the consumer still returns it, at its next poll
         received = wait_until(lambda: next(consumer), timeout=5, what="a message")

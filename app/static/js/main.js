@@ -1,0 +1,30 @@
+// @ts-check
+// The jobplane dashboard, plain ES modules and no build step: this module connects the
+// others where one must act on another's news without importing it (an import cycle),
+// then starts the page.
+
+import { whenTokenRefused } from "./api.js";
+import { wireFilters } from "./filters.js";
+import { loggedOut, start, wireSession } from "./session.js";
+import { loadStats } from "./stats.js";
+import { wireSubmit } from "./submit.js";
+import { whenTaskChanged } from "./task-actions.js";
+import { whenTaskRead, wirePanel } from "./task-panel.js";
+import { applyTaskChanges, showFirstPage, showTask, wireTasks } from "./tasks.js";
+
+// Any request the API answers 401: back to the form.
+whenTokenRefused(() => loggedOut("The API refused the token: log in again."));
+// Cancel or Retry changed a task: its row (or the list) and the counts catch up.
+whenTaskChanged((task) => {
+  applyTaskChanges([task]);
+  loadStats();
+});
+// The open task was read afresh: so is its row.
+whenTaskRead(showTask);
+
+wireSession();
+wireFilters(showFirstPage);
+wireTasks();
+wirePanel();
+wireSubmit();
+start();
