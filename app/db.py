@@ -108,8 +108,8 @@ def _postgres_options(
     # psycopg prepares a statement after its 5th run, and PostgreSQL then keeps one
     # generic plan for it, costed with the statistics of that moment. A tasks table that
     # was tiny then (a new install, a burst after a quiet spell) keeps getting sequential
-    # scans per claim and per relay batch as it grows: seen at 10 ms per statement with
-    # a few thousand rows. A custom plan per run costs far less than that risk.
+    # scans per claim and per relay batch as it grows, already slow at a few thousand
+    # rows. A custom plan per run costs far less than that risk.
     options.setdefault("connect_args", {"options": "-c plan_cache_mode=force_custom_plan"})
     options["connect_args"] = connect_args(url, timeouts, options["connect_args"])
     return options

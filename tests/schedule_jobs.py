@@ -1,4 +1,4 @@
-"""Scheduled jobs the schedule tests declare (seeds/000's table, on Asia/Taipei)."""
+"""Scheduled jobs the schedule tests declare (a market-data team's table, on Asia/Taipei)."""
 
 from __future__ import annotations
 

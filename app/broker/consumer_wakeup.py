@@ -164,8 +164,8 @@ class WakeableConsumer(Consumer):
 
     def _at_prefetch_limit(self) -> bool:
         """Whether the consumer holds all the messages it may: it fetches nothing more
-        until one is acked, so that ack is worth a wake-up. (A wake-up on every ack
-        cost a fetch per job: 0.2 ms of worker CPU each.) Reads Dramatiq's consumer's
+        until one is acked, so that ack is worth a wake-up (a wake-up on every ack would
+        cost an empty fetch per job). Reads Dramatiq's consumer's
         own counters; without them, every ack wakes it."""
         held = getattr(self._inner, "outstanding_message_count", None)
         limit = getattr(self._inner, "prefetch", None)

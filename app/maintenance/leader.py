@@ -28,6 +28,7 @@ renewal write per interval, and a lease length that is the takeover time anyway.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 from sqlalchemy import Connection, Engine, func, select
@@ -40,6 +41,22 @@ logger = logging.getLogger(__name__)
 #: number): the scheduler's key before maintenance had one leader, so that a scheduler
 #: of an older version and a candidate of this one never lead at once.
 MAINTENANCE_LOCK = 0x6A6F62706C616E65
+
+
+def maintenance_lock(schema: str | None) -> int:
+    """The leader's lock key for jobplane's objects in ``schema`` (None: the default).
+
+    Advisory locks belong to the whole database, while ``JOBPLANE_DB_SCHEMA`` lets two
+    installations share one: each schema gets a key of its own, so one installation's
+    leader never keeps the other's maintenance from running.
+    """
+    if schema is None:
+        return MAINTENANCE_LOCK
+    digest = hashlib.blake2b(f"jobplane:{schema}".encode(), digest_size=8).digest()
+    # pg_try_advisory_lock takes a signed 64-bit key.
+    return int.from_bytes(digest, "big", signed=True)
+
+
 #: Longest the server may take to answer the leader's check of its lock, in s: an
 #: overloaded or stuck server makes the leader step down rather than wait.
 CHECK_TIMEOUT = 2.0

@@ -19,7 +19,7 @@ import dramatiq
 from sqlalchemy import Engine
 
 from jobplane.maintenance.cleaner import Cleaner
-from jobplane.maintenance.leader import LEADER_CHECK, STANDBY_POLL, Elector
+from jobplane.maintenance.leader import LEADER_CHECK, STANDBY_POLL, Elector, maintenance_lock
 from jobplane.maintenance.rescuer import Rescuer
 from jobplane.maintenance.scheduler import Scheduler
 from jobplane.maintenance.service import Service
@@ -152,7 +152,7 @@ def maintenance_for(
     """A candidate with every service, configured from ``settings``; ``role`` names the
     process ("relay", "scheduler", "dev") in the log line of a new leader."""
     return Maintenance(
-        Elector(engine, role=role),
+        Elector(engine, role=role, key=maintenance_lock(settings.db_schema)),
         [
             # The scheduler first: a new leader's catch-up is the most awaited pass.
             Scheduler(engine, settings, schedules),

@@ -13,7 +13,7 @@ from jobplane.settings import Settings
 from tests.api.test_cli import jobplane
 from tests.conftest import row_counts
 
-# Tuesday 2025-12-16 19:41 in Taipei (seeds/000's example)
+# Tuesday 2025-12-16 19:41 in Taipei: after the day's 15:30 run, before its 21:00 run
 TUESDAY_1941 = "2025-12-16T19:41:00+08:00"
 MONDAY_NOON = "2025-12-15T12:00:00+08:00"
 

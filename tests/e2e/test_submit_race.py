@@ -1,4 +1,4 @@
-"""The race of seeds/004: a worker must never get a task before its row is committed.
+"""The Celery-era race: a worker must never get a task before its row is committed.
 
 There, the job was dispatched right after the API's commit and the worker sometimes
 could not find the row ("Task … not found in database after 5 retries"). Here only

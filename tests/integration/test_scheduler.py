@@ -13,7 +13,7 @@ from sqlalchemy import Engine, func, select
 
 from jobplane.db import make_engine
 from jobplane.maintenance.catchup import Decision, catch_up
-from jobplane.maintenance.leader import Elector
+from jobplane.maintenance.leader import Elector, maintenance_lock
 from jobplane.maintenance.scheduler import Scheduler
 from jobplane.models import ScheduleRun, ScheduleState, Task
 from jobplane.registry import load_jobs
@@ -228,3 +228,25 @@ def test_a_leader_whose_session_ends_steps_down_and_the_standby_takes_over(
     assert not first.leading
     second.release()
     first.release()
+
+
+def test_installations_in_two_schemas_of_one_database_each_have_a_leader(
+    two_engines: tuple[Engine, Engine],
+) -> None:
+    # Given two installations sharing a database, in schemas "billing" and "reports"
+    billing, reports = (
+        Elector(engine, role="scheduler", key=maintenance_lock(schema))
+        for engine, schema in zip(two_engines, ("billing", "reports"), strict=True)
+    )
+    default = Elector(two_engines[0], role="scheduler", key=maintenance_lock(None))
+    try:
+        # Then each leads its own, and one in the default schema too
+        assert billing.acquire() is True
+        assert reports.acquire() is True
+        assert default.acquire() is True
+        # But a second candidate of the same installation stands by
+        standby = Elector(two_engines[1], role="scheduler", key=maintenance_lock("billing"))
+        assert standby.acquire() is False
+    finally:
+        for elector in (billing, reports, default):
+            elector.release()

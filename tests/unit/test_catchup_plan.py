@@ -1,4 +1,4 @@
-"""Catch-up decisions, as a pure function of the clock (seeds/000's example)."""
+"""Catch-up decisions, as a pure function of the clock (a market-data team's schedules)."""
 
 from __future__ import annotations
 
