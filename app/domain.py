@@ -13,7 +13,7 @@ import enum
 
 
 class TaskStatus(enum.StrEnum):
-    """The life of a task (the vocabulary of the seeds, kept)."""
+    """The life of a task (the vocabulary its users' existing clients speak)."""
 
     PENDING = "pending"  #: committed and waiting: in the outbox, on the broker, or until run_after
     RUNNING = "running"  #: claimed by a worker; its body is executing

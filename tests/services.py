@@ -34,10 +34,13 @@ def _postgres_up() -> bool:
 
 
 def _redis_up() -> bool:
+    client = redis.Redis(REDIS_HOST, REDIS_PORT, socket_connect_timeout=2)
     try:
-        return bool(redis.Redis(REDIS_HOST, REDIS_PORT, socket_connect_timeout=2).ping())
+        return bool(client.ping())
     except redis.RedisError:
         return False
+    finally:
+        client.close()
 
 
 def _start(command: str) -> None:

@@ -1,4 +1,4 @@
-"""Request and response bodies; camelCase on the wire, as the clients in the seeds expect."""
+"""Request and response bodies; camelCase on the wire, as existing clients expect."""
 
 from __future__ import annotations
 

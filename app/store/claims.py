@@ -95,7 +95,7 @@ class _Precompiled:
 
     For the worker's batched claim and completion, run for every job: SQLAlchemy's
     per-execution work (compile-cache lookup, parameter processing) cost a quarter of
-    their CPU (measured: 480 → 360 µs for a claim of four). Parameters go to the driver
+    their CPU. Parameters go to the driver
     as given, so they must be of types psycopg takes as they are (str, int, aware
     datetimes, lists of them); the statement's own constants are filled in here. Compiled
     once per schema the connections name the tables in (``JOBPLANE_DB_SCHEMA``).

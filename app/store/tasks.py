@@ -94,8 +94,8 @@ async def insert_tasks_async(conn: AsyncConnection, tasks: Sequence[TaskRow]) ->
     """``insert_tasks`` from a coroutine, on PostgreSQL: the same one statement.
 
     For the API's submissions, one commit per batch on the request path: sent with
-    ``exec_driver_sql`` from the event loop, compiled once, it spends 1.1 ms per
-    submission where ``run_sync`` spent 1.4 (measured, one at a time, uvloop).
+    ``exec_driver_sql`` from the event loop, compiled once, it costs a fifth less
+    than the same statement through ``run_sync``.
     """
     await conn.exec_driver_sql(*_postgres_insert(conn.dialect, schema_of(conn.sync_engine), tasks))
 
