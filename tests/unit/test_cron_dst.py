@@ -30,6 +30,10 @@ ZONES = [
     "UTC",
     "Pacific/Chatham",  # +12:45 / +13:45, the change at 02:45 / 03:45
 ]
+#: Zones whose changes cronsim steps over wrongly for real-time expressions: it misses
+#: readings there, and for some (Chatham, "* */3 5,10 * *" across April's change) never
+#: returns from its search. There the rule's own definition is the only reference.
+CRONSIM_UNRELIABLE = {"Australia/Lord_Howe", "Pacific/Chatham"}
 MINUTE = timedelta(minutes=1)
 
 
@@ -129,8 +133,12 @@ def test_fire_times_agree_with_cronsim_across_the_changes_of_2026(
 ) -> None:
     start, end = data.draw(windows(zone))
     ours = schedule(expression, zone).fire_times(start, end)
-    expected = cronsim_fire_times(expression, zone, start, end)
-    if ours != expected and schedule(expression, zone).in_real_time:
+    real_time = schedule(expression, zone).in_real_time
+    if real_time and zone in CRONSIM_UNRELIABLE:
+        expected = readings_fire_times(expression, zone, start, end)
+    else:
+        expected = cronsim_fire_times(expression, zone, start, end)
+    if ours != expected and real_time:
         # cronsim steps a real-time expression forward by whole hours and minute gaps, and
         # so misses some readings where the clock changes by or at half an hour (Lord
         # Howe, Chatham), and fires at the jump over a skipped midnight (Santiago). There,
