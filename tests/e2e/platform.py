@@ -131,6 +131,20 @@ class Platform:
             "worker", "worker", "--processes", str(processes), "--threads", str(threads)
         )
 
+    def migrate(self) -> str:
+        """Run ``jobplane migrate`` to its end; returns its log (it must succeed)."""
+        migrate = self.start("migrate", "migrate")
+        assert migrate.popen.wait(timeout=120) == 0, migrate.log()
+        return migrate.log()
+
+    def start_every_process(self) -> tuple[Process, Process]:
+        """API, relay, a worker (1 process, 2 threads) and a scheduler, on a migrated
+        database; returns the two maintenance candidates, (relay, scheduler)."""
+        self.start_api()
+        relay = self.start_relay()
+        self.start_worker(processes=1, threads=2)
+        return relay, self.start("scheduler", "scheduler")
+
     def client(self) -> httpx.Client:
         assert self.api_url is not None, "start_api() first"
         client = httpx.Client(base_url=self.api_url, timeout=30)

@@ -134,12 +134,8 @@ def test_jobplane_migrates_and_runs_beside_a_users_project_and_leaves_its_tables
     platform.env["PYTHONPATH"] = str(project)  # the project's packages, as its own runs see them
 
     # When jobplane migrates, and every process starts from the project
-    migrate = platform.start("migrate", "migrate")
-    assert migrate.popen.wait(timeout=120) == 0, migrate.log()
-    platform.start_api()
-    relay = platform.start_relay()
-    platform.start_worker(processes=1, threads=2)
-    scheduler = platform.start("scheduler", "scheduler")
+    platform.migrate()
+    relay, scheduler = platform.start_every_process()
 
     # Then the user's job runs with the user's packages, every process is up, and the
     # user's tables, rows and history are exactly as they were

@@ -25,12 +25,8 @@ def test_with_a_schema_every_process_completes_jobs_and_public_stays_empty(
 ) -> None:
     # Given every process with JOBPLANE_DB_SCHEMA, on a database with nothing in it
     platform = platform_factory(empty_pg_url, redis_url, db_schema=SCHEMA)
-    migrate = platform.start("migrate", "migrate")
-    assert migrate.popen.wait(timeout=120) == 0, migrate.log()
-    platform.start_api()
-    relay = platform.start_relay()
-    platform.start_worker(processes=1, threads=2)
-    scheduler = platform.start("scheduler", "scheduler")
+    platform.migrate()
+    relay, scheduler = platform.start_every_process()
     client = platform.client()
 
     # When jobs are submitted: one that logs its progress, one that fails once and is

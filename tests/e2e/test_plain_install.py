@@ -68,13 +68,8 @@ def test_the_wheel_installed_without_extras_runs_every_process_until_a_job_compl
         platform.env.pop(name, None)
 
     # When every process starts from it: migrate, API, relay, worker and scheduler
-    migrate = platform.start("migrate", "migrate")
-    assert migrate.popen.wait(timeout=120) == 0, migrate.log()
-    assert "database is up to date" in migrate.log()
-    platform.start_api()
-    relay = platform.start_relay()
-    platform.start_worker(processes=1, threads=2)
-    scheduler = platform.start("scheduler", "scheduler")
+    assert "database is up to date" in platform.migrate()
+    relay, scheduler = platform.start_every_process()
 
     # Then a job submitted over HTTP completes, and the relay or the scheduler leads
     # maintenance
