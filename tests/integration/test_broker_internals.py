@@ -16,6 +16,7 @@ from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.brokers.stub import StubBroker
 
 from jobplane.broker import state as broker_state
+from jobplane.broker.consumer_wakeup import flush_acks
 from jobplane.broker.enqueue import enqueue_all
 from jobplane.broker.factory import make_broker
 from jobplane.store.recovery import Publication
@@ -195,8 +196,9 @@ def test_redis_holds_a_publication_from_enqueue_until_its_ack_and_says_which_it_
         later = Publication("t2", 2, "default")
         assert broker_state.not_held(redis_broker, [*published, later]) == [published[1], later]
 
-        # When the first is acked, it is gone too
+        # When the first is acked (the ack thread sends it), it is gone too
         consumer.ack(first)
+        flush_acks(redis_broker)
         assert broker_state.not_held(redis_broker, published) == published[:2]
     finally:
         consumer.close()
