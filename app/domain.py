@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import enum
 
+from dramatiq.threading import Interrupt
+
 
 class TaskStatus(enum.StrEnum):
     """The life of a task (the vocabulary its users' existing clients speak)."""
@@ -120,3 +122,26 @@ class IdempotencyConflict(JobplaneError):
     def __init__(self, message: str, *, task_id: str) -> None:
         super().__init__(message)
         self.task_id = task_id
+
+
+class TaskCancelled(Interrupt):
+    """The task was cancelled: raised in a job's thread when an admin cancels its task,
+    and by ``TaskHandle.wait`` when the task it waits for ends cancelled.
+
+    A ``BaseException`` (as Dramatiq's time limit is), so that a job's own
+    ``except Exception`` does not swallow it by accident.
+    """
+
+
+class TaskFailed(JobplaneError):
+    """The task ended failed: its last attempt raised (``error`` says how)."""
+
+    def __init__(self, message: str, *, task_id: str, error: str | None) -> None:
+        super().__init__(message)
+        self.task_id = task_id
+        self.error = error
+
+
+class StaleAttempt(JobplaneError):
+    """This attempt is no longer the task's: it was recovered, delivered twice or
+    cancelled, so its ``ctx.transaction()`` rolled back and wrote nothing."""

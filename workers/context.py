@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dramatiq.threading import Interrupt
 from sqlalchemy import Engine
 
 from jobplane import store
+from jobplane.domain import TaskCancelled
 from jobplane.models import utcnow
 from jobplane.outages import is_transient
 from jobplane.settings import Settings
@@ -35,14 +35,6 @@ _local = threading.local()
 
 class NotInAJob(RuntimeError):
     """current_job() was called outside a job body."""
-
-
-class TaskCancelled(Interrupt):
-    """Raised in a job's thread when an admin cancels its task.
-
-    A ``BaseException`` (as Dramatiq's time limit is), so that a job's own
-    ``except Exception`` does not swallow it by accident.
-    """
 
 
 def current_job() -> JobContext:

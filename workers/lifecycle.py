@@ -36,13 +36,13 @@ from sqlalchemy import Connection, Engine
 from jobplane import registry, store
 from jobplane.broker.consumer_wakeup import ack_after, flush_acks, give_back
 from jobplane.db import transaction
+from jobplane.domain import TaskCancelled
 from jobplane.models import utcnow
 from jobplane.outages import is_transient, through_outages
 from jobplane.registry import JobSpec
 from jobplane.settings import Settings
 from jobplane.store.rows import ClaimedTask, NewLogLine
 from jobplane.workers import context, retries
-from jobplane.workers.context import TaskCancelled
 from jobplane.workers.monitor import Run, TaskMonitor
 from jobplane.workers.writes import DISCONNECT_RETRIES, TaskWrites
 

@@ -24,8 +24,8 @@ from dramatiq.threading import raise_thread_exception
 from sqlalchemy import Engine
 
 from jobplane import store
+from jobplane.domain import TaskCancelled
 from jobplane.models import utcnow
-from jobplane.workers.context import TaskCancelled
 
 logger = logging.getLogger(__name__)
 

@@ -8,10 +8,9 @@ from dramatiq.middleware import TimeLimitExceeded
 from jobplane import job
 from jobplane.api.schemas import percent
 from jobplane.cli.admin import parse_param
-from jobplane.domain import ALLOWED_FROM, TERMINAL_STATES, TaskStatus, can_transition
+from jobplane.domain import ALLOWED_FROM, TERMINAL_STATES, TaskCancelled, TaskStatus, can_transition
 from jobplane.registry import InvalidJobSpec, JobSpec, known_types
 from jobplane.settings import Settings
-from jobplane.workers.context import TaskCancelled
 from jobplane.workers.retries import backoff_seconds, deserves_retry
 
 

@@ -1,0 +1,1 @@
+"""``jobplane.Client`` and ``jobplane.AsyncClient``: the HTTP API from Python."""

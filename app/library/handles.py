@@ -1,0 +1,1 @@
+"""``TaskHandle``: a submitted task, read again on demand, and waited for."""
