@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, func, make_url, select
@@ -82,6 +83,26 @@ def in_schema(schema: str | None, options: dict[str, Any]) -> dict[str, Any]:
         execution["schema_translate_map"] = {None: schema}
         options = {**options, "execution_options": execution}
     return options
+
+
+@contextmanager
+def jobplane_schema(conn: Connection, schema: str | None) -> Iterator[Connection]:
+    """``conn``, for the block, with jobplane's tables in ``schema``; as it was after.
+
+    For jobplane's statements on a connection jobplane did not make (the caller's own
+    Session or Connection, in the caller's transaction): its other statements, the
+    caller's own tables, must keep their own schema. The translation is set on the
+    connection itself (SQLAlchemy 2 has no branched connections) and restored after.
+    """
+    if schema is None or schema_of(conn) == schema:
+        yield conn
+        return
+    before = conn.get_execution_options().get("schema_translate_map")
+    conn.execution_options(schema_translate_map={**(before or {}), None: schema})
+    try:
+        yield conn
+    finally:
+        conn.execution_options(schema_translate_map=before)
 
 
 def schema_of(conn: Connection | Engine) -> str | None:
