@@ -2,7 +2,8 @@
 
 It migrates both histories into a new SQLite file, starts ``jobplane dev`` (relay,
 worker and the in-process broker, in one process) and the app under uvicorn, posts a
-report, prints it once its job has written it, and stops both.
+report, prints it once its job has written it, and the task as jobplane recorded it
+(read from ``jobplane dev``'s API), and stops both.
 
 The app and ``jobplane dev`` are two processes that share only the database: the app
 never talks to the broker. It writes its row and the task's outbox row in one
@@ -11,7 +12,9 @@ transaction, and the relay in ``jobplane dev`` publishes what was committed.
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -34,16 +37,22 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with tempfile.TemporaryDirectory(prefix="jobplane-example-") as workdir:
         env = {
-            **os.environ,
+            # The embedded default, whatever this shell's own JOBPLANE_* settings say.
+            **{k: v for k, v in os.environ.items() if not k.startswith("JOBPLANE_")},
             "JOBPLANE_DATABASE_URL": f"sqlite:///{workdir}/example.db",
+            "JOBPLANE_BROKER_URL": "memory://",
             "JOBPLANE_JOBS": "app.jobs",
             "PYTHONPATH": str(HERE),  # the app's packages, for every process below
+            "JOBPLANE_API_TOKEN": secrets.token_urlsafe(16),  # to read the task from its API
         }
         log_path = Path(workdir) / "processes.log"
         with log_path.open("ab") as log:
             try:
                 run_example(env, log)
-            except (Exception, KeyboardInterrupt) as error:
+            except KeyboardInterrupt:
+                print("interrupted: everything it started is stopped", file=sys.stderr)
+                return 130
+            except Exception as error:
                 log.flush()
                 print(log_path.read_text(errors="replace"), file=sys.stderr)
                 print(f"the example failed: {error!r}", file=sys.stderr)
@@ -65,11 +74,16 @@ def run_example(env: dict[str, str], log: IO[bytes]) -> None:
         processes.append(
             start([python, "-m", "uvicorn", "app.main:app", "--port", str(app_port)], env, log)
         )
-        with httpx.Client(base_url=f"http://127.0.0.1:{app_port}", timeout=10) as http:
-            wait_for(lambda: up(http), "the app to answer", processes)
+        token = {"Authorization": f"Bearer {env['JOBPLANE_API_TOKEN']}"}
+        with (
+            httpx.Client(base_url=f"http://127.0.0.1:{app_port}", timeout=10) as http,
+            httpx.Client(base_url=f"http://127.0.0.1:{dev_port}", headers=token) as jobplane,
+        ):
+            wait_for(lambda: answers(http, "/openapi.json"), "the app to answer", processes)
+            wait_for(lambda: answers(jobplane, "/healthz"), "jobplane dev to answer", processes)
             created = http.post("/reports", json={"title": "Sales, November 2026"})
             created.raise_for_status()
-            print(f"POST /reports -> {created.status_code} {created.json()}", flush=True)
+            show(f"POST /reports -> {created.status_code}", created.json())
 
             report_url = f"/reports/{created.json()['id']}"
             done = wait_for(
@@ -77,10 +91,16 @@ def run_example(env: dict[str, str], log: IO[bytes]) -> None:
                 "the job to write the report",
                 processes,
             )
-            print(f"GET {report_url} -> {done}")
+            show(f"GET {report_url}", done)
+            task = jobplane.get(f"/api/tasks/{done['task_id']}").json()
+            show("its jobplane task", {key: task[key] for key in ("taskType", "status", "result")})
     finally:
         for process in reversed(processes):
             stop(process)
+
+
+def show(what: str, document: Any) -> None:
+    print(f"{what}:\n{json.dumps(document, indent=2)}", flush=True)
 
 
 def run(args: list[str], env: dict[str, str], log: IO[bytes]) -> None:
@@ -107,9 +127,9 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def up(http: httpx.Client) -> bool:
+def answers(http: httpx.Client, path: str) -> bool:
     try:
-        return http.get("/openapi.json").status_code == 200
+        return http.get(path).status_code == 200
     except httpx.TransportError:
         return False
 
