@@ -24,8 +24,9 @@ from jobplane.db import make_engine
 from jobplane.migrate import alembic_config
 from jobplane.models import Task
 from tests.conftest import free_port, wait_until
-from tests.e2e.install import HIDDEN, INSTALL_TEST_TIMEOUT, REPO, run
-from tests.e2e.platform import Process
+from tests.e2e.install import INSTALL_TEST_TIMEOUT, REPO, run
+from tests.e2e.platform import Platform, Process
+from tests.e2e.test_beside_user_project import project_platform
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(INSTALL_TEST_TIMEOUT)]
 
@@ -47,21 +48,13 @@ def test_the_example_app_enqueues_in_its_own_transaction_and_its_job_writes_the_
     plain_install: Path,
     empty_pg_url: str,
     redis_url: str,
-    platform_factory: Callable[..., Any],
+    platform_factory: Callable[..., Platform],
 ) -> None:
     # Given the example's directory on PostgreSQL and Redis, jobplane installed from the wheel
-    bin_dir = plain_install / "bin"
-    platform = platform_factory(
-        empty_pg_url,
-        redis_url,
-        command=[str(bin_dir / "jobplane")],
-        cwd=EXAMPLE,
-        jobs="app.jobs",
+    platform = project_platform(
+        platform_factory, plain_install, EXAMPLE, empty_pg_url, redis_url, jobs="app.jobs"
     )
-    for name in HIDDEN:
-        platform.env.pop(name, None)
-    platform.env["PYTHONPATH"] = str(EXAMPLE)  # the example's app, as its own runs see it
-    platform.env["PYTHONDONTWRITEBYTECODE"] = "1"  # nothing written into the checkout
+    bin_dir = plain_install / "bin"  # the app's alembic and uvicorn, installed with jobplane
 
     # When the app's history, then jobplane's, are migrated
     run(bin_dir / "alembic", "upgrade", "head", cwd=EXAMPLE, env=platform.env)
