@@ -24,15 +24,18 @@ from jobplane.domain import (
     TaskNotFound,
     UnknownJobType,
 )
-from jobplane.library.enqueue import enqueue
+from jobplane.library.enqueue import NewTask, enqueue, enqueue_async, enqueue_many
+from jobplane.library.jobs import Job
 from jobplane.workers.context import JobContext, current_job
 from jobplane.workers.decorator import job
 
 __all__ = [
     "IdempotencyConflict",
     "InvalidParams",
+    "Job",
     "JobContext",
     "JobplaneError",
+    "NewTask",
     "ParamsTooLarge",
     "StaleAttempt",
     "TaskCancelled",
@@ -41,5 +44,7 @@ __all__ = [
     "UnknownJobType",
     "current_job",
     "enqueue",
+    "enqueue_async",
+    "enqueue_many",
     "job",
 ]
