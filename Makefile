@@ -71,6 +71,7 @@ lint: install src-tree $(NPM_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/mypy tests/typecheck  # the types application code sees (Job's ParamSpec)
 	PYTHONPATH=$(SRC_TREE) $(BIN)/lint-imports --no-cache
 	$(NPM_DIR)/node_modules/.bin/tsc --noEmit -p $(DASHBOARD)/tsconfig.json
 

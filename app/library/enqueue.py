@@ -49,7 +49,7 @@ class NewTask:
     def submission(self) -> Submission:
         return Submission(
             type=self.type if isinstance(self.type, str) else self.type.name,
-            params={} if self.params is None else dict(self.params),
+            params=_as_dict(self.params),
             queue=self.queue,
             priority=self.priority,
             delay_seconds=_seconds(self.delay),
@@ -174,6 +174,13 @@ def _connection(db: Session | Connection) -> Connection:
         f"jobplane.enqueue needs a SQLAlchemy Session or Connection, not {db.__class__.__name__}"
         " (for an AsyncSession or AsyncConnection: await jobplane.enqueue_async)"
     )
+
+
+def _as_dict(params: Mapping[str, Any] | None) -> Any:
+    # Anything else goes on as it is, for the service to refuse with InvalidParams.
+    if params is None:
+        return {}
+    return dict(params) if isinstance(params, Mapping) else params
 
 
 def _seconds(delay: float | timedelta | None) -> float:
