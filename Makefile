@@ -31,6 +31,7 @@ test: install $(CHROMIUM)
 ## Benchmarks on PostgreSQL + Redis; figures are printed, see bench/README.md.
 bench: install
 	$(BIN)/python bench/e2e.py
+	$(BIN)/python bench/enqueue.py
 
 ## The fault suite (kills, PostgreSQL and Redis restarts, Redis read-only, half a queue
 ## lost, on private servers), then the partition proof (network namespaces; needs root).

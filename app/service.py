@@ -220,10 +220,9 @@ def check_idempotency_key(key: str) -> None:
 
 def check_params_fit(spec: registry.JobSpec, params: dict[str, Any]) -> None:
     """``InvalidParams`` unless ``params`` bind to the job's signature as keywords."""
-    try:
-        _signature(spec.fn).bind(**params)
-    except TypeError as error:
-        raise InvalidParams(f"params do not fit job {spec.name!r}: {error}") from None
+    error = _misfit(spec.fn, frozenset(params))
+    if error is not None:
+        raise InvalidParams(f"params do not fit job {spec.name!r}: {error}")
 
 
 def _spec_of(job_type: str, registered_only: bool) -> registry.JobSpec | None:
@@ -272,10 +271,21 @@ def _check_range(name: str, value: float | None, low: float, high: float) -> Non
         raise InvalidParams(f"{name} must be a number from {low} to {high}, not {value!r}")
 
 
+@functools.lru_cache(maxsize=4096)
+def _misfit(fn: Callable[..., object], names: frozenset[str]) -> str | None:
+    """Why keyword arguments ``names`` do not fit ``fn``, or None: once per job and set
+    of names (whether they bind depends on the names only), as binding costs more than
+    the rest of a submission's checks together."""
+    try:
+        _signature(fn).bind(**dict.fromkeys(names))
+    except TypeError as error:
+        return str(error)
+    return None
+
+
 @functools.cache
 def _signature(fn: Callable[..., object]) -> inspect.Signature:
-    """A job's signature, read once per job: reading it cost more than the rest of a
-    submission's checks together."""
+    """A job's signature, read once per job."""
     return inspect.signature(fn)
 
 
