@@ -36,7 +36,8 @@ class LongPoll:
 
     def next_call(self) -> calls.Call[Task]:
         # Whole seconds, never past the deadline; under a second left: plain reads.
-        self._hold = min(MAX_HOLD, math.floor(max(0.0, self._deadline - time.monotonic())))
+        remaining = self._deadline - time.monotonic()
+        self._hold = MAX_HOLD if remaining >= MAX_HOLD else math.floor(max(0.0, remaining))
         return calls.get_task(self.task_id, wait=self._hold or None)
 
     def pause(self, task: Task, took: float) -> float:

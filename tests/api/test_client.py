@@ -173,8 +173,8 @@ def test_wait_answers_the_result_or_raises_how_the_task_ended(
     client = connect(api_url, TOKEN)
     waiting, failing, cancelled, pending = (client.submit("demo.echo").task_id for _ in range(4))
     with store_engine(pg_settings) as engine, ThreadPoolExecutor(1) as pool:
-        # Given a client waiting for a task, when a worker completes it
-        result = pool.submit(client.wait, waiting, 30)
+        # Given a client waiting for a task (with no time limit), when a worker completes it
+        result = pool.submit(client.wait, waiting)
         run(engine, waiting, result={"rows": 3})
         # Then the wait answers its result
         assert result.result(timeout=30) == {"rows": 3}
