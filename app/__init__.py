@@ -25,6 +25,7 @@ from jobplane.domain import (
     UnknownJobType,
 )
 from jobplane.library.enqueue import enqueue
+from jobplane.library.handles import TaskHandle, task
 from jobplane.workers.context import JobContext, current_job
 from jobplane.workers.decorator import job
 
@@ -37,9 +38,11 @@ __all__ = [
     "StaleAttempt",
     "TaskCancelled",
     "TaskFailed",
+    "TaskHandle",
     "TaskNotFound",
     "UnknownJobType",
     "current_job",
     "enqueue",
     "job",
+    "task",
 ]
