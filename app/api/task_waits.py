@@ -63,10 +63,15 @@ class ListeningWatch:
 
     def __init__(self) -> None:
         self.event = asyncio.Event()
+        self.paused = False  #: between two reads (what ``TaskDoneListener.paused`` counts)
 
     async def pause(self, timeout: float) -> None:
-        with suppress(TimeoutError):
-            await asyncio.wait_for(self.event.wait(), max(0.0, min(timeout, SAFETY_INTERVAL)))
+        self.paused = True
+        try:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self.event.wait(), max(0.0, min(timeout, SAFETY_INTERVAL)))
+        finally:
+            self.paused = False
         self.event.clear()  # before the next read: a later notification sets it again
 
 
@@ -88,6 +93,10 @@ class TaskDoneListener:
     def watched(self) -> set[str]:
         """The ids some waiter waits for now."""
         return set(self._watches)
+
+    def paused(self) -> int:
+        """How many waiters are paused now (between two reads of their task)."""
+        return sum(watch.paused for group in self._watches.values() for watch in group)
 
     def discard(self, task_id: str, watch: ListeningWatch) -> None:
         watches = self._watches.get(task_id, set())
