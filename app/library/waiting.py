@@ -13,6 +13,7 @@ backoff.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -183,6 +184,17 @@ class TaskDoneListener:
 
 _listeners: dict[str, TaskDoneListener] = {}
 _listeners_lock = threading.Lock()
+
+
+def _forget_listeners() -> None:
+    # A forked child has none of its parent's threads or connections: its first wait
+    # starts a listener of its own.
+    global _listeners_lock
+    _listeners.clear()
+    _listeners_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_listeners)
 
 
 def listener_for(engine: Engine) -> TaskDoneListener:

@@ -262,3 +262,13 @@ def test_on_sqlite_a_wait_polls_until_the_task_completes(
         response = answer.result(timeout=LONG)
         assert time.monotonic() - finished_at < PROMPTLY
         assert (response.json()["status"], response.json()["result"]) == ("completed", 7)
+
+
+def test_the_openapi_document_describes_wait_and_its_bounds(pg: Api) -> None:
+    spec = pg.client.get("/openapi.json").json()
+    parameters = spec["paths"]["/api/tasks/{task_id}"]["get"]["parameters"]
+    (wait,) = [p for p in parameters if p["name"] == "wait"]
+    assert wait["in"] == "query" and not wait.get("required", False)
+    (number,) = [s for s in wait["schema"]["anyOf"] if s.get("type") == "number"]
+    assert (number["minimum"], number["maximum"]) == (0, 60)
+    assert "finish" in wait["description"]
