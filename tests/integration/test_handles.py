@@ -13,6 +13,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
+import dramatiq
 import pytest
 from sqlalchemy import Engine, insert, text
 
@@ -20,6 +21,7 @@ import jobplane
 from jobplane import service, store
 from jobplane.library import waiting
 from jobplane.models import Task, utcnow
+from jobplane.outbox.relay import Relay
 from jobplane.service import Submission
 from jobplane.settings import Settings
 from jobplane.store.rows import TaskRow
@@ -218,3 +220,32 @@ def test_the_listener_reconnects_after_its_connection_is_killed(
 
     # Then the waiter is woken by the new connection's notification
     assert waited.result(timeout=LONG) == "after the reconnect"
+
+
+def test_a_real_worker_finishing_tasks_wakes_their_waiters(
+    pg_engine: Engine,
+    pg_settings: Settings,
+    publisher: dramatiq.Broker,
+    start_worker: Callable[[], dramatiq.Broker],
+    executor: ThreadPoolExecutor,
+) -> None:
+    # Given a task that returns and one whose only attempt fails, published, and their
+    # waiters
+    def submitted(job: str, **options: Any) -> jobplane.TaskHandle:
+        with pg_engine.begin() as conn:
+            row, _ = service.submit(conn, Submission(type=job, **options), pg_settings, utcnow())
+        return jobplane.task(row.id, engine=pg_engine)
+
+    echo = submitted("demo.echo", params={"month": "2026-10"})
+    failing = submitted("demo.fail", params={"times": 1}, max_retries=0)
+    assert Relay(pg_engine, publisher, pg_settings).drain() == 2
+    waits = [executor.submit(handle.wait, LONG) for handle in (echo, failing)]
+
+    # When a worker runs them (its lifecycle's group commit finishes them)
+    start_worker()
+
+    # Then one waiter has the result, the other the failure with its error
+    assert waits[0].result(timeout=LONG) == {"month": "2026-10"}
+    with pytest.raises(jobplane.TaskFailed, match="failing on purpose") as failed:
+        waits[1].result(timeout=LONG)
+    assert failed.value.task_id == failing.id and failing.refresh().status == "failed"
