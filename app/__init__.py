@@ -14,32 +14,49 @@ workers and maintenance, started by the ``jobplane`` command.
 """
 
 from jobplane.domain import (
+    ApiUnavailable,
     IdempotencyConflict,
     InvalidParams,
+    InvalidTransition,
     JobplaneError,
     ParamsTooLarge,
     StaleAttempt,
     TaskCancelled,
     TaskFailed,
     TaskNotFound,
+    Unauthorized,
     UnknownJobType,
 )
+from jobplane.library.client import AsyncClient, Client
 from jobplane.library.enqueue import enqueue
 from jobplane.library.handles import TaskHandle, task
+from jobplane.library.results import LogLine, LogPage, Task, TaskPage, TaskSummary
+from jobplane.schedules import ScheduleNotFound
 from jobplane.workers.context import JobContext, current_job
 from jobplane.workers.decorator import job
 
 __all__ = [
+    "ApiUnavailable",
+    "AsyncClient",
+    "Client",
     "IdempotencyConflict",
     "InvalidParams",
+    "InvalidTransition",
     "JobContext",
     "JobplaneError",
+    "LogLine",
+    "LogPage",
     "ParamsTooLarge",
+    "ScheduleNotFound",
     "StaleAttempt",
+    "Task",
     "TaskCancelled",
     "TaskFailed",
     "TaskHandle",
     "TaskNotFound",
+    "TaskPage",
+    "TaskSummary",
+    "Unauthorized",
     "UnknownJobType",
     "current_job",
     "enqueue",

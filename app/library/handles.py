@@ -64,7 +64,7 @@ class TaskHandle:
         """Cancel a pending task now, or ask a running one's worker to stop it (its status
         then stays ``running`` until the body stopped); as the admin API's cancel.
 
-        ``jobplane.domain.InvalidTransition`` if it already finished, ``TaskNotFound``."""
+        ``jobplane.InvalidTransition`` if it already finished, ``TaskNotFound``."""
         with self.engine.begin() as conn:
             self._row = store.tasks.cancel_task(conn, self.id, utcnow())
         return self
