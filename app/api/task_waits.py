@@ -87,8 +87,10 @@ class TaskDoneListener:
 
     def add(self, task_id: str, watch: ListeningWatch) -> None:
         self._watches.setdefault(task_id, set()).add(watch)
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        loop = asyncio.get_running_loop()
+        # One loop serves the app; a test client may run each call on a loop of its own.
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            self._task = loop.create_task(self._run())
 
     def watched(self) -> set[str]:
         """The ids some waiter waits for now."""
@@ -194,6 +196,9 @@ async def until_finished(
     """The task as ``read`` gives it, once terminal or after ``seconds`` (then as it is)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
+    row = await read()  # finished or unknown already: no need to listen
+    if TaskStatus(row.status).is_terminal:
+        return row
     async with watching(app, task_id) as watch:
         while True:
             row = await read()  # after the watch started: no finish goes unseen

@@ -78,11 +78,18 @@ class TaskHandle:
         commit wakes the waiter; on SQLite it polls (20 ms, doubling up to 1 s).
         """
         deadline = math.inf if timeout is None else time.monotonic() + timeout
+        row = self._read()
+        if not TaskStatus(row.status).is_terminal:  # else no need to listen
+            row = self._finished(deadline, timeout)
+        return outcome(row.id, row.status, row.result, row.error)
+
+    def _finished(self, deadline: float, timeout: float | None) -> TaskRow:
+        """The row once terminal, read until ``deadline`` (monotonic s) on a watch."""
         with watching(self.engine, self.id) as watch:
             while True:
                 row = self._read()  # after the watch started: no finish goes unseen
                 if TaskStatus(row.status).is_terminal:
-                    return outcome(row.id, row.status, row.result, row.error)
+                    return row
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError(f"task {self.id} is still {row.status} after {timeout} s")

@@ -169,8 +169,12 @@ class TaskDoneListener:
         conn = pooled.driver_connection
         pooled.detach()
         assert isinstance(conn, psycopg.Connection)
-        conn.autocommit = True
-        conn.execute(f"LISTEN {TASK_DONE_CHANNEL}")
+        try:
+            conn.autocommit = True
+            conn.execute(f"LISTEN {TASK_DONE_CHANNEL}")
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def _close(self) -> None:
