@@ -272,3 +272,36 @@ def test_the_openapi_document_describes_wait_and_its_bounds(pg: Api) -> None:
     (number,) = [s for s in wait["schema"]["anyOf"] if s.get("type") == "number"]
     assert (number["minimum"], number["maximum"]) == (0, 60)
     assert "finish" in wait["description"]
+
+
+def test_waits_on_a_second_event_loop_get_a_listener_of_their_own(
+    pg: Api, no_safety_reads: None
+) -> None:
+    # Given the app called in-process (as ASGI test clients do), each call on its own loop
+    app = create_app(Settings(database_url=pg.engine.url.render_as_string(False)), engine=pg.engine)
+    (first, second) = tasks_in(pg.engine, 2, "running")
+
+    async def wait_for(task: TaskRow, seconds: float, finish: bool) -> dict[str, Any]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            answer = asyncio.create_task(
+                client.get(f"/api/tasks/{task.id}", params={"wait": seconds})
+            )
+            if finish:
+                listener = app.state.task_done_listener
+                deadline = time.monotonic() + PROMPTLY
+                while task.id not in listener.watched() or listener.conn is None:
+                    assert time.monotonic() < deadline, "no listener on this loop"
+                    await asyncio.sleep(0.02)
+                await asyncio.to_thread(complete, pg.engine, [task])
+            body: dict[str, Any] = (await asyncio.wait_for(answer, LONG)).json()
+            return body
+
+    # When a first loop's request waits out its time, and a second loop's waits for a
+    # task that then completes
+    assert asyncio.run(wait_for(first, 0.2, finish=False))["status"] == "running"
+    body = asyncio.run(wait_for(second, LONG, finish=True))
+
+    # Then the second was woken by a notification to its own loop's listener
+    assert body["status"] == "completed"
+    asyncio.run(task_waits.close_listener(app))
