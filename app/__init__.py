@@ -28,8 +28,9 @@ from jobplane.domain import (
     UnknownJobType,
 )
 from jobplane.library.client import AsyncClient, Client
-from jobplane.library.enqueue import enqueue
+from jobplane.library.enqueue import NewTask, enqueue, enqueue_async, enqueue_many
 from jobplane.library.handles import TaskHandle, task
+from jobplane.library.jobs import Job
 from jobplane.library.results import LogLine, LogPage, Task, TaskPage, TaskSummary
 from jobplane.schedules import ScheduleNotFound
 from jobplane.workers.context import JobContext, current_job
@@ -42,10 +43,12 @@ __all__ = [
     "IdempotencyConflict",
     "InvalidParams",
     "InvalidTransition",
+    "Job",
     "JobContext",
     "JobplaneError",
     "LogLine",
     "LogPage",
+    "NewTask",
     "ParamsTooLarge",
     "ScheduleNotFound",
     "StaleAttempt",
@@ -60,6 +63,8 @@ __all__ = [
     "UnknownJobType",
     "current_job",
     "enqueue",
+    "enqueue_async",
+    "enqueue_many",
     "job",
     "task",
 ]

@@ -6,6 +6,7 @@ import random
 
 from dramatiq.middleware import TimeLimitExceeded
 
+from jobplane.domain import InvalidParams
 from jobplane.registry import JobSpec
 
 #: Doublings past which the delay is the cap anyway (2**62 × any sane min_backoff is
@@ -14,12 +15,22 @@ from jobplane.registry import JobSpec
 MAX_DOUBLINGS = 62
 
 
+class ParamsDoNotFit(InvalidParams):
+    """A task's params do not fit its job's signature: no retry can make them fit.
+
+    Application code may enqueue a job type its process does not import; the worker,
+    which has the function, is then the first to check its params."""
+
+
 def deserves_retry(spec: JobSpec, error: BaseException) -> bool:
     """Whether ``error`` is one the job retries for (any exception, unless ``retry_for``).
 
     A time limit counts as a failed attempt like any error; other interrupts
-    (cancellation, KeyboardInterrupt, SystemExit) never get a retry.
+    (cancellation, KeyboardInterrupt, SystemExit) never get a retry, nor do params
+    that do not fit the job.
     """
+    if isinstance(error, ParamsDoNotFit):
+        return False
     if isinstance(error, TimeLimitExceeded):
         return spec.retry_for is None or issubclass(TimeLimitExceeded, spec.retry_for)
     if not isinstance(error, Exception):
