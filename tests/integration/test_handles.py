@@ -20,11 +20,13 @@ from sqlalchemy import Engine, insert, text
 import jobplane
 from jobplane import service, store
 from jobplane.library import waiting
+from jobplane.library.engine import reset_default_engine
 from jobplane.models import Task, utcnow
 from jobplane.outbox.relay import Relay
 from jobplane.service import Submission
 from jobplane.settings import Settings
 from jobplane.store.rows import TaskRow
+from jobplane.workers.jobs import demo
 from tests.conftest import wait_until
 
 #: A wait's limit in the tests that finish the task: never reached when they pass.
@@ -222,30 +224,32 @@ def test_the_listener_reconnects_after_its_connection_is_killed(
     assert waited.result(timeout=LONG) == "after the reconnect"
 
 
-def test_a_real_worker_finishing_tasks_wakes_their_waiters(
+def test_delay_then_wait_returns_the_result_or_raises_the_failure_of_a_real_worker(
+    pg_url: str,
     pg_engine: Engine,
     pg_settings: Settings,
     publisher: dramatiq.Broker,
     start_worker: Callable[[], dramatiq.Broker],
     executor: ThreadPoolExecutor,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Given a task that returns and one whose only attempt fails, published, and their
-    # waiters
-    def submitted(job: str, **options: Any) -> jobplane.TaskHandle:
-        with pg_engine.begin() as conn:
-            row, _ = service.submit(conn, Submission(type=job, **options), pg_settings, utcnow())
-        return jobplane.task(row.id, engine=pg_engine)
+    # Given the library pointed at the database, a job that returns and one whose only
+    # attempt fails, submitted with .delay / .apply, published, and their waiters
+    monkeypatch.setenv("JOBPLANE_DATABASE_URL", pg_url)
+    reset_default_engine()
+    try:
+        echo = demo.echo.delay(month="2026-10")
+        failing = demo.fail.apply({"times": 1}, max_retries=0)
+        assert Relay(pg_engine, publisher, pg_settings).drain() == 2
+        waits = [executor.submit(handle.wait, LONG) for handle in (echo, failing)]
 
-    echo = submitted("demo.echo", params={"month": "2026-10"})
-    failing = submitted("demo.fail", params={"times": 1}, max_retries=0)
-    assert Relay(pg_engine, publisher, pg_settings).drain() == 2
-    waits = [executor.submit(handle.wait, LONG) for handle in (echo, failing)]
+        # When a worker runs them (its lifecycle's group commit finishes them)
+        start_worker()
 
-    # When a worker runs them (its lifecycle's group commit finishes them)
-    start_worker()
-
-    # Then one waiter has the result, the other the failure with its error
-    assert waits[0].result(timeout=LONG) == {"month": "2026-10"}
-    with pytest.raises(jobplane.TaskFailed, match="failing on purpose") as failed:
-        waits[1].result(timeout=LONG)
-    assert failed.value.task_id == failing.id and failing.refresh().status == "failed"
+        # Then one waiter has the result, the other the failure with its error
+        assert waits[0].result(timeout=LONG) == {"month": "2026-10"}
+        with pytest.raises(jobplane.TaskFailed, match="failing on purpose") as failed:
+            waits[1].result(timeout=LONG)
+        assert failed.value.task_id == failing.id and failing.refresh().status == "failed"
+    finally:
+        reset_default_engine()
