@@ -145,3 +145,14 @@ class TaskFailed(JobplaneError):
 class StaleAttempt(JobplaneError):
     """This attempt is no longer the task's: it was recovered, delivered twice or
     cancelled, so its ``ctx.transaction()`` rolled back and wrote nothing."""
+
+
+class RetryRequested(JobplaneError):
+    """The job asked for another attempt (``ctx.retry``): this attempt fails, and the
+    next one is due after exactly ``delay`` seconds (no backoff, no jitter), counted
+    against the task's retries; with none left, the task fails with ``reason``."""
+
+    def __init__(self, *, delay: float, reason: str = "") -> None:
+        self.delay = delay
+        self.reason = reason
+        super().__init__(f"retry requested in {delay:g} s" + (f": {reason}" if reason else ""))

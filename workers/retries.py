@@ -6,7 +6,9 @@ import random
 
 from dramatiq.middleware import TimeLimitExceeded
 
+from jobplane.domain import RetryRequested
 from jobplane.registry import JobSpec
+from jobplane.workers.effects import EffectsNotCommitted
 
 #: Doublings past which the delay is the cap anyway (2**62 × any sane min_backoff is
 #: beyond any max_backoff); bounding the exponent keeps a huge retry number from
@@ -18,8 +20,12 @@ def deserves_retry(spec: JobSpec, error: BaseException) -> bool:
     """Whether ``error`` is one the job retries for (any exception, unless ``retry_for``).
 
     A time limit counts as a failed attempt like any error; other interrupts
-    (cancellation, KeyboardInterrupt, SystemExit) never get a retry.
+    (cancellation, KeyboardInterrupt, SystemExit) never get a retry. A retry the job
+    asked for (``ctx.retry``) and a ``ctx.transaction()`` that could not commit always
+    do: neither is an error of the kind ``retry_for`` chooses among.
     """
+    if isinstance(error, RetryRequested | EffectsNotCommitted):
+        return True
     if isinstance(error, TimeLimitExceeded):
         return spec.retry_for is None or issubclass(TimeLimitExceeded, spec.retry_for)
     if not isinstance(error, Exception):
@@ -38,3 +44,11 @@ def backoff_seconds(spec: JobSpec, retry_number: int, *, jitter: float = 0.1) ->
     doublings = min(max(retry_number - 1, 0), MAX_DOUBLINGS)
     base: float = min(spec.max_backoff, spec.min_backoff * 2**doublings)
     return base * (1 + random.uniform(0, jitter))
+
+
+def retry_delay(spec: JobSpec, error: BaseException, retry_number: int) -> float:
+    """Seconds before retry number ``retry_number`` after ``error``: the delay the job
+    asked for with ``ctx.retry``, exactly, or else the backoff."""
+    if isinstance(error, RetryRequested):
+        return error.delay
+    return backoff_seconds(spec, retry_number)
