@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 
+from dramatiq.errors import Retry
 from dramatiq.threading import Interrupt
 
 
@@ -147,12 +148,18 @@ class StaleAttempt(JobplaneError):
     cancelled, so its ``ctx.transaction()`` rolled back and wrote nothing."""
 
 
-class RetryRequested(JobplaneError):
+class RetryRequested(JobplaneError, Retry):
     """The job asked for another attempt (``ctx.retry``): this attempt fails, and the
     next one is due after exactly ``delay`` seconds (no backoff, no jitter), counted
-    against the task's retries; with none left, the task fails with ``reason``."""
+    against the task's retries; with none left, the task fails with ``reason``.
+
+    A Dramatiq ``Retry`` too, only so that Dramatiq does not log it as an error; the
+    lifecycle, not Dramatiq, schedules the retry.
+    """
 
     def __init__(self, *, delay: float, reason: str = "") -> None:
-        self.delay = delay
+        JobplaneError.__init__(
+            self, f"retry requested in {delay:g} s" + (f": {reason}" if reason else "")
+        )
+        self.delay = delay  #: seconds (Dramatiq's own Retry says milliseconds; unused here)
         self.reason = reason
-        super().__init__(f"retry requested in {delay:g} s" + (f": {reason}" if reason else ""))

@@ -42,13 +42,20 @@ logger = logging.getLogger(__name__)
 
 
 class TransactionAlreadyUsed(JobplaneError):
-    """A job body may open ``ctx.transaction()`` once: its commit is the task's
-    completion, and a task completes once. Put all of the job's writes in one block."""
+    """A job body opened ctx.transaction() a second time."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "a job body may open ctx.transaction() once: its commit is the task's "
+            "completion, and a task completes once; put all of the job's writes in one block"
+        )
 
 
 class EffectsNotCommitted(JobplaneError):
-    """The commit of the job's ``ctx.transaction()`` failed: its writes are not in, and
-    the attempt fails (retried if it has retries left, whatever ``retry_for`` says)."""
+    """The commit of the job's ctx.transaction() failed: its writes are not in."""
+
+    # The attempt fails, and is retried if it has retries left, whatever ``retry_for``
+    # says: the body did not fail.
 
 
 class _State(enum.Enum):

@@ -415,8 +415,11 @@ class TaskLifecycle(Middleware):
             if store.claims.retry_task(
                 conn, ctx.task_id, ctx.dispatch, error=error, run_after=run_after, now=now
             ):
+                if isinstance(exception, RetryRequested):
+                    logger.info("task %s: %s", ctx.task_id, exception)
                 return
         if isinstance(exception, RetryRequested):
+            logger.info("task %s: %s, but it has no retry left: failed", ctx.task_id, exception)
             error = f"{error} (no retry left)"
         store.claims.fail_task(conn, ctx.task_id, ctx.dispatch, error=error, now=now)
 
