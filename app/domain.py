@@ -150,7 +150,7 @@ class StaleAttempt(JobplaneError):
 
 class RetryRequested(JobplaneError, Retry):
     """The job asked for another attempt (``ctx.retry``): this attempt fails, and the
-    next one is due after exactly ``delay`` seconds (no backoff, no jitter), counted
+    next one is due after exactly ``delay_seconds`` (no backoff, no jitter), counted
     against the task's retries; with none left, the task fails with ``reason``.
 
     A Dramatiq ``Retry`` too, only so that Dramatiq does not log it as an error; the
@@ -161,5 +161,6 @@ class RetryRequested(JobplaneError, Retry):
         JobplaneError.__init__(
             self, f"retry requested in {delay:g} s" + (f": {reason}" if reason else "")
         )
-        self.delay = delay  #: seconds (Dramatiq's own Retry says milliseconds; unused here)
+        self.delay_seconds = delay
+        self.delay = round(delay * 1000)  # Dramatiq's Retry says it in milliseconds
         self.reason = reason

@@ -50,5 +50,5 @@ def retry_delay(spec: JobSpec, error: BaseException, retry_number: int) -> float
     """Seconds before retry number ``retry_number`` after ``error``: the delay the job
     asked for with ``ctx.retry``, exactly, or else the backoff."""
     if isinstance(error, RetryRequested):
-        return error.delay
+        return error.delay_seconds
     return backoff_seconds(spec, retry_number)
