@@ -351,17 +351,18 @@ def test_with_a_db_schema_the_jobs_tables_stay_in_the_default_schema(
     # Given jobplane in a schema of its own, and the user's table in the default schema
     engine, settings, users = in_schema
     start_worker.engine, start_worker.settings = engine, settings
-    task_id = submit(engine, settings, WRITE, key="k")
+    task_id = submit(engine, settings, WRITE, key="k", follow_up=True)
     assert Relay(engine, publisher, settings).drain() == 1
 
-    # When a worker runs a job that writes to the user's table in its transaction
+    # When a worker runs a job that writes to the user's table in its transaction, and
+    # enqueues a follow-up there
     start_worker()
 
-    # Then the write is in the user's table, and the task completed in jobplane's schema
+    # Then the write is in the user's table, and the task completed and its follow-up
+    # are in jobplane's schema
     assert finished(engine, task_id).status == "completed"
     assert writes(users) == [("k", 1, 1)]
+    assert follow_ups(engine) == 1
     with users.connect() as conn:
-        in_jobplane = conn.execute(
-            text(f"SELECT status FROM {SCHEMA}.jobplane_tasks WHERE id = :id"), {"id": task_id}
-        ).scalar_one()
-    assert in_jobplane == "completed"
+        in_jobplane = conn.execute(text(f"SELECT type, status FROM {SCHEMA}.jobplane_tasks"))
+        assert sorted(in_jobplane.all()) == [("demo.noop", "pending"), (WRITE, "completed")]
