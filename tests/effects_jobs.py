@@ -86,6 +86,7 @@ def write(
     try:
         with ctx.transaction() as session:
             session.add(EffectsWrite(key=key, attempt=ctx.attempt, fence=ctx.fence_token))
+            ctx.log.warning("writing %s", key)
             if follow_up:
                 ctx.enqueue("demo.noop", idempotency_key=f"{key}-follow-up")
             point("inside")

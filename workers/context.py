@@ -197,9 +197,13 @@ class JobContext:
     def flush(self) -> None:
         """Write buffered progress and log lines, in one transaction.
 
-        If the write fails, they stay buffered (a newer progress replaces the older)."""
+        If the write fails, they stay buffered (a newer progress replaces the older).
+        While the body's ``transaction()`` holds SQLite's write lock they stay buffered
+        too: another connection's write would wait for that lock, held by this thread."""
         progress, lines = self._progress, list(self._lines)
         if progress is None and not lines:
+            return
+        if self.effects is not None and self.effects.holds_write_lock:
             return
         with self.engine.begin() as conn:
             if progress is not None:

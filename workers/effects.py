@@ -93,6 +93,12 @@ class EffectsTransaction:
         """The block ended well: its writes wait for the completion's commit."""
         return self._state is _State.PENDING
 
+    @property
+    def holds_write_lock(self) -> bool:
+        """Whether the transaction holds the whole database's write lock (SQLite's)."""
+        open_ = self._state in (_State.IN_BLOCK, _State.PENDING)
+        return open_ and self.engine.dialect.name == "sqlite"
+
     @contextmanager
     def block(self) -> Iterator[Session]:
         """The ``with`` block: a session whose writes are flushed and checked at its end."""

@@ -216,10 +216,7 @@ class TaskLifecycle(Middleware):
             return  # never claimed (unknown actor)
         context.bind(None)
         ctx.on_body_end()
-        try:
-            ctx.flush()
-        except Exception as error:  # progress and logs are not the outcome: go on
-            logger.warning("could not write the last progress of task %s: %s", ctx.task_id, error)
+        self._flush_last(ctx)
         try:
             self._finish(broker, ctx, exception, message)
         except Exception:
@@ -230,6 +227,14 @@ class TaskLifecycle(Middleware):
         finally:
             if ctx.effects is not None:
                 ctx.effects.discard()  # never left open, whatever happened
+                self._flush_last(ctx)  # what waited for SQLite's lock, if anything
+
+    def _flush_last(self, ctx: context.JobContext) -> None:
+        """Write the body's last progress and log lines."""
+        try:
+            ctx.flush()
+        except Exception as error:  # progress and logs are not the outcome: go on
+            logger.warning("could not write the last progress of task %s: %s", ctx.task_id, error)
 
     def _finish(
         self,

@@ -8,6 +8,7 @@ with SIGKILL is in tests/e2e/test_effects_crash.py.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -19,7 +20,7 @@ from sqlalchemy import Engine, delete, select, text
 from sqlalchemy.orm import Session
 
 from jobplane import service, store
-from jobplane.db import make_engine
+from jobplane.db import SQLITE_BUSY_TIMEOUT_MS, make_engine
 from jobplane.migrate import upgrade
 from jobplane.models import Outbox, Task, utcnow
 from jobplane.outbox.relay import Relay
@@ -78,6 +79,12 @@ def finished(engine: Engine, task_id: str) -> Any:
 
 def waiting_at(gates: Path, point: str, attempt: int = 1) -> None:
     wait_until(reached(str(gates), point, attempt).exists, what=f"attempt {attempt} at {point}")
+
+
+def log_messages(engine: Engine, task_id: str) -> list[str]:
+    with engine.connect() as conn:
+        lines, _ = store.logs.list_logs(conn, task_id, level=None, offset=0, limit=10)
+    return [line.message for line in lines]
 
 
 def follow_ups(engine: Engine) -> int:
@@ -366,3 +373,29 @@ def test_with_a_db_schema_the_jobs_tables_stay_in_the_default_schema(
     with users.connect() as conn:
         in_jobplane = conn.execute(text(f"SELECT type, status FROM {SCHEMA}.jobplane_tasks"))
         assert sorted(in_jobplane.all()) == [("demo.noop", "pending"), (WRITE, "completed")]
+
+
+def test_on_sqlite_the_transaction_commits_with_the_completion_and_the_logs_follow(
+    sqlite_url: str, redis_url: str, publisher: dramatiq.Broker, start_worker: Workers
+) -> None:
+    # Given the embedded database, where the job's transaction holds the write lock
+    engine = make_engine(sqlite_url)
+    settings = Settings(database_url=sqlite_url, broker_url=redis_url)
+    Base.metadata.create_all(engine, tables=[Base.metadata.tables["effects_writes"]])
+    start_worker.engine, start_worker.settings = engine, settings
+    task_id = submit(engine, settings, WRITE, key="k")
+    assert Relay(engine, publisher, settings).drain() == 1
+
+    # When a worker runs a job that writes and logs in its transaction
+    started = time.monotonic()
+    start_worker()
+
+    # Then the write and the completion are in, and the log line the job wrote while
+    # it held the lock is written after, without waiting out SQLite's busy timeout
+    assert finished(engine, task_id).status == "completed"
+    assert writes(engine) == [("k", 1, 1)]
+    assert wait_until(lambda: log_messages(engine, task_id), what="the log") == [
+        "jobplane.job: writing k"
+    ]
+    assert time.monotonic() - started < SQLITE_BUSY_TIMEOUT_MS / 1000 / 2
+    engine.dispose()
