@@ -150,6 +150,48 @@ class EffectsTransaction:
         finally:
             self.discard()
 
+    def settle(
+        self,
+        exception: BaseException | None,
+        *,
+        storable: bool,
+        complete: Callable[[Connection], bool],
+    ) -> tuple[bool, BaseException | None]:
+        """After the body: commit with ``complete`` (the completion) if the body succeeded.
+
+        (True, None): settled, committed together, or rolled back with nothing recorded
+        because the attempt went stale before the commit. (False, error): the writes are
+        not in, and ``error`` is the attempt's outcome, recorded as any other (None: the
+        body succeeded but its result is not ``storable``, or it never used its block).
+        """
+        if self.stale and exception is None:  # the body caught StaleAttempt
+            exception = StaleAttempt(f"task {self.task_id}: its ctx.transaction() was stale")
+        if exception is not None or not self.pending or not storable:
+            self.discard()
+            return False, exception
+        try:
+            completed = self.commit(complete)
+        except Exception as error:
+            logger.warning(
+                "task %s: its ctx.transaction() could not commit, so its writes are not in; "
+                "the attempt fails: %s",
+                self.task_id,
+                error,
+            )
+            failure = EffectsNotCommitted(
+                f"ctx.transaction() could not commit: {first_line(error)}"
+            )
+            failure.__cause__ = error
+            return False, failure
+        if not completed:
+            logger.warning(
+                "task %s (dispatch %s) finished, but this attempt was no longer the task's: "
+                "its ctx.transaction() rolled back, nothing recorded",
+                self.task_id,
+                self.dispatch,
+            )
+        return True, None
+
     def discard(self) -> None:
         """Roll back whatever is not committed and give the connection back (idempotent)."""
         self._state = _State.DONE
@@ -168,6 +210,13 @@ class EffectsTransaction:
                 "the task's (it was cancelled, or recovered after its worker was presumed "
                 "lost); its ctx.transaction() rolled back and wrote nothing"
             )
+
+
+def first_line(error: BaseException) -> str:
+    """``error`` in a line: the driver's words, not the SQL."""
+    cause = getattr(error, "orig", None) or error
+    text = str(cause).splitlines()[0] if str(cause) else ""
+    return f"{type(cause).__name__}: {text}"
 
 
 def _close_quietly(resource: Session | Connection) -> None:

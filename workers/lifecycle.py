@@ -43,7 +43,7 @@ from jobplane.registry import JobSpec
 from jobplane.settings import Settings
 from jobplane.store.rows import ClaimedTask, NewLogLine
 from jobplane.workers import context, retries
-from jobplane.workers.effects import EffectsNotCommitted
+from jobplane.workers.effects import EffectsNotCommitted, first_line
 from jobplane.workers.monitor import Run, TaskMonitor
 from jobplane.workers.writes import DISCONNECT_RETRIES, TaskWrites
 
@@ -284,43 +284,14 @@ class TaskLifecycle(Middleware):
         limit: int | None,
         exception: BaseException | None,
     ) -> tuple[bool, BaseException | None]:
-        """Commit the body's ``ctx.transaction()`` with its completion, if it succeeded.
-
-        (True, None): settled, committed together or (stale) rolled back with nothing
-        recorded. (False, error): the effects are not in; ``error`` (None: a result
-        that cannot be stored) is the attempt's outcome, recorded as any other.
-        """
-        effects = ctx.effects
-        assert effects is not None
-        if effects.stale and exception is None:  # the body caught StaleAttempt
-            exception = StaleAttempt(f"task {ctx.task_id}: its ctx.transaction() was stale")
-        if exception is not None or not effects.pending or result_error(ctx.result):
-            effects.discard()
-            return False, exception
-        try:
-            completed = effects.commit(
-                lambda conn: self._complete_with_effects(conn, ctx, spec, limit)
-            )
-        except Exception as error:
-            logger.warning(
-                "task %s: its ctx.transaction() could not commit, so its writes are not in; "
-                "the attempt fails: %s",
-                ctx.task_id,
-                error,
-            )
-            failure = EffectsNotCommitted(
-                f"ctx.transaction() could not commit: {_first_line(error)}"
-            )
-            failure.__cause__ = error
-            return False, failure
-        if not completed:
-            logger.warning(
-                "task %s (dispatch %s) finished, but this attempt was no longer the task's: "
-                "its ctx.transaction() rolled back, nothing recorded",
-                ctx.task_id,
-                ctx.dispatch,
-            )
-        return True, None
+        """The body's ``ctx.transaction()``, committed with its completion if it succeeded
+        (``EffectsTransaction.settle``)."""
+        assert ctx.effects is not None
+        return ctx.effects.settle(
+            exception,
+            storable=result_error(ctx.result) is None,
+            complete=lambda conn: self._complete_with_effects(conn, ctx, spec, limit),
+        )
 
     def _complete_with_effects(
         self, conn: Connection, ctx: context.JobContext, spec: JobSpec, limit: int | None
@@ -345,12 +316,13 @@ class TaskLifecycle(Middleware):
         store.logs.append_logs(conn, [_line(ctx, "WARNING", "cancelled while running", now)])
 
     def _stale(self, conn: Connection, ctx: context.JobContext, now: datetime) -> None:
-        """The body's ``ctx.transaction()`` found this attempt no longer the task's."""
+        """The body's ``ctx.transaction()`` found this attempt no longer the task's:
+        cancelled (recorded so), or recovered and run again (this attempt records nothing)."""
         if store.tasks.cancel_requested(conn, [ctx.task_id]):
             store.tasks.mark_cancelled(conn, ctx.task_id, ctx.dispatch, now)
             line = "cancelled while running; its ctx.transaction() rolled back"
             store.logs.append_logs(conn, [_line(ctx, "WARNING", line, now)])
-        # Otherwise the task was recovered and runs again: this attempt records nothing.
+            return
         logger.warning(
             "task %s (dispatch %s): stale attempt, its ctx.transaction() rolled back",
             ctx.task_id,
@@ -363,7 +335,7 @@ class TaskLifecycle(Middleware):
         # A transient error here is an outage that outlasted the worker's stop; any other
         # is the database refusing the result itself: fail the task, saying why.
         if error is not None and not is_transient(error):
-            reason = f"the job's result could not be stored: {_first_line(error)}"
+            reason = f"the job's result could not be stored: {first_line(error)}"
             try:
                 self._transaction(
                     lambda conn: store.claims.fail_task(
@@ -462,13 +434,6 @@ def _failure_line(ctx: context.JobContext, exception: BaseException, now: dateti
         return _line(ctx, "WARNING", storable_text(str(exception)), now)
     trace = storable_text("".join(traceback.format_exception(exception)))
     return _line(ctx, "ERROR", trace, now)
-
-
-def _first_line(error: BaseException) -> str:
-    """``error`` in a line: the driver's words, not the SQL."""
-    cause = getattr(error, "orig", None) or error
-    text = str(cause).splitlines()[0] if str(cause) else ""
-    return f"{type(cause).__name__}: {text}"
 
 
 def describe(exception: BaseException, message: MessageProxy) -> str:
