@@ -31,6 +31,7 @@ test: install $(CHROMIUM)
 ## Benchmarks on PostgreSQL + Redis; figures are printed, see bench/README.md.
 bench: install
 	$(BIN)/python bench/e2e.py
+	$(BIN)/python bench/enqueue.py
 
 ## The fault suite (kills, PostgreSQL and Redis restarts, Redis read-only, half a queue
 ## lost, on private servers), then the partition proof (network namespaces; needs root).
@@ -71,6 +72,7 @@ lint: install src-tree $(NPM_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/mypy tests/typecheck  # the types application code sees (Job's ParamSpec)
 	PYTHONPATH=$(SRC_TREE) $(BIN)/lint-imports --no-cache
 	$(NPM_DIR)/node_modules/.bin/tsc --noEmit -p $(DASHBOARD)/tsconfig.json
 

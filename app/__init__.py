@@ -14,8 +14,10 @@ workers and maintenance, started by the ``jobplane`` command.
 """
 
 from jobplane.domain import (
+    ApiUnavailable,
     IdempotencyConflict,
     InvalidParams,
+    InvalidTransition,
     JobplaneError,
     ParamsTooLarge,
     RetryRequested,
@@ -23,25 +25,45 @@ from jobplane.domain import (
     TaskCancelled,
     TaskFailed,
     TaskNotFound,
+    Unauthorized,
     UnknownJobType,
 )
-from jobplane.library.enqueue import enqueue
+from jobplane.library.client import AsyncClient, Client
+from jobplane.library.enqueue import NewTask, enqueue, enqueue_async, enqueue_many
+from jobplane.library.jobs import Job
+from jobplane.library.results import LogLine, LogPage, Task, TaskPage, TaskSummary
+from jobplane.schedules import ScheduleNotFound
 from jobplane.workers.context import JobContext, current_job
 from jobplane.workers.decorator import job
 
 __all__ = [
+    "ApiUnavailable",
+    "AsyncClient",
+    "Client",
     "IdempotencyConflict",
     "InvalidParams",
+    "InvalidTransition",
+    "Job",
     "JobContext",
     "JobplaneError",
+    "LogLine",
+    "LogPage",
+    "NewTask",
     "ParamsTooLarge",
     "RetryRequested",
+    "ScheduleNotFound",
     "StaleAttempt",
+    "Task",
     "TaskCancelled",
     "TaskFailed",
     "TaskNotFound",
+    "TaskPage",
+    "TaskSummary",
+    "Unauthorized",
     "UnknownJobType",
     "current_job",
     "enqueue",
+    "enqueue_async",
+    "enqueue_many",
     "job",
 ]

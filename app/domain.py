@@ -82,6 +82,10 @@ def can_transition(current: TaskStatus, target: TaskStatus) -> bool:
 class JobplaneError(Exception):
     """Something went wrong in jobplane."""
 
+    #: The HTTP status of the API's answer when ``jobplane.Client`` raised this error
+    #: from one; None when it was raised in this process, or the API was not reached.
+    http_status: int | None = None
+
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or self.__doc__)
         self.message = message or (self.__doc__ or "").strip()
@@ -102,9 +106,11 @@ class InvalidTransition(JobplaneError):
 class UnknownJobType(JobplaneError):
     """No job of that type is registered."""
 
-    def __init__(self, job_type: str, known: list[str]) -> None:
+    def __init__(self, job_type: str, known: list[str], *, message: str | None = None) -> None:
+        # ``message``: the whole message as someone else worded it (the API's answer,
+        # which may name a submission of a batch), instead of the one made here.
         super().__init__(
-            f"unknown job type {job_type!r}; known types: {', '.join(known) or '(none)'}"
+            message or f"unknown job type {job_type!r}; known types: {', '.join(known) or '(none)'}"
         )
         self.known = known
 
@@ -123,6 +129,21 @@ class IdempotencyConflict(JobplaneError):
     def __init__(self, message: str, *, task_id: str) -> None:
         super().__init__(message)
         self.task_id = task_id
+
+
+class Unauthorized(JobplaneError):
+    """The API refused the token: missing or wrong (HTTP 401), or read-only where a change
+    was asked (403). Send ``JOBPLANE_API_TOKEN``, the read-write token."""
+
+
+class ApiUnavailable(JobplaneError):
+    """The API could not be reached, or could not answer (HTTP 5xx, 503 while its
+    database is unreachable): try again later, after ``retry_after`` seconds when the API
+    said how long."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class TaskCancelled(Interrupt):

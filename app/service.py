@@ -23,11 +23,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobplane import registry, store
 from jobplane.domain import (
+    MAX_RETRIES,
     IdempotencyConflict,
     InvalidParams,
     JobplaneError,
     ParamsTooLarge,
     TaskStatus,
+    UnknownJobType,
 )
 from jobplane.settings import Settings
 from jobplane.store.rows import TaskRow
@@ -35,6 +37,11 @@ from jobplane.store.rows import TaskRow
 MAX_PARAMS_BYTES = 64 * 1024  #: largest ``params`` accepted, JSON-encoded
 MAX_BATCH = 1000  #: most submissions in one batch
 QUEUE_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9._-]{0,99}$")  # what Dramatiq accepts
+MAX_TYPE_LENGTH = 200  #: longest job type name (its column's length)
+MAX_PRIORITY = 1000  #: priorities run from -MAX_PRIORITY to MAX_PRIORITY
+MAX_DELAY_SECONDS = 366 * 86400  #: latest start asked for, from now
+MAX_TIMEOUT_SECONDS = 7 * 86400  #: longest time limit of one attempt
+MAX_IDEMPOTENCY_KEY = 200  #: longest idempotency key, in characters (its column's length)
 
 
 @dataclass(frozen=True)
@@ -65,22 +72,30 @@ def build_task(
     now: datetime,
     *,
     idempotency_key: str | None = None,
+    registered_only: bool = True,
 ) -> TaskRow:
     """The row of a new pending task, or a ``JobplaneError`` saying what is wrong.
 
-    The whole row: what the insert writes, and what the API answers with."""
-    spec = registry.get_job(submission.type)
-    _check_params(spec, submission.params)
-    queue = submission.queue or spec.queue
+    The whole row: what the insert writes, and what the API answers with.
+
+    ``registered_only=False`` (application code enqueueing a job its process does not
+    import) accepts a type this process has not registered: its row gets the settings'
+    defaults (queue ``"default"`` unless given), its params only the checks that need no
+    signature, and the worker checks them against the job's signature before it runs.
+    """
+    spec = _spec_of(submission.type, registered_only)
+    _check_params_shape(submission.params)
+    if spec is not None:
+        check_params_fit(spec, submission.params)
+    queue = submission.queue or (spec.queue if spec else registry.DEFAULT_QUEUE)
     if not QUEUE_NAME.match(queue):
         raise InvalidParams(f"invalid queue name {queue!r}: use letters, digits, '.', '_', '-'")
-    if submission.delay_seconds < 0:
-        raise InvalidParams("delaySeconds must not be negative")
+    _check_bounds(submission)
     return TaskRow(
         id=new_task_id(),
-        type=spec.name,
+        type=submission.type,
         queue=queue,
-        priority=_pick(submission.priority, spec.priority, 0),
+        priority=_pick(submission.priority, spec.priority if spec else None, 0),
         params=submission.params,
         status=TaskStatus.PENDING.value,
         progress=0,
@@ -89,8 +104,12 @@ def build_task(
         error=None,
         attempts=0,
         retry_count=0,
-        max_retries=_pick(submission.max_retries, spec.max_retries, settings.default_max_retries),
-        timeout_seconds=_pick(submission.timeout_seconds, spec.timeout, settings.default_timeout),
+        max_retries=_pick(
+            submission.max_retries, spec.max_retries if spec else None, settings.default_max_retries
+        ),
+        timeout_seconds=_pick(
+            submission.timeout_seconds, spec.timeout if spec else None, settings.default_timeout
+        ),
         run_after=now + timedelta(seconds=submission.delay_seconds),
         dispatch=1,
         idempotency_key=idempotency_key,
@@ -115,13 +134,21 @@ def submit(
     now: datetime,
     *,
     idempotency_key: str | None = None,
+    registered_only: bool = True,
 ) -> tuple[TaskRow, bool]:
     """Write one task and its outbox row; returns the task's row and whether it is new.
 
     With an ``idempotency_key`` already used for the same submission, returns that
     task unchanged; used for another submission, raises ``IdempotencyConflict``.
+    ``registered_only``: as for ``build_task``.
     """
-    task = build_task(submission, settings, now, idempotency_key=idempotency_key)
+    task = build_task(
+        submission,
+        settings,
+        now,
+        idempotency_key=idempotency_key,
+        registered_only=registered_only,
+    )
     if idempotency_key is not None:
         existing = store.tasks.find_by_idempotency_key(conn, idempotency_key)
         if existing is not None:
@@ -181,24 +208,84 @@ def _same_submission(existing: TaskRow, task: TaskRow) -> TaskRow:
     return existing
 
 
-def _check_params(spec: registry.JobSpec, params: Any) -> None:
+def check_idempotency_key(key: str) -> None:
+    """``InvalidParams`` unless ``key`` is 1 to ``MAX_IDEMPOTENCY_KEY`` characters, not
+    all whitespace (an empty key would be one key shared by every caller)."""
+    if not isinstance(key, str) or not key.strip() or len(key) > MAX_IDEMPOTENCY_KEY:
+        raise InvalidParams(
+            f"an idempotency key is 1 to {MAX_IDEMPOTENCY_KEY} characters, not only "
+            f"whitespace; got {key!r:.60}"
+        )
+
+
+def check_params_fit(spec: registry.JobSpec, params: dict[str, Any]) -> None:
+    """``InvalidParams`` unless ``params`` bind to the job's signature as keywords."""
+    error = _misfit(spec.fn, frozenset(params))
+    if error is not None:
+        raise InvalidParams(f"params do not fit job {spec.name!r}: {error}")
+
+
+def _spec_of(job_type: str, registered_only: bool) -> registry.JobSpec | None:
+    if registered_only:
+        return registry.get_job(job_type)
+    try:
+        return registry.get_job(job_type)
+    except UnknownJobType:
+        if not isinstance(job_type, str) or not 0 < len(job_type) <= MAX_TYPE_LENGTH:
+            raise InvalidParams(
+                f"a job type is a name of 1 to {MAX_TYPE_LENGTH} characters, not {job_type!r:.60}"
+            ) from None
+        return None
+
+
+def _check_params_shape(params: Any) -> None:
     if not isinstance(params, dict):
         raise InvalidParams("params must be a JSON object")
-    size = len(json.dumps(params, separators=(",", ":")).encode())
+    try:
+        # No NaN or Infinity: they are not JSON, and PostgreSQL's jsonb refuses them.
+        text = json.dumps(params, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise InvalidParams(f"params must be JSON-serializable: {error}") from None
+    except RecursionError:
+        raise InvalidParams("params must be JSON-serializable: nested too deeply") from None
+    size = len(text.encode())
     if size > MAX_PARAMS_BYTES:
         raise ParamsTooLarge(
             f"params are {size} bytes once encoded; the limit is {MAX_PARAMS_BYTES}"
         )
+
+
+def _check_bounds(submission: Submission) -> None:
+    """The ranges the API's request schema also enforces, for callers without it."""
+    _check_range("priority", submission.priority, -MAX_PRIORITY, MAX_PRIORITY)
+    _check_range("delay", submission.delay_seconds, 0, MAX_DELAY_SECONDS)
+    _check_range("max_retries", submission.max_retries, 0, MAX_RETRIES)
+    _check_range("timeout", submission.timeout_seconds, 1, MAX_TIMEOUT_SECONDS)
+
+
+def _check_range(name: str, value: float | None, low: float, high: float) -> None:
+    if value is None:
+        return
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or not low <= value <= high:
+        raise InvalidParams(f"{name} must be a number from {low} to {high}, not {value!r}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _misfit(fn: Callable[..., object], names: frozenset[str]) -> str | None:
+    """Why keyword arguments ``names`` do not fit ``fn``, or None: once per job and set
+    of names (whether they bind depends on the names only), as binding costs more than
+    the rest of a submission's checks together."""
     try:
-        _signature(spec.fn).bind(**params)
+        _signature(fn).bind(**dict.fromkeys(names))
     except TypeError as error:
-        raise InvalidParams(f"params do not fit job {spec.name!r}: {error}") from None
+        return str(error)
+    return None
 
 
 @functools.cache
 def _signature(fn: Callable[..., object]) -> inspect.Signature:
-    """A job's signature, read once per job: reading it cost more than the rest of a
-    submission's checks together."""
+    """A job's signature, read once per job."""
     return inspect.signature(fn)
 
 

@@ -241,14 +241,20 @@ class PlatformRun:
             raise h.BenchError(f"warm-up submissions failed: {result.errors[0]}")
         self.wait_completed(since, self.sizes.warmup, timeout=120)
 
-    def throughput(self, profile_dir: Path | None) -> dict[str, Any]:
+    def throughput(
+        self,
+        profile_dir: Path | None,
+        submitter: Callable[[], Callable[[int], Any]] | None = None,
+        how: str = "over HTTP",
+    ) -> dict[str, Any]:
+        """``submitter``: how jobs are submitted (default: POST /api/tasks), said by ``how``."""
         n = self.sizes.jobs
-        print(f"platform throughput: {n:,} demo.noop jobs over HTTP, {self.sizes.clients} clients")
+        print(f"platform throughput: {n:,} demo.noop jobs {how}, {self.sizes.clients} clients")
         self.warm_up()
         spies = start_profilers(profile_dir, self) if profile_dir else []
         before = h.cpu_snapshot()
         since = time.time()
-        result = burst(n, self.sizes.clients, http_submitter(self.port, NOOP))
+        result = burst(n, self.sizes.clients, submitter or http_submitter(self.port, NOOP))
         if result.errors:
             raise h.BenchError(f"{len(result.errors)} submission(s) failed: {result.errors[0]}")
         peaks = self.wait_completed(since, n, timeout=max(120.0, n / 50), interval=0.5)
@@ -279,12 +285,18 @@ class PlatformRun:
         print(h.format_cpu(usage, n))
         return figures
 
-    def latency(self) -> dict[str, Any]:
+    def latency(
+        self,
+        submitter: Callable[[], Callable[[int], tuple[float, str]]] | None = None,
+        how: str = "over HTTP",
+    ) -> dict[str, Any]:
+        """``submitter``: senders answering (send time, task id); default POST /api/tasks."""
         n, rate = self.sizes.latency_jobs, self.sizes.rate
         print(
-            f"platform latency: {n:,} jobs at {rate:.0f}/s (after {self.sizes.warmup} unmeasured)"
+            f"platform latency: {n:,} jobs {how} at {rate:.0f}/s "
+            f"(after {self.sizes.warmup} unmeasured)"
         )
-        submitter = timed_http_submitter(self.port)
+        submitter = submitter or timed_http_submitter(self.port)
         paced(self.sizes.warmup, rate, PACERS, submitter)
         since = time.time()
         sent = paced(n, rate, PACERS, submitter)

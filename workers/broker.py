@@ -9,13 +9,15 @@ import dramatiq
 from dramatiq.middleware import Middleware, TimeLimit
 from sqlalchemy import Engine
 
-from jobplane import registry
+from jobplane import registry, service
 from jobplane.broker.factory import make_broker
+from jobplane.domain import InvalidParams
 from jobplane.registry import JobSpec
 from jobplane.settings import Settings
 from jobplane.timeouts import RedisTimeouts
 from jobplane.workers import context
 from jobplane.workers.lifecycle import TaskLifecycle
+from jobplane.workers.retries import ParamsDoNotFit
 
 #: Dramatiq's own TimeLimit default (10 min) must never apply silently: every message
 #: the relay publishes carries its task's limit; this only covers a message without one.
@@ -59,6 +61,11 @@ def declare_actor(broker: dramatiq.Broker, spec: JobSpec) -> dramatiq.Actor[Any,
     def run(task_id: str, dispatch: int) -> None:  # noqa: ARG001 (read by the lifecycle)
         ctx = context.current_job()
         try:
+            try:
+                service.check_params_fit(spec, ctx.params)
+            except InvalidParams as error:
+                # Enqueued by a process that does not import this job: first checked here.
+                raise ParamsDoNotFit(error.message) from None
             # The result goes to the task row (via the lifecycle), not to Dramatiq,
             # which would warn that it has no result backend to keep it in.
             ctx.result = spec.fn(**ctx.params)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from jobplane import store
 from jobplane.domain import RetryRequested, TaskCancelled
 from jobplane.library.enqueue import enqueue
+from jobplane.library.jobs import Job
 from jobplane.models import utcnow
 from jobplane.outages import is_transient
 from jobplane.settings import Settings
@@ -132,7 +133,9 @@ class JobContext:
             )
         raise RetryRequested(delay=float(delay), reason=str(reason))
 
-    def enqueue(self, type: str, params: dict[str, Any] | None = None, **options: Any) -> str:
+    def enqueue(
+        self, type: str | Job[..., Any], params: Mapping[str, Any] | None = None, **options: Any
+    ) -> str:
         """Enqueue a follow-up task (``jobplane.enqueue``'s options); its id.
 
         Inside ``with ctx.transaction()``: in that transaction, so it is enqueued once,

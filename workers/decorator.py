@@ -1,19 +1,22 @@
 """``@job``: declare a job type.
 
-The decorator only registers the function (``jobplane.registry``); Dramatiq actors are
-made from the registry when a worker builds its broker (``jobplane.workers.broker``), so
-importing a job module needs no broker and the API can learn job types from it.
+The decorator registers the function (``jobplane.registry``) and returns a ``Job``
+around it; Dramatiq actors are made from the registry when a worker builds its broker
+(``jobplane.workers.broker``), so importing a job module needs no broker and the API
+can learn job types from it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
+from jobplane.library.jobs import Job
 from jobplane.registry import DEFAULT_QUEUE, JobSpec, register
 from jobplane.schedules import Schedule
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def job(
@@ -32,7 +35,7 @@ def job(
     misfire: str = "all",
     max_lateness: float | None = None,
     catch_up_window: float | None = None,
-) -> Callable[[F], F]:
+) -> Callable[[Callable[P, R]], Job[P, R]]:
     """Register the decorated function as job type ``name``.
 
     Parameters:
@@ -55,7 +58,9 @@ def job(
       catch_up_window: seconds catch-up looks back (default 24 h, never before the
         platform first saw the schedule).
 
-    The function itself is returned unchanged: call it directly in your own tests.
+    Returns a ``Job`` (``jobplane.Job``): calling it calls the function itself (in
+    your own tests), with its name, docstring and signature; ``.enqueue(session, …)``,
+    ``.delay(…)`` and ``.apply(…)`` submit it.
     """
 
     options: dict[str, Any] = {}
@@ -69,8 +74,8 @@ def job(
         }
         Schedule.from_options(name, options)  # a mistake fails at import, with the reason
 
-    def decorate(fn: F) -> F:
-        register(
+    def decorate(fn: Callable[P, R]) -> Job[P, R]:
+        spec = register(
             JobSpec(
                 name=name,
                 fn=fn,
@@ -85,6 +90,6 @@ def job(
                 options=options,
             )
         )
-        return fn
+        return Job(spec)
 
     return decorate

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -37,6 +37,7 @@ from jobplane import store
 from jobplane.db import jobplane_schema
 from jobplane.domain import JobplaneError, StaleAttempt
 from jobplane.library.enqueue import enqueue
+from jobplane.library.jobs import Job
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +127,9 @@ class EffectsTransaction:
         session.close()
         self._state = _State.PENDING
 
-    def enqueue(self, job_type: str, params: dict[str, Any] | None, **options: Any) -> str:
+    def enqueue(
+        self, job_type: str | Job[..., Any], params: Mapping[str, Any] | None, **options: Any
+    ) -> str:
         """``jobplane.enqueue`` in this transaction: committed with the completion."""
         assert self._conn is not None and self.in_block
         with jobplane_schema(self._conn, self.schema) as conn:

@@ -6,7 +6,7 @@ import random
 
 from dramatiq.middleware import TimeLimitExceeded
 
-from jobplane.domain import RetryRequested
+from jobplane.domain import InvalidParams, RetryRequested
 from jobplane.registry import JobSpec
 from jobplane.workers.effects import EffectsNotCommitted
 
@@ -16,14 +16,24 @@ from jobplane.workers.effects import EffectsNotCommitted
 MAX_DOUBLINGS = 62
 
 
+class ParamsDoNotFit(InvalidParams):
+    """A task's params do not fit its job's signature: no retry can make them fit.
+
+    Application code may enqueue a job type its process does not import; the worker,
+    which has the function, is then the first to check its params."""
+
+
 def deserves_retry(spec: JobSpec, error: BaseException) -> bool:
     """Whether ``error`` is one the job retries for (any exception, unless ``retry_for``).
 
     A time limit counts as a failed attempt like any error; other interrupts
-    (cancellation, KeyboardInterrupt, SystemExit) never get a retry. A retry the job
-    asked for (``ctx.retry``) and a ``ctx.transaction()`` that could not commit always
-    do: neither is an error of the kind ``retry_for`` chooses among.
+    (cancellation, KeyboardInterrupt, SystemExit) never get a retry, nor do params
+    that do not fit the job. A retry the job asked for (``ctx.retry``) and a
+    ``ctx.transaction()`` that could not commit always do: neither is an error of the
+    kind ``retry_for`` chooses among.
     """
+    if isinstance(error, ParamsDoNotFit):
+        return False
     if isinstance(error, RetryRequested | EffectsNotCommitted):
         return True
     if isinstance(error, TimeLimitExceeded):

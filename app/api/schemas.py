@@ -9,11 +9,16 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from jobplane.domain import MAX_RETRIES, TaskStatus
-from jobplane.service import MAX_BATCH, Submission
+from jobplane.service import (
+    MAX_BATCH,
+    MAX_DELAY_SECONDS,
+    MAX_IDEMPOTENCY_KEY,
+    MAX_PRIORITY,
+    MAX_TIMEOUT_SECONDS,
+    MAX_TYPE_LENGTH,
+    Submission,
+)
 from jobplane.store.rows import LogRow, TaskRow
-
-#: Longest Idempotency-Key, in characters: the length of its column (jobplane.models).
-MAX_IDEMPOTENCY_KEY = 200
 
 
 def _not_blank(key: str) -> str:
@@ -39,13 +44,17 @@ class Camel(BaseModel):
 class SubmitTask(Camel):
     """A job to run."""
 
-    type: str = Field(description="the job type, e.g. demo.echo", min_length=1, max_length=200)
+    type: str = Field(
+        description="the job type, e.g. demo.echo", min_length=1, max_length=MAX_TYPE_LENGTH
+    )
     params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the job")
     queue: str | None = Field(None, description="queue to publish on (default: the job's)")
-    priority: int | None = Field(None, ge=-1000, le=1000)
-    delay_seconds: float = Field(0, ge=0, le=366 * 86400, description="start no earlier than this")
+    priority: int | None = Field(None, ge=-MAX_PRIORITY, le=MAX_PRIORITY)
+    delay_seconds: float = Field(
+        0, ge=0, le=MAX_DELAY_SECONDS, description="start no earlier than this"
+    )
     max_retries: int | None = Field(None, ge=0, le=MAX_RETRIES)
-    timeout_seconds: int | None = Field(None, gt=0, le=7 * 86400)
+    timeout_seconds: int | None = Field(None, gt=0, le=MAX_TIMEOUT_SECONDS)
 
     def to_submission(self) -> Submission:
         return Submission(

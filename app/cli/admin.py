@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from jobplane.cli.client import Client, fail
+from jobplane.cli.client import connect, fail
 from jobplane.cli.output import (
     STATUS_COLORS,
     print_json,
@@ -16,7 +16,7 @@ from jobplane.cli.output import (
     print_task_table,
     show,
 )
-from jobplane.settings import get_settings
+from jobplane.domain import TaskStatus
 
 
 def _connection_options(fn: Any) -> Any:
@@ -30,10 +30,6 @@ def _connection_options(fn: Any) -> Any:
         "--url", envvar="JOBPLANE_URL", default=None, help="API URL (env JOBPLANE_URL)"
     )(fn)
     return click.option("--json", "as_json", is_flag=True, help="print JSON for scripts")(fn)
-
-
-def _client(url: str | None, token: str | None) -> Client:
-    return Client(url or get_settings().url, token)
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -69,23 +65,23 @@ def submit(
     as_json: bool,
 ) -> None:
     """Submit a job of JOB_TYPE."""
-    body: dict[str, Any] = {"type": job_type, "params": dict(map(parse_param, params))}
-    for key, value in (
-        ("queue", queue),
-        ("delaySeconds", delay_seconds or None),
-        ("maxRetries", max_retries),
-        ("timeoutSeconds", timeout_seconds),
-    ):
-        if value is not None:
-            body[key] = value
-    # An empty key is sent too: the API refuses it, rather than the CLI dropping it and
-    # the submission silently losing its idempotency (say, from an unset shell variable).
-    headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else {}
-    task = _client(url, token).request("POST", "/api/tasks", json=body, headers=headers)
+    given = dict(map(parse_param, params))
+    with connect(url, token) as client:
+        # An empty key is sent too: the API refuses it, rather than the CLI dropping it and
+        # the submission silently losing its idempotency (say, from an unset shell variable).
+        task = client.submit(
+            job_type,
+            given,
+            queue=queue,
+            delay=delay_seconds or None,
+            max_retries=max_retries,
+            timeout=timeout_seconds,
+            idempotency_key=idempotency_key,
+        )
     if as_json:
-        print_json(task)
+        print_json(task.raw)
     else:
-        click.echo(f"submitted {task['taskId']} ({task['taskType']}, {task['status']})")
+        click.echo(f"submitted {task.task_id} ({task.task_type}, {task.status})")
 
 
 @click.group()
@@ -113,16 +109,16 @@ def list_tasks(
     as_json: bool,
 ) -> None:
     """List tasks, newest first."""
-    query = {
-        "status": status,
-        "type": job_type,
-        "queue": queue,
-        "search": search,
-        "page": page,
-        "pageSize": page_size,
-    }
-    answer = _client(url, token).request("GET", "/api/admin/tasks", params=query)
-    show(answer, as_json, print_task_table)
+    with connect(url, token) as client:
+        answer = client.list_tasks(
+            status=status,
+            type=job_type,
+            queue=queue,
+            search=search,
+            page=page,
+            page_size=page_size,
+        )
+    show(answer.raw, as_json, print_task_table)
 
 
 @tasks.command("show")
@@ -130,8 +126,9 @@ def list_tasks(
 @_connection_options
 def show_task(task_id: str, url: str | None, token: str | None, as_json: bool) -> None:
     """Show one task in full."""
-    task = _client(url, token).request("GET", f"/api/admin/tasks/{task_id}")
-    show(task, as_json, print_task)
+    with connect(url, token) as client:
+        task = client.get(task_id)
+    show(task.raw, as_json, print_task)
 
 
 @tasks.command("logs")
@@ -150,9 +147,9 @@ def task_logs(
     as_json: bool,
 ) -> None:
     """Show a task's log, oldest first."""
-    query = {"level": level.upper() if level else None, "page": page, "pageSize": page_size}
-    answer = _client(url, token).request("GET", f"/api/admin/tasks/{task_id}/logs", params=query)
-    show(answer, as_json, print_log)
+    with connect(url, token) as client:
+        answer = client.logs(task_id, level=level, page=page, page_size=page_size)
+    show(answer.raw, as_json, print_log)
 
 
 @tasks.command("cancel")
@@ -160,10 +157,11 @@ def task_logs(
 @_connection_options
 def cancel_task(task_id: str, url: str | None, token: str | None, as_json: bool) -> None:
     """Cancel a pending task, or ask a running one to stop."""
-    task = _client(url, token).request("POST", f"/api/admin/tasks/{task_id}/cancel")
+    with connect(url, token) as client:
+        task = client.cancel(task_id)
     if as_json:
-        print_json(task)
-    elif task["status"] == "cancelled":
+        print_json(task.raw)
+    elif task.status == TaskStatus.CANCELLED:
         click.echo(f"cancelled {task_id}")
     else:
         click.echo(f"cancel requested: {task_id} is running and will stop within seconds")
@@ -174,18 +172,20 @@ def cancel_task(task_id: str, url: str | None, token: str | None, as_json: bool)
 @_connection_options
 def retry_task(task_id: str, url: str | None, token: str | None, as_json: bool) -> None:
     """Start a new run of a failed or cancelled task."""
-    task = _client(url, token).request("POST", f"/api/admin/tasks/{task_id}/retry")
+    with connect(url, token) as client:
+        task = client.retry(task_id)
     if as_json:
-        print_json(task)
+        print_json(task.raw)
     else:
-        click.echo(f"retrying {task_id}: {task['status']}")
+        click.echo(f"retrying {task_id}: {task.status}")
 
 
 @click.command()
 @_connection_options
 def stats(url: str | None, token: str | None, as_json: bool) -> None:
     """Tasks by status, the outbox backlog and the workers seen recently."""
-    answer = _client(url, token).request("GET", "/api/admin/stats")
+    with connect(url, token) as client:
+        answer = client.stats()
     show(answer, as_json, print_stats)
 
 

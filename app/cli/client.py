@@ -1,11 +1,17 @@
-"""The admin commands' HTTP client: the API at ``--url`` with ``--token``."""
+"""The admin commands' connection to the API at ``--url`` with ``--token``: a
+``jobplane.Client``, and its errors as a message and an exit code scripts rely on."""
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import NoReturn
 
 import click
-import httpx
+
+from jobplane.domain import ApiUnavailable, JobplaneError
+from jobplane.library.client import Client
+from jobplane.settings import get_settings
 
 #: Exit codes scripts can rely on.
 EXIT_OK = 0
@@ -15,32 +21,22 @@ EXIT_UNREACHABLE = 3  #: the API could not be reached, or failed (5xx)
 EXIT_NOT_FOUND = 4  #: no such task
 
 
-class Client:
-    def __init__(self, url: str, token: str | None, *, timeout: float = 30.0) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
+@contextmanager
+def connect(url: str | None, token: str | None) -> Iterator[Client]:
+    """A client of the API for the command's body; what the API refuses ends the command
+    with its message (``404: no task with id 'x'``) and exit code."""
+    try:
+        with Client(url or get_settings().url, token) as client:
+            yield client
+    except JobplaneError as error:
+        status = f"{error.http_status}: " if error.http_status else ""
+        fail(f"{status}{error.message}", exit_code(error))
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        """The JSON answer of a successful request; otherwise exit with a clear message.
 
-        Query parameters that are None are left out.
-        """
-        if "params" in kwargs:
-            kwargs["params"] = {k: v for k, v in kwargs["params"].items() if v is not None}
-        try:
-            response = self.http.request(method, path, **kwargs)
-        except httpx.HTTPError as error:
-            fail(f"cannot reach the API at {self.http.base_url}: {error}", EXIT_UNREACHABLE)
-        if response.is_success:
-            return response.json()
-        try:
-            message = response.json().get("message") or response.text
-        except ValueError:
-            message = response.text
-        code = EXIT_NOT_FOUND if response.status_code == 404 else EXIT_API_ERROR
-        if response.status_code >= 500:
-            code = EXIT_UNREACHABLE
-        fail(f"{response.status_code}: {message}", code)
+def exit_code(error: JobplaneError) -> int:
+    if isinstance(error, ApiUnavailable):
+        return EXIT_UNREACHABLE
+    return EXIT_NOT_FOUND if error.http_status == 404 else EXIT_API_ERROR
 
 
 def fail(message: str, code: int) -> NoReturn:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import click
 
-from jobplane.cli.admin import _client, _connection_options
-from jobplane.cli.client import fail
+from jobplane.cli.admin import _connection_options
+from jobplane.cli.client import connect, fail
 from jobplane.cli.output import print_catch_up, print_schedules, print_task, show
 
 
@@ -21,7 +20,8 @@ def schedules() -> None:
 @_connection_options
 def list_schedules(url: str | None, token: str | None, as_json: bool) -> None:
     """List schedules with their next and last runs."""
-    answer = _client(url, token).request("GET", "/api/admin/schedules")
+    with connect(url, token) as client:
+        answer = client.schedules()
     show(answer, as_json, lambda a: print_schedules(a["schedules"]))
 
 
@@ -30,8 +30,9 @@ def list_schedules(url: str | None, token: str | None, as_json: bool) -> None:
 @_connection_options
 def run_schedule(name: str, url: str | None, token: str | None, as_json: bool) -> None:
     """Run schedule NAME now, as a normal task."""
-    task = _client(url, token).request("POST", f"/api/admin/schedules/{name}/run")
-    show(task, as_json, print_task)
+    with connect(url, token) as client:
+        task = client.run_schedule(name)
+    show(task.raw, as_json, print_task)
 
 
 @schedules.command("catch-up")
@@ -42,7 +43,7 @@ def catch_up(
     dry_run: bool, now: str | None, url: str | None, token: str | None, as_json: bool
 ) -> None:
     """Enqueue (or record skipped) every run the schedules missed."""
-    body: dict[str, Any] = {"dryRun": dry_run}
+    moment = None
     if now is not None:
         try:
             moment = datetime.fromisoformat(now)
@@ -50,6 +51,6 @@ def catch_up(
             fail(f"--now must be an ISO-8601 time, got {now!r}", 2)
         if moment.tzinfo is None:
             fail("--now needs a UTC offset, e.g. 2025-12-16T19:41:00+08:00", 2)
-        body["now"] = moment.isoformat()
-    answer = _client(url, token).request("POST", "/api/admin/schedules/catch-up", json=body)
+    with connect(url, token) as client:
+        answer = client.catch_up(dry_run=dry_run, now=moment)
     show(answer, as_json, lambda a: print_catch_up(a["runs"], dry_run=dry_run, now=now))

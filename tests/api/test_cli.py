@@ -76,6 +76,18 @@ def test_errors_have_exit_codes_scripts_can_rely_on(
     assert "must not be empty" in empty_key.stderr
 
 
+def test_an_api_whose_database_is_down_is_exit_code_3_with_its_answer(
+    api_factory: Callable[..., httpx.Client],
+) -> None:
+    settings = Settings(database_url="postgresql+psycopg://postgres@127.0.0.1:1/none")
+    url = str(api_factory(settings).base_url)
+
+    failed = jobplane("submit", "demo.noop", url=url)
+    assert failed.returncode == EXIT_UNREACHABLE
+    assert "503: the database is unreachable" in failed.stderr
+    assert "Traceback" not in failed.stderr
+
+
 def test_a_bad_configuration_is_one_clear_line_not_a_traceback(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBPLANE_")}
     cases = [
