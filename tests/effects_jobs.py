@@ -109,6 +109,16 @@ def reserve(key: str) -> None:
         session.add(Reservation(key=key))
 
 
+@job("test.effects.one_at_a_time", concurrency=1)
+def one_at_a_time(key: str, gates: str) -> None:
+    """Writes a row in ``ctx.transaction()``; one task of its type runs at a time. Each
+    holds inside its block until the test lets the first go (the later ones pass)."""
+    ctx = current_job()
+    with ctx.transaction() as session:
+        session.add(EffectsWrite(key=key, attempt=ctx.attempt, fence=ctx.fence_token))
+        hold(gates, "inside", 1)
+
+
 @job("test.effects.twice")
 def twice() -> None:
     """Opens a second ``ctx.transaction()``: refused."""

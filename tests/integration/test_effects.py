@@ -216,6 +216,25 @@ def test_a_body_that_fails_after_its_block_leaves_no_write_and_its_retry_writes_
     assert writes(user_tables) == []
 
 
+def test_a_limited_job_type_frees_its_slot_with_the_commit_of_its_transaction(
+    user_tables: Engine, pg_settings: Settings, start_worker: Workers, relay: Relay, tmp_path: Path
+) -> None:
+    # Given two tasks of a type that runs one at a time: one holds the slot inside its
+    # transaction, the other waits for it
+    job, gates = "test.effects.one_at_a_time", str(tmp_path)
+    first, second = (submit(user_tables, pg_settings, job, key=k, gates=gates) for k in "ab")
+    assert relay.drain() == 2
+    start_worker()
+    waiting_at(tmp_path, "inside")
+    wait_until(lambda: any(task(user_tables, t).waiting_since for t in (first, second)))
+
+    # When the first commits, then the one that waited is woken, and both write once
+    release(gates, "inside", 1)
+    wait_until(relay.drain, what="the waiting task to be published again")
+    assert [finished(user_tables, t).status for t in (first, second)] == ["completed"] * 2
+    assert sorted(key for key, _, _ in writes(user_tables)) == ["a", "b"]
+
+
 def test_the_write_errors_surface_at_the_end_of_the_block(
     user_tables: Engine, pg_settings: Settings, publisher: dramatiq.Broker, start_worker: Workers
 ) -> None:
