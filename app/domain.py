@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 
+from dramatiq.errors import Retry
 from dramatiq.threading import Interrupt
 
 
@@ -166,3 +167,21 @@ class TaskFailed(JobplaneError):
 class StaleAttempt(JobplaneError):
     """This attempt is no longer the task's: it was recovered, delivered twice or
     cancelled, so its ``ctx.transaction()`` rolled back and wrote nothing."""
+
+
+class RetryRequested(JobplaneError, Retry):
+    """The job asked for another attempt (``ctx.retry``): this attempt fails, and the
+    next one is due after exactly ``delay_seconds`` (no backoff, no jitter), counted
+    against the task's retries; with none left, the task fails with ``reason``.
+
+    A Dramatiq ``Retry`` too, only so that Dramatiq does not log it as an error; the
+    lifecycle, not Dramatiq, schedules the retry.
+    """
+
+    def __init__(self, *, delay: float, reason: str = "") -> None:
+        JobplaneError.__init__(
+            self, f"retry requested in {delay:g} s" + (f": {reason}" if reason else "")
+        )
+        self.delay_seconds = delay
+        self.delay = round(delay * 1000)  # Dramatiq's Retry says it in milliseconds
+        self.reason = reason
