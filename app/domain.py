@@ -10,6 +10,7 @@ statement of ``jobplane.store`` that writes a status builds its status guard fro
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 from dramatiq.errors import Retry
 from dramatiq.threading import Interrupt
@@ -185,3 +186,22 @@ class RetryRequested(JobplaneError, Retry):
         self.delay_seconds = delay
         self.delay = round(delay * 1000)  # Dramatiq's Retry says it in milliseconds
         self.reason = reason
+
+
+def outcome(task_id: str, status: str, result: Any, error: str | None) -> Any:
+    """What waiting for a finished task gives: its result, or the exception its status
+    means (``TaskHandle.wait`` and the HTTP client's ``wait`` alike).
+
+    ``skipped`` (a scheduled run the misfire policy did not run) is ``TaskFailed``, its
+    error the reason: the run has no result, and a caller expecting one must not take
+    a None for success.
+    """
+    if status == TaskStatus.COMPLETED:
+        return result
+    if status == TaskStatus.CANCELLED:
+        raise TaskCancelled(f"task {task_id} was cancelled")
+    if status == TaskStatus.SKIPPED:
+        raise TaskFailed(f"task {task_id} was skipped: {error}", task_id=task_id, error=error)
+    if status == TaskStatus.FAILED:
+        raise TaskFailed(f"task {task_id} failed: {error}", task_id=task_id, error=error)
+    raise ValueError(f"task {task_id} is {status}, not finished")

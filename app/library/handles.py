@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import AbstractContextManager
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from jobplane import store
-from jobplane.domain import TaskCancelled, TaskFailed, TaskNotFound, TaskStatus
+from jobplane.db import jobplane_schema
+from jobplane.domain import TaskNotFound, TaskStatus, outcome
 from jobplane.library import engine as library_engine
 from jobplane.library.waiting import watching
 from jobplane.models import utcnow
@@ -65,7 +67,7 @@ class TaskHandle:
         then stays ``running`` until the body stopped); as the admin API's cancel.
 
         ``jobplane.InvalidTransition`` if it already finished, ``TaskNotFound``."""
-        with self.engine.begin() as conn:
+        with self.engine.begin() as conn, self._in_schema(conn):
             self._row = store.tasks.cancel_task(conn, self.id, utcnow())
         return self
 
@@ -95,34 +97,21 @@ class TaskHandle:
                     raise TimeoutError(f"task {self.id} is still {row.status} after {timeout} s")
                 watch.pause(remaining)
 
+    @staticmethod
+    def _in_schema(conn: Connection) -> AbstractContextManager[Connection]:
+        # A handle may be given the application's own engine, without jobplane's schema.
+        return jobplane_schema(conn, library_engine.library_settings().db_schema)
+
     def _last_read(self) -> TaskRow:
         return self._row if self._row is not None else self._read()
 
     def _read(self) -> TaskRow:
-        with self.engine.connect() as conn:
+        with self.engine.connect() as conn, self._in_schema(conn):
             row = store.tasks.get_task(conn, self.id)
         if row is None:
             raise TaskNotFound(f"no task with id {self.id!r}")
         self._row = row
         return row
-
-
-def outcome(task_id: str, status: str, result: Any, error: str | None) -> Any:
-    """What waiting for a finished task gives: its result, or the exception its status means.
-
-    ``skipped`` (a scheduled run the misfire policy did not run) is ``TaskFailed``, its
-    error the reason: the run has no result, and a caller expecting one must not take
-    a None for success.
-    """
-    if status == TaskStatus.COMPLETED:
-        return result
-    if status == TaskStatus.CANCELLED:
-        raise TaskCancelled(f"task {task_id} was cancelled")
-    if status == TaskStatus.SKIPPED:
-        raise TaskFailed(f"task {task_id} was skipped: {error}", task_id=task_id, error=error)
-    if status == TaskStatus.FAILED:
-        raise TaskFailed(f"task {task_id} failed: {error}", task_id=task_id, error=error)
-    raise ValueError(f"task {task_id} is {status}, not finished")
 
 
 def task(task_id: str, *, engine: Engine | None = None) -> TaskHandle:
