@@ -20,6 +20,7 @@ from jobplane.domain import (
     InvalidTransition,
     JobplaneError,
     ParamsTooLarge,
+    RetryRequested,
     StaleAttempt,
     TaskCancelled,
     TaskFailed,
@@ -29,6 +30,7 @@ from jobplane.domain import (
 )
 from jobplane.library.client import AsyncClient, Client
 from jobplane.library.enqueue import NewTask, enqueue, enqueue_async, enqueue_many
+from jobplane.library.handles import TaskHandle, task
 from jobplane.library.jobs import Job
 from jobplane.library.results import LogLine, LogPage, Task, TaskPage, TaskSummary
 from jobplane.schedules import ScheduleNotFound
@@ -49,11 +51,13 @@ __all__ = [
     "LogPage",
     "NewTask",
     "ParamsTooLarge",
+    "RetryRequested",
     "ScheduleNotFound",
     "StaleAttempt",
     "Task",
     "TaskCancelled",
     "TaskFailed",
+    "TaskHandle",
     "TaskNotFound",
     "TaskPage",
     "TaskSummary",
@@ -64,4 +68,5 @@ __all__ = [
     "enqueue_async",
     "enqueue_many",
     "job",
+    "task",
 ]

@@ -10,7 +10,9 @@ statement of ``jobplane.store`` that writes a status builds its status guard fro
 from __future__ import annotations
 
 import enum
+from typing import Any
 
+from dramatiq.errors import Retry
 from dramatiq.threading import Interrupt
 
 
@@ -166,3 +168,40 @@ class TaskFailed(JobplaneError):
 class StaleAttempt(JobplaneError):
     """This attempt is no longer the task's: it was recovered, delivered twice or
     cancelled, so its ``ctx.transaction()`` rolled back and wrote nothing."""
+
+
+class RetryRequested(JobplaneError, Retry):
+    """The job asked for another attempt (``ctx.retry``): this attempt fails, and the
+    next one is due after exactly ``delay_seconds`` (no backoff, no jitter), counted
+    against the task's retries; with none left, the task fails with ``reason``.
+
+    A Dramatiq ``Retry`` too, only so that Dramatiq does not log it as an error; the
+    lifecycle, not Dramatiq, schedules the retry.
+    """
+
+    def __init__(self, *, delay: float, reason: str = "") -> None:
+        JobplaneError.__init__(
+            self, f"retry requested in {delay:g} s" + (f": {reason}" if reason else "")
+        )
+        self.delay_seconds = delay
+        self.delay = round(delay * 1000)  # Dramatiq's Retry says it in milliseconds
+        self.reason = reason
+
+
+def outcome(task_id: str, status: str, result: Any, error: str | None) -> Any:
+    """What waiting for a finished task gives: its result, or the exception its status
+    means (``TaskHandle.wait`` and the HTTP client's ``wait`` alike).
+
+    ``skipped`` (a scheduled run the misfire policy did not run) is ``TaskFailed``, its
+    error the reason: the run has no result, and a caller expecting one must not take
+    a None for success.
+    """
+    if status == TaskStatus.COMPLETED:
+        return result
+    if status == TaskStatus.CANCELLED:
+        raise TaskCancelled(f"task {task_id} was cancelled")
+    if status == TaskStatus.SKIPPED:
+        raise TaskFailed(f"task {task_id} was skipped: {error}", task_id=task_id, error=error)
+    if status == TaskStatus.FAILED:
+        raise TaskFailed(f"task {task_id} failed: {error}", task_id=task_id, error=error)
+    raise ValueError(f"task {task_id} is {status}, not finished")

@@ -30,6 +30,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from jobplane.domain import TERMINAL_STATES
+
 #: Every table is called ``jobplane_…``, and every name below starts with its table's,
 #: so each object jobplane creates in the user's database carries the prefix
 #: (PostgreSQL's own suffixes: a unique constraint is ``…_key``, a primary key ``…_pkey``).
@@ -182,6 +184,59 @@ def _create_outbox_notify(_table: Any, connection: Connection, **_: Any) -> None
     # one got the trigger from its migrations.
     if connection.dialect.name == "postgresql":
         for statement in OUTBOX_NOTIFY_DDL:
+            connection.exec_driver_sql(statement)
+
+
+#: Waiters' LISTEN channel (``TaskHandle.wait``, ``GET /api/tasks/{id}?wait=``): its
+#: payloads are the ids of tasks that became terminal, comma-joined.
+TASK_DONE_CHANNEL = "jobplane_task_done"
+#: Most ids in one payload: 200 ids of 36 characters and their commas stay well under
+#: PostgreSQL's 8000-byte limit on a payload.
+TASK_DONE_IDS_PER_PAYLOAD = 200
+_TERMINAL_SQL = ", ".join(f"'{status.value}'" for status in sorted(TERMINAL_STATES))
+#: On PostgreSQL, every statement that makes tasks terminal (a batch of completions, a
+#: failure, a cancel, a skipped run inserted as such) notifies the ids it finished, so
+#: no code path has to remember to. Statement-level triggers with transition tables:
+#: one call per statement whatever its row count, and a row counts only when its status
+#: changed to a terminal one. PostgreSQL allows a transition table on a trigger of one
+#: event only: hence two triggers sharing the function. Delivered at commit; names
+#: unqualified, as for ``OUTBOX_NOTIFY_DDL``.
+TASK_DONE_NOTIFY_DDL = (
+    f"""CREATE FUNCTION jobplane_tasks_notify_done() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    done text[];
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        done := ARRAY(SELECT n.id FROM new_rows n WHERE n.status IN ({_TERMINAL_SQL}));
+    ELSE
+        done := ARRAY(
+            SELECT n.id FROM new_rows n JOIN old_rows o ON o.id = n.id
+            WHERE n.status IN ({_TERMINAL_SQL}) AND o.status IS DISTINCT FROM n.status
+        );
+    END IF;
+    FOR i IN 1 .. coalesce(array_length(done, 1), 0) BY {TASK_DONE_IDS_PER_PAYLOAD} LOOP
+        PERFORM pg_notify(
+            '{TASK_DONE_CHANNEL}',
+            array_to_string(done[i:i + {TASK_DONE_IDS_PER_PAYLOAD - 1}], ',')
+        );
+    END LOOP;
+    RETURN NULL;
+END;
+$$""",
+    "CREATE TRIGGER jobplane_tasks_notify_done_on_insert AFTER INSERT ON jobplane_tasks "
+    "REFERENCING NEW TABLE AS new_rows "
+    "FOR EACH STATEMENT EXECUTE FUNCTION jobplane_tasks_notify_done()",
+    "CREATE TRIGGER jobplane_tasks_notify_done_on_update AFTER UPDATE ON jobplane_tasks "
+    "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows "
+    "FOR EACH STATEMENT EXECUTE FUNCTION jobplane_tasks_notify_done()",
+)
+
+
+@event.listens_for(Task.__table__, "after_create")
+def _create_task_done_notify(_table: Any, connection: Connection, **_: Any) -> None:
+    # As for the outbox's trigger: a new database's; an existing one's comes from 0009.
+    if connection.dialect.name == "postgresql":
+        for statement in TASK_DONE_NOTIFY_DDL:
             connection.exec_driver_sql(statement)
 
 

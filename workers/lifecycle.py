@@ -36,13 +36,14 @@ from sqlalchemy import Connection, Engine
 from jobplane import registry, store
 from jobplane.broker.consumer_wakeup import ack_after, flush_acks, give_back
 from jobplane.db import transaction
-from jobplane.domain import TaskCancelled
+from jobplane.domain import RetryRequested, StaleAttempt, TaskCancelled
 from jobplane.models import utcnow
 from jobplane.outages import is_transient, through_outages
 from jobplane.registry import JobSpec
 from jobplane.settings import Settings
 from jobplane.store.rows import ClaimedTask, NewLogLine
 from jobplane.workers import context, retries
+from jobplane.workers.effects import EffectsNotCommitted, first_line
 from jobplane.workers.monitor import Run, TaskMonitor
 from jobplane.workers.writes import DISCONNECT_RETRIES, TaskWrites
 
@@ -215,10 +216,7 @@ class TaskLifecycle(Middleware):
             return  # never claimed (unknown actor)
         context.bind(None)
         ctx.on_body_end()
-        try:
-            ctx.flush()
-        except Exception as error:  # progress and logs are not the outcome: go on
-            logger.warning("could not write the last progress of task %s: %s", ctx.task_id, error)
+        self._flush_last(ctx)
         try:
             self._finish(broker, ctx, exception, message)
         except Exception:
@@ -226,6 +224,17 @@ class TaskLifecycle(Middleware):
             # write: the row stays running and, its heartbeat stopped, is recovered.
             self._release(ctx)
             logger.exception("could not record the outcome of task %s", ctx.task_id)
+        finally:
+            if ctx.effects is not None:
+                ctx.effects.discard()  # never left open, whatever happened
+                self._flush_last(ctx)  # what waited for SQLite's lock, if anything
+
+    def _flush_last(self, ctx: context.JobContext) -> None:
+        """Write the body's last progress and log lines."""
+        try:
+            ctx.flush()
+        except Exception as error:  # progress and logs are not the outcome: go on
+            logger.warning("could not write the last progress of task %s: %s", ctx.task_id, error)
 
     def _finish(
         self,
@@ -236,6 +245,11 @@ class TaskLifecycle(Middleware):
     ) -> None:
         spec = registry.get_job(ctx.task_type)
         limit = spec.concurrency_limit(self.settings.concurrency)
+        if ctx.effects is not None:
+            settled, exception = self._settle_effects(ctx, spec, limit, exception)
+            if settled:
+                self._release(ctx)
+                return
         if exception is None and limit is None and result_error(ctx.result) is None:
             # The common case, committed together with other threads' completions.
             completion = self.writes.complete(ctx.task_id, ctx.dispatch, ctx.result)
@@ -249,17 +263,13 @@ class TaskLifecycle(Middleware):
             if exception is None:
                 self._complete(conn, ctx)
             elif isinstance(exception, TaskCancelled):
-                store.tasks.mark_cancelled(conn, ctx.task_id, ctx.dispatch, now)
-                store.logs.append_logs(
-                    conn, [_line(ctx, "WARNING", "cancelled while running", now)]
-                )
+                self._cancelled(conn, ctx, now)
+            elif isinstance(exception, StaleAttempt):
+                self._stale(conn, ctx, now)
             else:
                 self._fail(conn, ctx, spec, exception, describe(exception, message))
             if limit is not None:
-                # This task's slot is free again: wake a task waiting for it.
-                store.concurrency.lock_job_type(conn, spec.name)
-                free = limit - store.concurrency.count_running(conn, spec.name)
-                store.concurrency.wake_waiting(conn, spec.name, free, now)
+                self._free_slot(conn, spec, limit, now)
 
         # Every write in ``record`` is guarded by the run's dispatch: safe to repeat.
         self._through_outages(
@@ -267,15 +277,65 @@ class TaskLifecycle(Middleware):
         )
         self._release(ctx)
 
+    def _settle_effects(
+        self,
+        ctx: context.JobContext,
+        spec: JobSpec,
+        limit: int | None,
+        exception: BaseException | None,
+    ) -> tuple[bool, BaseException | None]:
+        """The body's ``ctx.transaction()``, committed with its completion if it succeeded
+        (``EffectsTransaction.settle``)."""
+        assert ctx.effects is not None
+        return ctx.effects.settle(
+            exception,
+            storable=result_error(ctx.result) is None,
+            complete=lambda conn: self._complete_with_effects(conn, ctx, spec, limit),
+        )
+
+    def _complete_with_effects(
+        self, conn: Connection, ctx: context.JobContext, spec: JobSpec, limit: int | None
+    ) -> bool:
+        """The completion, on the connection of the body's ``ctx.transaction()``."""
+        now = utcnow()
+        completed = store.claims.complete_task(
+            conn, ctx.task_id, ctx.dispatch, result=ctx.result, now=now
+        )
+        if completed and limit is not None:
+            self._free_slot(conn, spec, limit, now)
+        return completed
+
+    def _free_slot(self, conn: Connection, spec: JobSpec, limit: int, now: datetime) -> None:
+        """This task's slot is free again: wake a task waiting for it."""
+        store.concurrency.lock_job_type(conn, spec.name)
+        free = limit - store.concurrency.count_running(conn, spec.name)
+        store.concurrency.wake_waiting(conn, spec.name, free, now)
+
+    def _cancelled(self, conn: Connection, ctx: context.JobContext, now: datetime) -> None:
+        store.tasks.mark_cancelled(conn, ctx.task_id, ctx.dispatch, now)
+        store.logs.append_logs(conn, [_line(ctx, "WARNING", "cancelled while running", now)])
+
+    def _stale(self, conn: Connection, ctx: context.JobContext, now: datetime) -> None:
+        """The body's ``ctx.transaction()`` found this attempt no longer the task's:
+        cancelled (recorded so), or recovered and run again (this attempt records nothing)."""
+        if store.tasks.cancel_requested(conn, [ctx.task_id]):
+            store.tasks.mark_cancelled(conn, ctx.task_id, ctx.dispatch, now)
+            line = "cancelled while running; its ctx.transaction() rolled back"
+            store.logs.append_logs(conn, [_line(ctx, "WARNING", line, now)])
+            return
+        logger.warning(
+            "task %s (dispatch %s): stale attempt, its ctx.transaction() rolled back",
+            ctx.task_id,
+            ctx.dispatch,
+        )
+
     def _completed(self, ctx: context.JobContext, completion: Future[bool]) -> None:
         """A group-committed completion is settled (on the writer thread)."""
         error = completion.exception()
         # A transient error here is an outage that outlasted the worker's stop; any other
         # is the database refusing the result itself: fail the task, saying why.
         if error is not None and not is_transient(error):
-            cause = getattr(error, "orig", None) or error  # the driver's words, not the SQL
-            first_line = str(cause).splitlines()[0] if str(cause) else ""
-            reason = f"the job's result could not be stored: {type(cause).__name__}: {first_line}"
+            reason = f"the job's result could not be stored: {first_line(error)}"
             try:
                 self._transaction(
                     lambda conn: store.claims.fail_task(
@@ -324,16 +384,20 @@ class TaskLifecycle(Middleware):
         error: str,
     ) -> None:
         now = utcnow()
-        trace = storable_text("".join(traceback.format_exception(exception)))
-        store.logs.append_logs(conn, [_line(ctx, "ERROR", trace, now)])
+        store.logs.append_logs(conn, [_failure_line(ctx, exception, now)])
         if retries.deserves_retry(spec, exception):
             task = store.tasks.get_task(conn, ctx.task_id)
-            delay = retries.backoff_seconds(spec, (task.retry_count if task else 0) + 1)
+            delay = retries.retry_delay(spec, exception, (task.retry_count if task else 0) + 1)
             run_after = now + timedelta(seconds=delay)
             if store.claims.retry_task(
                 conn, ctx.task_id, ctx.dispatch, error=error, run_after=run_after, now=now
             ):
+                if isinstance(exception, RetryRequested):
+                    logger.info("task %s: %s", ctx.task_id, exception)
                 return
+        if isinstance(exception, RetryRequested):
+            logger.info("task %s: %s, but it has no retry left: failed", ctx.task_id, exception)
+            error = f"{error} (no retry left)"
         store.claims.fail_task(conn, ctx.task_id, ctx.dispatch, error=error, now=now)
 
 
@@ -364,12 +428,22 @@ def _line(ctx: context.JobContext, level: str, message: str, now: datetime) -> N
     return NewLogLine(ctx.task_id, level, message, now)
 
 
+def _failure_line(ctx: context.JobContext, exception: BaseException, now: datetime) -> NewLogLine:
+    """The task log's line for a failed attempt: the traceback, or the job's request."""
+    if isinstance(exception, RetryRequested):
+        return _line(ctx, "WARNING", storable_text(str(exception)), now)
+    trace = storable_text("".join(traceback.format_exception(exception)))
+    return _line(ctx, "ERROR", trace, now)
+
+
 def describe(exception: BaseException, message: MessageProxy) -> str:
     """The one-line error stored on the task."""
     if isinstance(exception, TimeLimitExceeded):
         limit_ms = message.options.get("time_limit")
         seconds = f"{limit_ms / 1000:g}" if limit_ms else "?"
         return f"timed out after {seconds} s"
+    if isinstance(exception, RetryRequested | EffectsNotCommitted):
+        return storable_text(str(exception))  # jobplane's words, complete
     return storable_text(f"{type(exception).__name__}: {exception}")
 
 

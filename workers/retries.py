@@ -6,8 +6,9 @@ import random
 
 from dramatiq.middleware import TimeLimitExceeded
 
-from jobplane.domain import InvalidParams
+from jobplane.domain import InvalidParams, RetryRequested
 from jobplane.registry import JobSpec
+from jobplane.workers.effects import EffectsNotCommitted
 
 #: Doublings past which the delay is the cap anyway (2**62 × any sane min_backoff is
 #: beyond any max_backoff); bounding the exponent keeps a huge retry number from
@@ -27,10 +28,14 @@ def deserves_retry(spec: JobSpec, error: BaseException) -> bool:
 
     A time limit counts as a failed attempt like any error; other interrupts
     (cancellation, KeyboardInterrupt, SystemExit) never get a retry, nor do params
-    that do not fit the job.
+    that do not fit the job. A retry the job asked for (``ctx.retry``) and a
+    ``ctx.transaction()`` that could not commit always do: neither is an error of the
+    kind ``retry_for`` chooses among.
     """
     if isinstance(error, ParamsDoNotFit):
         return False
+    if isinstance(error, RetryRequested | EffectsNotCommitted):
+        return True
     if isinstance(error, TimeLimitExceeded):
         return spec.retry_for is None or issubclass(TimeLimitExceeded, spec.retry_for)
     if not isinstance(error, Exception):
@@ -49,3 +54,11 @@ def backoff_seconds(spec: JobSpec, retry_number: int, *, jitter: float = 0.1) ->
     doublings = min(max(retry_number - 1, 0), MAX_DOUBLINGS)
     base: float = min(spec.max_backoff, spec.min_backoff * 2**doublings)
     return base * (1 + random.uniform(0, jitter))
+
+
+def retry_delay(spec: JobSpec, error: BaseException, retry_number: int) -> float:
+    """Seconds before retry number ``retry_number`` after ``error``: the delay the job
+    asked for with ``ctx.retry``, exactly, or else the backoff."""
+    if isinstance(error, RetryRequested):
+        return error.delay_seconds
+    return backoff_seconds(spec, retry_number)

@@ -18,6 +18,7 @@ from jobplane.api import (
     openapi,
     schedules,
     stats,
+    task_waits,
     tasks,
 )
 from jobplane.db import engine_from_settings
@@ -33,6 +34,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        await task_waits.close_listener(app)
         await tasks.close_submissions(app)
         if owns_engine:
             app.state.engine.dispose()

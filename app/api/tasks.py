@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from jobplane import service, store
+from jobplane.api import task_waits
 from jobplane.api.auth import require_token
 from jobplane.api.schemas import (
     BatchCreated,
@@ -132,10 +133,34 @@ def submit_batch(body: SubmitBatch, request: Request, engine: EngineDep) -> Batc
     return BatchCreated(task_ids=ids)
 
 
-@router.get("/{task_id}", response_model=TaskDetail, responses={404: {"model": Problem}})
-def get_task(task_id: str, engine: EngineDep) -> TaskDetail:
-    """The current state of one task."""
-    return TaskDetail.from_task(load_task(engine, task_id))
+WAIT_DESCRIPTION = (
+    "Seconds to wait for the task to finish (at most 60): the answer comes as soon as it "
+    "is completed, failed, cancelled or skipped, or after this long with its current state."
+)
+
+
+@router.get(
+    "/{task_id}",
+    response_model=TaskDetail,
+    responses={404: {"model": Problem}},
+)
+async def get_task(
+    task_id: str,
+    request: Request,
+    wait: Annotated[
+        float | None, Query(ge=0, le=task_waits.MAX_WAIT, description=WAIT_DESCRIPTION)
+    ] = None,
+) -> TaskDetail:
+    """The current state of one task; with ``wait``, once it finished (a long poll)."""
+    engine: Engine = request.app.state.engine
+
+    async def read() -> TaskRow:
+        return await run_in_threadpool(load_task, engine, task_id)
+
+    if not wait:
+        return TaskDetail.from_task(await read())
+    # Waits on the event loop, holding no thread: only each read takes one, briefly.
+    return TaskDetail.from_task(await task_waits.until_finished(request.app, task_id, wait, read))
 
 
 def load_task(engine: Engine, task_id: str) -> TaskRow:

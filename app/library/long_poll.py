@@ -7,7 +7,7 @@ import math
 import time
 from typing import Any
 
-from jobplane.domain import TaskCancelled, TaskFailed, TaskStatus
+from jobplane import domain
 from jobplane.library import calls
 from jobplane.library.results import Task
 
@@ -52,11 +52,4 @@ class LongPoll:
 
 def outcome(task: Task) -> Any:
     """A terminal task's result, or the error that says why there is none."""
-    if task.status == TaskStatus.COMPLETED:
-        return task.result
-    if task.status == TaskStatus.CANCELLED:
-        raise TaskCancelled(f"task {task.task_id} was cancelled")
-    # failed, or skipped: a scheduled run the misfire policy did not run
-    raise TaskFailed(
-        f"task {task.task_id} {task.status}: {task.error}", task_id=task.task_id, error=task.error
-    )
+    return domain.outcome(task.task_id, task.status, task.result, task.error)

@@ -254,6 +254,20 @@ def complete_tasks(
     return flags
 
 
+def is_current_run(conn: Connection, task_id: str, dispatch: int) -> bool:
+    """Whether this run (task id, dispatch) is still the task's running attempt, with no
+    cancellation asked for: what a job's ``ctx.transaction()`` checks as its block ends."""
+    current = conn.execute(
+        select(Task.id).where(
+            Task.id == task_id,
+            Task.dispatch == dispatch,
+            Task.status == RUNNING,
+            Task.cancel_requested.is_(False),
+        )
+    ).first()
+    return current is not None
+
+
 def fail_task(conn: Connection, task_id: str, dispatch: int, *, error: str, now: datetime) -> bool:
     """Record a failed last attempt."""
     values = {"error": error, "completed_at": now}

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 
 from jobplane.db import make_engine
+from jobplane.migrate import MIGRATIONS
 from tests import catalog
 from tests.e2e.install import HIDDEN, INSTALL_TEST_TIMEOUT
 from tests.e2e.platform import Platform
@@ -175,4 +177,4 @@ def test_jobplane_migrates_and_runs_beside_a_users_project_and_leaves_its_tables
     engine.dispose()
     assert after == before
     assert before["tables"]["tasks"]["rows"] and before["others"]
-    assert jobplane_version == [("0008",)]
+    assert jobplane_version == [(ScriptDirectory(str(MIGRATIONS)).get_current_head(),)]

@@ -20,6 +20,7 @@ from jobplane import service
 from jobplane.db import make_engine
 from jobplane.migrate import (
     LEGACY_VERSION_TABLE,
+    MIGRATIONS,
     VERSION_TABLE,
     alembic_config,
     upgrade,
@@ -42,6 +43,8 @@ from tests import catalog, services
 
 FIRE = datetime(2026, 11, 30, 21, 0, tzinfo=UTC)
 NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+#: The newest revision, where every upgrade ends.
+HEAD = ScriptDirectory(str(MIGRATIONS)).get_current_head()
 MODELS = (Task, Outbox, TaskLog, ScheduleState, ScheduleRun, MetricCounter, KeyValue)
 
 
@@ -227,7 +230,7 @@ def test_0008_moves_a_deployment_with_every_row_and_back(
     # alembic_version, holding nothing else, is gone), and the schema is the models'
     after = read_all(engine, [model.__table__ for model in MODELS])  # type: ignore[misc]
     assert after == before and all(after.values())
-    assert versions(engine) == {VERSION_TABLE: ["0008"], LEGACY_VERSION_TABLE: None}
+    assert versions(engine) == {VERSION_TABLE: [HEAD], LEGACY_VERSION_TABLE: None}
     command.check(alembic_config(empty_database))
     with engine.connect() as conn:
         assert [n for _, n in catalog.object_names(conn, "public") if "jobplane_" not in n] == []
@@ -332,7 +335,7 @@ def test_an_alembic_version_of_the_users_is_left_alone(
 
     # Then jobplane has its own version table and tables; the user's are as they were,
     # and alembic check does not count them as tables to drop
-    assert versions(engine) == {VERSION_TABLE: ["0008"], LEGACY_VERSION_TABLE: [revision]}
+    assert versions(engine) == {VERSION_TABLE: [HEAD], LEGACY_VERSION_TABLE: [revision]}
     with engine.connect() as conn:
         assert conn.execute(text("SELECT * FROM tasks")).all() == [(1, "mine")]
         assert inspect(conn).has_table("jobplane_tasks")
@@ -351,7 +354,7 @@ def test_jobplanes_row_leaves_an_alembic_version_it_shared_with_the_user(
     upgrade(empty_database)
 
     # Then jobplane went on from 0005 in its own table; the user's row stays where it was
-    assert versions(engine) == {VERSION_TABLE: ["0008"], LEGACY_VERSION_TABLE: ["user_0007"]}
+    assert versions(engine) == {VERSION_TABLE: [HEAD], LEGACY_VERSION_TABLE: ["user_0007"]}
     command.check(alembic_config(empty_database))
 
 
@@ -376,9 +379,11 @@ def test_in_a_schema_of_its_own_nothing_is_created_in_public(empty_pg_database: 
             assert catalog.object_names(conn, "public") == before
             in_jp = catalog.object_names(conn, "jp")
             context = MigrationContext.configure(conn, opts=version_table_options("jp"))
-            assert context.get_current_revision() == "0008"
+            assert context.get_current_revision() == HEAD
     finally:
         engine.dispose()
     assert ("relation", "jobplane_tasks") in in_jp and ("relation", VERSION_TABLE) in in_jp
     assert ("trigger", "jobplane_outbox_notify") in in_jp
+    assert ("trigger", "jobplane_tasks_notify_done_on_update") in in_jp
+    assert ("function", "jobplane_tasks_notify_done") in in_jp
     assert [name for _, name in in_jp if not name.startswith("jobplane_")] == []
