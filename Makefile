@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test bench chaos lint src-tree format install lock clean
+.PHONY: dev example test bench chaos lint src-tree format install lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,12 @@ $(CHROMIUM):
 ## Run the whole platform on SQLite + the in-process broker, with the API at :8000.
 dev: install
 	$(BIN)/jobplane dev
+
+## The FastAPI example (examples/fastapi_app) on the embedded default, start to finish:
+## both migrations, jobplane dev beside the app, one report enqueued and written, stop.
+EXAMPLE := examples/fastapi_app
+example: install
+	cd $(EXAMPLE) && $(CURDIR)/$(BIN)/python run_example.py
 
 ## Run every test (starts local PostgreSQL/Redis if installed but stopped).
 test: install $(CHROMIUM)
@@ -67,7 +73,8 @@ $(NPM_STAMP): $(DASHBOARD)/package.json $(DASHBOARD)/package-lock.json
 	touch $@
 
 ## The layers (pyproject.toml's [tool.importlinter]) are checked on the same tree: grimp
-## finds the modules under a directory of PYTHONPATH, as mypy does.
+## finds the modules under a directory of PYTHONPATH, as mypy does. The example is
+## type-checked from its own directory, where its `app` is the example's, not jobplane's.
 lint: install src-tree $(NPM_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -75,6 +82,7 @@ lint: install src-tree $(NPM_STAMP)
 	$(BIN)/mypy tests/typecheck  # the types application code sees (Job's ParamSpec)
 	PYTHONPATH=$(SRC_TREE) $(BIN)/lint-imports --no-cache
 	$(NPM_DIR)/node_modules/.bin/tsc --noEmit -p $(DASHBOARD)/tsconfig.json
+	cd $(EXAMPLE) && MYPYPATH=$(CURDIR)/$(SRC_TREE) $(CURDIR)/$(BIN)/mypy app migrations/env.py run_example.py
 
 format: install
 	$(BIN)/ruff format .

@@ -104,13 +104,21 @@ class Platform:
         self.api_url: str | None = None
         self._clients: list[httpx.Client] = []
 
-    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> Process:
+    def start(
+        self,
+        name: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        command: Sequence[str] | None = None,
+    ) -> Process:
+        """A process with the platform's environment: jobplane's ``args``, or another
+        ``command`` of the user's (their app, their migrations) beside it."""
         process = Process(
             f"{name}-{len(self.processes)}",
             list(args),
             {**self.env, **(env or {})},
             self.log_dir,
-            self.command,
+            self.command if command is None else command,
             self.cwd,
         )
         self.processes.append(process)

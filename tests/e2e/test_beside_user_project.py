@@ -21,6 +21,7 @@ from jobplane.db import make_engine
 from jobplane.migrate import MIGRATIONS
 from tests import catalog
 from tests.e2e.install import HIDDEN, INSTALL_TEST_TIMEOUT
+from tests.e2e.platform import Platform
 from tests.e2e.test_lifecycle import finished, submit
 from tests.e2e.test_plain_install import wait_for_a_leader
 
@@ -95,6 +96,31 @@ def make_project(root: Path) -> Path:
     return root
 
 
+def project_platform(
+    platform_factory: Callable[..., Platform],
+    installed: Path,
+    project: Path,
+    database_url: str,
+    broker_url: str,
+    **settings: str,
+) -> Platform:
+    """jobplane's processes as a user's project runs them: the ``jobplane`` installed in
+    the venv ``installed``, started in ``project`` with the project's packages on the
+    path, and nothing of this checkout."""
+    platform = platform_factory(
+        database_url,
+        broker_url,
+        command=[str(installed / "bin" / "jobplane")],
+        cwd=project,
+        **settings,
+    )
+    for name in HIDDEN:
+        platform.env.pop(name, None)
+    platform.env["PYTHONPATH"] = str(project)  # the project's packages, as its own runs see them
+    platform.env["PYTHONDONTWRITEBYTECODE"] = "1"  # nothing written into the project
+    return platform
+
+
 def users_objects(engine: Engine) -> dict[str, Any]:
     """The user's tables exactly (definitions and rows), their sequence's position, and
     every object in public that is not jobplane's."""
@@ -124,16 +150,9 @@ def test_jobplane_migrates_and_runs_beside_a_users_project_and_leaves_its_tables
     with engine.begin() as conn:
         conn.exec_driver_sql(USER_SCHEMA)
     before = users_objects(engine)
-    platform = platform_factory(
-        empty_pg_url,
-        redis_url,
-        command=[str(plain_install / "bin" / "jobplane")],
-        cwd=project,
-        jobs="app.tasks",
+    platform = project_platform(
+        platform_factory, plain_install, project, empty_pg_url, redis_url, jobs="app.tasks"
     )
-    for name in HIDDEN:
-        platform.env.pop(name, None)
-    platform.env["PYTHONPATH"] = str(project)  # the project's packages, as its own runs see them
 
     # When jobplane migrates, and every process starts from the project
     platform.migrate()
