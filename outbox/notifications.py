@@ -70,8 +70,11 @@ class PostgresWakeup(Wakeup):
             return
         try:
             conn = self._listen()
-            # Drain everything already queued, so a burst of commits costs one wake-up.
+            # The first notification ends the wait; those already queued behind it are
+            # for rows the next batch takes too: a burst of commits is one wake-up.
             for _ in conn.notifies(timeout=timeout, stop_after=1):
+                pass
+            for _ in conn.notifies(timeout=0):
                 pass
         except psycopg.Error:
             logger.warning("LISTEN connection failed; polling until it is back", exc_info=True)
