@@ -17,33 +17,29 @@ When the database fails (a restart, a failover, a full pool, a locked SQLite fil
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import re
 import socket
 import threading
-import traceback
 from collections.abc import Callable
 from concurrent.futures import Future
-from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from dramatiq.middleware import Middleware, SkipMessage, TimeLimitExceeded
+from dramatiq.middleware import Middleware, SkipMessage
 from sqlalchemy import Connection, Engine
 
 from jobplane import registry, store
 from jobplane.broker.consumer_wakeup import ack_after, flush_acks, give_back
 from jobplane.db import transaction
-from jobplane.domain import RetryRequested, StaleAttempt, TaskCancelled
+from jobplane.domain import StaleAttempt, TaskCancelled
 from jobplane.models import utcnow
 from jobplane.outages import is_transient, through_outages
 from jobplane.registry import JobSpec
 from jobplane.settings import Settings
-from jobplane.store.rows import ClaimedTask, NewLogLine
-from jobplane.workers import context, retries
-from jobplane.workers.effects import EffectsNotCommitted, first_line
+from jobplane.store.rows import ClaimedTask
+from jobplane.workers import context, outcomes
+from jobplane.workers.effects import first_line
 from jobplane.workers.monitor import Run, TaskMonitor
 from jobplane.workers.writes import DISCONNECT_RETRIES, TaskWrites
 
@@ -250,7 +246,7 @@ class TaskLifecycle(Middleware):
             if settled:
                 self._release(ctx)
                 return
-        if exception is None and limit is None and result_error(ctx.result) is None:
+        if exception is None and limit is None and outcomes.result_error(ctx.result) is None:
             # The common case, committed together with other threads' completions.
             completion = self.writes.complete(ctx.task_id, ctx.dispatch, ctx.result)
             completion.add_done_callback(partial(self._completed, ctx))
@@ -261,15 +257,17 @@ class TaskLifecycle(Middleware):
 
         def record(conn: Connection) -> None:
             if exception is None:
-                self._complete(conn, ctx)
+                outcomes.record_completion(conn, ctx)
             elif isinstance(exception, TaskCancelled):
-                self._cancelled(conn, ctx, now)
+                outcomes.record_cancelled(conn, ctx, now)
             elif isinstance(exception, StaleAttempt):
-                self._stale(conn, ctx, now)
+                outcomes.record_stale(conn, ctx, now)
             else:
-                self._fail(conn, ctx, spec, exception, describe(exception, message))
+                outcomes.record_failure(
+                    conn, ctx, spec, exception, outcomes.describe(exception, message)
+                )
             if limit is not None:
-                self._free_slot(conn, spec, limit, now)
+                outcomes.free_slot(conn, spec, limit, now)
 
         # Every write in ``record`` is guarded by the run's dispatch: safe to repeat.
         self._through_outages(
@@ -289,7 +287,7 @@ class TaskLifecycle(Middleware):
         assert ctx.effects is not None
         return ctx.effects.settle(
             exception,
-            storable=result_error(ctx.result) is None,
+            storable=outcomes.result_error(ctx.result) is None,
             complete=lambda conn: self._complete_with_effects(conn, ctx, spec, limit),
         )
 
@@ -302,32 +300,8 @@ class TaskLifecycle(Middleware):
             conn, ctx.task_id, ctx.dispatch, result=ctx.result, now=now
         )
         if completed and limit is not None:
-            self._free_slot(conn, spec, limit, now)
+            outcomes.free_slot(conn, spec, limit, now)
         return completed
-
-    def _free_slot(self, conn: Connection, spec: JobSpec, limit: int, now: datetime) -> None:
-        """This task's slot is free again: wake a task waiting for it."""
-        store.concurrency.lock_job_type(conn, spec.name)
-        free = limit - store.concurrency.count_running(conn, spec.name)
-        store.concurrency.wake_waiting(conn, spec.name, free, now)
-
-    def _cancelled(self, conn: Connection, ctx: context.JobContext, now: datetime) -> None:
-        store.tasks.mark_cancelled(conn, ctx.task_id, ctx.dispatch, now)
-        store.logs.append_logs(conn, [_line(ctx, "WARNING", "cancelled while running", now)])
-
-    def _stale(self, conn: Connection, ctx: context.JobContext, now: datetime) -> None:
-        """The body's ``ctx.transaction()`` found this attempt no longer the task's:
-        cancelled (recorded so), or recovered and run again (this attempt records nothing)."""
-        if store.tasks.cancel_requested(conn, [ctx.task_id]):
-            store.tasks.mark_cancelled(conn, ctx.task_id, ctx.dispatch, now)
-            line = "cancelled while running; its ctx.transaction() rolled back"
-            store.logs.append_logs(conn, [_line(ctx, "WARNING", line, now)])
-            return
-        logger.warning(
-            "task %s (dispatch %s): stale attempt, its ctx.transaction() rolled back",
-            ctx.task_id,
-            ctx.dispatch,
-        )
 
     def _completed(self, ctx: context.JobContext, completion: Future[bool]) -> None:
         """A group-committed completion is settled (on the writer thread)."""
@@ -364,92 +338,3 @@ class TaskLifecycle(Middleware):
         # dead pooled connection (after a database restart) would cost a round of
         # backoff for nothing.
         return transaction(self.engine, work, disconnect_retries=DISCONNECT_RETRIES)
-
-    def _complete(self, conn: Connection, ctx: context.JobContext) -> None:
-        now = utcnow()
-        error = result_error(ctx.result)
-        if error is not None:
-            store.claims.fail_task(conn, ctx.task_id, ctx.dispatch, error=error, now=now)
-        elif not store.claims.complete_task(
-            conn, ctx.task_id, ctx.dispatch, result=ctx.result, now=now
-        ):
-            logger.warning("task %s finished but was no longer this attempt's", ctx.task_id)
-
-    def _fail(
-        self,
-        conn: Connection,
-        ctx: context.JobContext,
-        spec: JobSpec,
-        exception: BaseException,
-        error: str,
-    ) -> None:
-        now = utcnow()
-        store.logs.append_logs(conn, [_failure_line(ctx, exception, now)])
-        if retries.deserves_retry(spec, exception):
-            task = store.tasks.get_task(conn, ctx.task_id)
-            delay = retries.retry_delay(spec, exception, (task.retry_count if task else 0) + 1)
-            run_after = now + timedelta(seconds=delay)
-            if store.claims.retry_task(
-                conn, ctx.task_id, ctx.dispatch, error=error, run_after=run_after, now=now
-            ):
-                if isinstance(exception, RetryRequested):
-                    logger.info("task %s: %s", ctx.task_id, exception)
-                return
-        if isinstance(exception, RetryRequested):
-            logger.info("task %s: %s, but it has no retry left: failed", ctx.task_id, exception)
-            error = f"{error} (no retry left)"
-        store.claims.fail_task(conn, ctx.task_id, ctx.dispatch, error=error, now=now)
-
-
-def result_error(result: Any) -> str | None:
-    """Why ``result`` cannot be stored, or None when it can.
-
-    It is stored as JSON, in PostgreSQL's ``jsonb`` or SQLite's text: NaN and
-    ±Infinity are not JSON (SQLite would give them back as null), a NUL character has
-    no place in ``jsonb`` text, and a lone surrogate cannot be encoded as UTF-8.
-    """
-    try:
-        text = json.dumps(result, allow_nan=False, ensure_ascii=False)
-        text.encode("utf-8")
-    except (TypeError, ValueError) as error:  # UnicodeEncodeError is a ValueError
-        return f"the job's result cannot be stored as JSON: {error}"
-    except RecursionError:
-        return "the job's result cannot be stored as JSON: it is nested too deeply"
-    if _JSON_NUL.search(text):
-        return "the job's result cannot be stored as JSON: it contains a NUL character"
-    return None
-
-
-#: JSON's escape of a NUL character (not preceded by an escaped backslash).
-_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
-
-
-def _line(ctx: context.JobContext, level: str, message: str, now: datetime) -> NewLogLine:
-    return NewLogLine(ctx.task_id, level, message, now)
-
-
-def _failure_line(ctx: context.JobContext, exception: BaseException, now: datetime) -> NewLogLine:
-    """The task log's line for a failed attempt: the traceback, or the job's request."""
-    if isinstance(exception, RetryRequested):
-        return _line(ctx, "WARNING", storable_text(str(exception)), now)
-    trace = storable_text("".join(traceback.format_exception(exception)))
-    return _line(ctx, "ERROR", trace, now)
-
-
-def describe(exception: BaseException, message: MessageProxy) -> str:
-    """The one-line error stored on the task."""
-    if isinstance(exception, TimeLimitExceeded):
-        limit_ms = message.options.get("time_limit")
-        seconds = f"{limit_ms / 1000:g}" if limit_ms else "?"
-        return f"timed out after {seconds} s"
-    if isinstance(exception, RetryRequested | EffectsNotCommitted):
-        return storable_text(str(exception))  # jobplane's words, complete
-    return storable_text(f"{type(exception).__name__}: {exception}")
-
-
-def storable_text(text: str) -> str:
-    """``text`` as a database text column can hold it: no NUL, no lone surrogate.
-
-    An error message is the job's own words; one the database refused would leave
-    the task's failure unrecorded."""
-    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
