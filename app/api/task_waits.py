@@ -21,7 +21,9 @@ from typing import Any, Protocol
 import psycopg
 from fastapi import FastAPI
 from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 
+from jobplane import store
 from jobplane.db import connect_args
 from jobplane.domain import TaskStatus
 from jobplane.library.waiting import (
@@ -43,8 +45,9 @@ MAX_WAIT = 60.0
 
 
 class AsyncWatch(Protocol):
-    async def pause(self, timeout: float) -> None:
-        """Return when the task may have changed, or after at most ``timeout`` s."""
+    async def pause(self, timeout: float) -> TaskRow | None:
+        """Return when the task may have changed, or after at most ``timeout`` s: with
+        the task's row when the watch was handed it, else None (the caller reads it)."""
 
 
 class PollingWatch:
@@ -53,9 +56,10 @@ class PollingWatch:
     def __init__(self) -> None:
         self._delay = POLL_FIRST
 
-    async def pause(self, timeout: float) -> None:
+    async def pause(self, timeout: float) -> TaskRow | None:
         await asyncio.sleep(max(0.0, min(self._delay, timeout)))
         self._delay = min(self._delay * 2, POLL_MAX)
+        return None
 
 
 class ListeningWatch:
@@ -64,8 +68,14 @@ class ListeningWatch:
     def __init__(self) -> None:
         self.event = asyncio.Event()
         self.paused = False  #: between two reads (what ``TaskDoneListener.paused`` counts)
+        #: The row the listener read for this wake-up, if it did.
+        self.row: TaskRow | None = None
 
-    async def pause(self, timeout: float) -> None:
+    def wake(self, row: TaskRow | None) -> None:
+        self.row = row
+        self.event.set()
+
+    async def pause(self, timeout: float) -> TaskRow | None:
         self.paused = True
         try:
             with suppress(TimeoutError):
@@ -73,14 +83,26 @@ class ListeningWatch:
         finally:
             self.paused = False
         self.event.clear()  # before the next read: a later notification sets it again
+        row, self.row = self.row, None
+        return row
+
+
+#: Reads the rows of the given task ids (those that exist), for the listener.
+ReadMany = Callable[[list[str]], Awaitable[dict[str, TaskRow]]]
 
 
 class TaskDoneListener:
-    """The API process's one LISTEN, serving every waiting request (all on one loop)."""
+    """The API process's one LISTEN, serving every waiting request (all on one loop).
 
-    def __init__(self, conninfo: str, params: dict[str, Any]) -> None:
+    When a notification names tasks that requests wait for, the listener reads their
+    rows in one statement and hands each waiter its own: a batch of completions that
+    ends a hundred waits costs one read, not a hundred reads queued for the pool.
+    """
+
+    def __init__(self, conninfo: str, params: dict[str, Any], read_many: ReadMany) -> None:
         self._conninfo = conninfo
         self._params = params
+        self._read_many = read_many
         self._watches: dict[str, set[ListeningWatch]] = {}
         self._task: asyncio.Task[None] | None = None
         self.conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
@@ -124,7 +146,7 @@ class TaskDoneListener:
                 self._wake(None)  # whatever finished before the LISTEN was not heard
                 delay = RECONNECT_FIRST
                 async for notify in self.conn.notifies():
-                    self._wake(notify.payload.split(","))
+                    await self._wake_with_rows(notify.payload.split(","))
             except Exception:  # a background task survives every error (DESIGN)
                 logger.warning("task-done listener failed; reconnecting", exc_info=True)
                 self._wake(None)
@@ -133,15 +155,30 @@ class TaskDoneListener:
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECONNECT_MAX)
 
+    async def _wake_with_rows(self, task_ids: list[str]) -> None:
+        """Wake the waiters of ``task_ids``, each with its task's row, read for all at once
+        (if that read fails, they read their own)."""
+        waited = [task_id for task_id in task_ids if task_id in self._watches]
+        if not waited:
+            return
+        try:
+            rows = await self._read_many(waited)
+        except Exception as error:
+            logger.warning("could not read the finished tasks for their waiters: %s", error)
+            rows = {}
+        for task_id in waited:
+            for watch in self._watches.get(task_id, ()):
+                watch.wake(rows.get(task_id))
+
     def _wake(self, task_ids: list[str] | None) -> None:
-        """Set the events of the waiters of ``task_ids`` (None: of every waiter)."""
+        """Wake the waiters of ``task_ids`` (None: every waiter); each reads its task."""
         if task_ids is None:
             groups = list(self._watches.values())
         else:
             groups = [self._watches[task_id] for task_id in task_ids if task_id in self._watches]
         for group in groups:
             for watch in group:
-                watch.event.set()
+                watch.wake(None)
 
     async def _close(self) -> None:
         conn, self.conn = self.conn, None
@@ -165,7 +202,16 @@ def _new_listener(engine: Engine, settings: Settings) -> TaskDoneListener:
     # The timeouts and keepalives of every connection the process opens: a LISTEN left
     # without them would wait on a vanished server for good.
     params = connect_args(str(url), PostgresTimeouts.from_settings(settings), {})
-    return TaskDoneListener(url.render_as_string(hide_password=False), params)
+
+    async def read_many(task_ids: list[str]) -> dict[str, TaskRow]:
+        return await run_in_threadpool(_read_tasks, engine, task_ids)
+
+    return TaskDoneListener(url.render_as_string(hide_password=False), params, read_many)
+
+
+def _read_tasks(engine: Engine, task_ids: list[str]) -> dict[str, TaskRow]:
+    with engine.connect() as conn:
+        return store.tasks.get_tasks(conn, task_ids)
 
 
 async def close_listener(app: FastAPI) -> None:
@@ -200,9 +246,12 @@ async def until_finished(
     if TaskStatus(row.status).is_terminal:
         return row
     async with watching(app, task_id) as watch:
+        given: TaskRow | None = None
         while True:
-            row = await read()  # after the watch started: no finish goes unseen
+            # Read after the watch started, so no finish goes unseen; a row the listener
+            # read for this wake-up was read after the finish it was woken for.
+            row = given or await read()
             remaining = deadline - loop.time()
             if TaskStatus(row.status).is_terminal or remaining <= 0:
                 return row
-            await watch.pause(remaining)
+            given = await watch.pause(remaining)

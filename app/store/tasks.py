@@ -155,6 +155,14 @@ def get_task(conn: Connection, task_id: str) -> TaskRow | None:
     return None if row is None else TaskRow.from_row(row)
 
 
+def get_tasks(conn: Connection, task_ids: Sequence[str]) -> dict[str, TaskRow]:
+    """The tasks of ``task_ids`` that exist, by id: one statement for many."""
+    if not task_ids:
+        return {}
+    rows = conn.execute(select(*TASK_COLUMNS).where(Task.id.in_(task_ids))).all()
+    return {row.id: TaskRow.from_row(row) for row in rows}
+
+
 @dataclass(frozen=True)
 class TaskFilter:
     """The admin list's filters; None means any."""

@@ -305,3 +305,53 @@ def test_waits_on_a_second_event_loop_get_a_listener_of_their_own(
     # Then the second was woken by a notification to its own loop's listener
     assert body["status"] == "completed"
     asyncio.run(task_waits.close_listener(app))
+
+
+def test_waits_ended_by_one_commit_are_answered_from_one_read_of_their_tasks(
+    pg: Api, monkeypatch: pytest.MonkeyPatch, no_safety_reads: None
+) -> None:
+    # Given 50 requests waiting for 50 running tasks, the listener's reads counted
+    listener = task_waits.listener_of(pg.app)
+    reads: list[list[str]] = []
+    read_many = listener._read_many
+
+    async def counted(task_ids: list[str]) -> dict[str, TaskRow]:
+        reads.append(task_ids)
+        return await read_many(task_ids)
+
+    monkeypatch.setattr(listener, "_read_many", counted)
+    tasks = tasks_in(pg.engine, 50, "running")
+    with ThreadPoolExecutor(max_workers=len(tasks)) as pool:
+        answers = [
+            pool.submit(pg.client.get, f"/api/tasks/{t.id}", params={"wait": LONG}) for t in tasks
+        ]
+        wait_until(lambda: pg.paused() >= len(tasks), what="every request to wait")
+
+        # When one statement completes them all
+        complete(pg.engine, tasks, "together")
+
+        # Then each request answers with its completed task, and the listener read
+        # the 50 rows in one statement for all of them
+        results = [answer.result(timeout=LONG).json() for answer in answers]
+    assert [r["taskId"] for r in results] == [t.id for t in tasks]
+    assert {(r["status"], r["result"]) for r in results} == {("completed", "together")}
+    assert [sorted(ids) for ids in reads] == [sorted(t.id for t in tasks)]
+
+
+def test_when_the_listener_cannot_read_the_finished_tasks_each_waiter_reads_its_own(
+    pg: Api, executor: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch, no_safety_reads: None
+) -> None:
+    # Given a waiting request, and a listener whose shared read fails
+    listener = task_waits.listener_of(pg.app)
+
+    async def failing(task_ids: list[str]) -> dict[str, TaskRow]:
+        raise OSError("the pool is exhausted")
+
+    monkeypatch.setattr(listener, "_read_many", failing)
+    (task,) = tasks_in(pg.engine, 1, "running")
+    answer = executor.submit(pg.client.get, f"/api/tasks/{task.id}", params={"wait": LONG})
+    wait_until(lambda: task.id in pg.watched() and pg.paused() >= 1, what="the request to wait")
+
+    # When the task completes, then the request still answers with it, at once
+    complete(pg.engine, [task], "read by the waiter")
+    assert answer.result(timeout=PROMPTLY).json()["result"] == "read by the waiter"
