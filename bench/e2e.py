@@ -684,8 +684,28 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = sizes_for(args)
     phases = {phase.strip() for phase in args.only.split(",") if phase.strip()}
+    return run_and_report(
+        args,
+        sizes,
+        lambda procs: run_phases(procs, sizes, phases, args),
+        report,
+        log_prefix="jobplane-bench-",
+    )
+
+
+def run_and_report(
+    args: argparse.Namespace,
+    sizes: Sizes,
+    run: Callable[[h.Procs], tuple[dict[str, Any], h.ScratchDatabase | None]],
+    report: Callable[[dict[str, Any]], list[str]],
+    *,
+    log_prefix: str,
+) -> int:
+    """A bench's frame: the machine's facts, the Redis databases claimed, ``run`` (its
+    figures and the scratch database it made), ``report`` (the targets it missed), the
+    JSON file, then everything stopped, dropped and flushed, whatever happened."""
     h.exit_on_sigterm()
-    log_dir = Path(tempfile.mkdtemp(prefix="jobplane-bench-"))
+    log_dir = Path(tempfile.mkdtemp(prefix=log_prefix))
     procs = h.Procs(log_dir)
     db: h.ScratchDatabase | None = None
     results: dict[str, Any] = {"machine": h.machine(), "sizes": asdict(sizes)}
@@ -696,7 +716,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for index in (PLATFORM_REDIS_DB, RAW_REDIS_DB):
             redis_dbs.append(h.claim_redis_db(index))
-        figures, db = run_phases(procs, sizes, phases, args)
+        figures, db = run(procs)
         results.update(figures)
         missed = report(results)
         print(f"load average after: {h.loadavg()}")

@@ -18,15 +18,11 @@ three ways in one run:
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +34,10 @@ from sqlalchemy.orm import Session  # noqa: E402
 import jobplane  # noqa: E402
 from bench import harness as h  # noqa: E402
 from bench.e2e import (  # noqa: E402
-    PLATFORM_REDIS_DB,
-    RAW_REDIS_DB,
     PlatformRun,
     RawRun,
     Sizes,
+    run_and_report,
     sizes_for,
     verdict,
 )
@@ -201,39 +196,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = sizes_for(args)
     load_jobs(demo_jobs=True)  # the bench enqueues demo.* from code, checked as the API checks
-    h.exit_on_sigterm()
-    log_dir = Path(tempfile.mkdtemp(prefix="jobplane-bench-enqueue-"))
-    procs = h.Procs(log_dir)
-    db: Any = None
-    results: dict[str, Any] = {"machine": h.machine(), "sizes": asdict(sizes)}
-    print("machine: " + ", ".join(f"{k} {v}" for k, v in results["machine"].items()))
-    print(f"load average before: {h.loadavg()}; logs in {log_dir}")
-    failed = True
-    redis_dbs: list[Any] = []
-    try:
-        for index in (PLATFORM_REDIS_DB, RAW_REDIS_DB):
-            redis_dbs.append(h.claim_redis_db(index))
-        figures, db = run_all(procs, sizes, args)
-        results.update(figures)
-        missed = report(results)
-        print(f"load average after: {h.loadavg()}")
-        if args.json:
-            args.json.write_text(json.dumps(results, indent=2, default=str))
-        failed = False
-        return 1 if args.check and missed else 0
-    except h.BenchError as error:
-        print(f"\nbench failed: {error}", file=sys.stderr)
-        return 1
-    finally:
-        procs.close()
-        if db is not None:
-            db.drop()
-        for client in redis_dbs:
-            client.flushdb()
-        if failed or args.keep_logs:
-            print(f"process logs kept in {log_dir}", file=sys.stderr)
-        else:
-            shutil.rmtree(log_dir, ignore_errors=True)
+    return run_and_report(
+        args,
+        sizes,
+        lambda procs: run_all(procs, sizes, args),
+        report,
+        log_prefix="jobplane-bench-enqueue-",
+    )
 
 
 if __name__ == "__main__":
