@@ -21,7 +21,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobplane import registry, store
+from jobplane import registry, store, stored_json
 from jobplane.domain import (
     MAX_RETRIES,
     IdempotencyConflict,
@@ -242,12 +242,10 @@ def _check_params_shape(params: Any) -> None:
     if not isinstance(params, dict):
         raise InvalidParams("params must be a JSON object")
     try:
-        # No NaN or Infinity: they are not JSON, and PostgreSQL's jsonb refuses them.
-        text = json.dumps(params, separators=(",", ":"), allow_nan=False)
+        # What reads back as it was written: no NaN, NUL or lone surrogate.
+        text = stored_json.encode(params)
     except (TypeError, ValueError) as error:
-        raise InvalidParams(f"params must be JSON-serializable: {error}") from None
-    except RecursionError:
-        raise InvalidParams("params must be JSON-serializable: nested too deeply") from None
+        raise InvalidParams(f"params cannot be stored as JSON: {error}") from None
     size = len(text.encode())
     if size > MAX_PARAMS_BYTES:
         raise ParamsTooLarge(

@@ -8,9 +8,7 @@ storable) lives here too.
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import traceback
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -18,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from dramatiq.middleware import TimeLimitExceeded
 from sqlalchemy import Connection
 
-from jobplane import store
+from jobplane import store, stored_json
 from jobplane.domain import RetryRequested
 from jobplane.models import utcnow
 from jobplane.registry import JobSpec
@@ -100,26 +98,9 @@ def free_slot(conn: Connection, spec: JobSpec, limit: int, now: datetime) -> Non
 
 
 def result_error(result: Any) -> str | None:
-    """Why ``result`` cannot be stored, or None when it can.
-
-    It is stored as JSON, in PostgreSQL's ``jsonb`` or SQLite's text: NaN and
-    ±Infinity are not JSON (SQLite would give them back as null), a NUL character has
-    no place in ``jsonb`` text, and a lone surrogate cannot be encoded as UTF-8.
-    """
-    try:
-        text = json.dumps(result, allow_nan=False, ensure_ascii=False)
-        text.encode("utf-8")
-    except (TypeError, ValueError) as error:  # UnicodeEncodeError is a ValueError
-        return f"the job's result cannot be stored as JSON: {error}"
-    except RecursionError:
-        return "the job's result cannot be stored as JSON: it is nested too deeply"
-    if _JSON_NUL.search(text):
-        return "the job's result cannot be stored as JSON: it contains a NUL character"
-    return None
-
-
-#: JSON's escape of a NUL character (not preceded by an escaped backslash).
-_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+    """Why ``result`` cannot be stored, or None when it can (``jobplane.stored_json``)."""
+    problem = stored_json.problem(result)
+    return None if problem is None else f"the job's result cannot be stored as JSON: {problem}"
 
 
 def _line(ctx: context.JobContext, level: str, message: str, now: datetime) -> NewLogLine:
