@@ -243,10 +243,9 @@ def _check_params_shape(params: Any) -> None:
         raise InvalidParams("params must be a JSON object")
     try:
         # What reads back as it was written: no NaN, NUL or lone surrogate.
-        text = stored_json.encode(params)
+        size = len(stored_json.encode(params))
     except (TypeError, ValueError) as error:
         raise InvalidParams(f"params cannot be stored as JSON: {error}") from None
-    size = len(text.encode())
     if size > MAX_PARAMS_BYTES:
         raise ParamsTooLarge(
             f"params are {size} bytes once encoded; the limit is {MAX_PARAMS_BYTES}"

@@ -17,17 +17,17 @@ from typing import Any
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
-def encode(value: Any) -> str:
-    """``value`` as the JSON text jobplane stores, or ``ValueError`` saying why it cannot
-    be stored (``TypeError`` for a value that is not JSON at all)."""
+def encode(value: Any) -> bytes:
+    """``value`` as JSON in UTF-8, or ``ValueError`` saying why it cannot be stored
+    (``TypeError`` for a value that is not JSON at all)."""
     try:
         text = json.dumps(value, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
-        text.encode("utf-8")  # a lone surrogate: UnicodeEncodeError, a ValueError
+        encoded = text.encode("utf-8")  # a lone surrogate: UnicodeEncodeError, a ValueError
     except RecursionError:
         raise ValueError("it is nested too deeply") from None
     if _JSON_NUL.search(text):
         raise ValueError("it contains a NUL character")
-    return text
+    return encoded
 
 
 def problem(value: Any) -> str | None:

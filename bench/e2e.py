@@ -608,11 +608,7 @@ def report(results: dict[str, Any]) -> list[str]:
         )
         if not ok:
             missed.append("relay")
-    header = ("", "platform", "raw", "ratio", "target")
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(5)]
-    print()
-    for row in [header, *rows]:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    h.print_table(("", "platform", "raw", "ratio", "target"), rows)
     return missed
 
 

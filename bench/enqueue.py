@@ -170,11 +170,7 @@ def report(results: dict[str, Any]) -> list[str]:
     )
     if not ok:
         missed.append("enqueue_many")
-    header = ("", "path", "figure", "ratio", "target")
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(5)]
-    print()
-    for row in [header, *rows]:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    h.print_table(("", "path", "figure", "ratio", "target"), rows)
     return missed
 
 

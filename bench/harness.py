@@ -471,6 +471,14 @@ def machine() -> dict[str, Any]:
     }
 
 
+def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """``rows`` under ``header``, in left-aligned columns, after a blank line."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    print()
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+
+
 def loadavg() -> str:
     with open("/proc/loadavg") as load:
         return " ".join(load.read().split()[:3])
