@@ -27,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -696,10 +696,12 @@ def run_and_report(
     report: Callable[[dict[str, Any]], list[str]],
     *,
     log_prefix: str,
+    redis_dbs: Sequence[int] = (PLATFORM_REDIS_DB, RAW_REDIS_DB),
 ) -> int:
-    """A bench's frame: the machine's facts, the Redis databases claimed, ``run`` (its
-    figures and the scratch database it made), ``report`` (the targets it missed), the
-    JSON file, then everything stopped, dropped and flushed, whatever happened."""
+    """A bench's frame: the machine's facts, the Redis databases claimed (``redis_dbs``),
+    ``run`` (its figures and the scratch database it made), ``report`` (the targets it
+    missed), the JSON file, then everything stopped, dropped and flushed, whatever
+    happened."""
     h.exit_on_sigterm()
     log_dir = Path(tempfile.mkdtemp(prefix=log_prefix))
     procs = h.Procs(log_dir)
@@ -708,10 +710,10 @@ def run_and_report(
     print("machine: " + ", ".join(f"{k} {v}" for k, v in results["machine"].items()))
     print(f"load average before: {h.loadavg()}; logs in {log_dir}")
     failed = True
-    redis_dbs: list[Any] = []
+    claimed: list[Any] = []
     try:
-        for index in (PLATFORM_REDIS_DB, RAW_REDIS_DB):
-            redis_dbs.append(h.claim_redis_db(index))
+        for index in redis_dbs:
+            claimed.append(h.claim_redis_db(index))
         figures, db = run(procs)
         results.update(figures)
         missed = report(results)
@@ -727,7 +729,7 @@ def run_and_report(
         procs.close()
         if db is not None:
             db.drop()
-        for client in redis_dbs:
+        for client in claimed:
             client.flushdb()
         if failed or args.keep_logs:
             print(f"process logs kept in {log_dir}", file=sys.stderr)
