@@ -489,9 +489,12 @@ class BackendCpu:
         if stat is None:
             raise BenchError("PostgreSQL's processes are not visible in /proc (another host?)")
         self.postmaster = stat.ppid
-        self._leaders: dict[int, int | None] = {}  #: child pid -> the PID it works for
+        #: The postmaster's children seen: pid -> the backend it is a parallel worker for
+        #: (None: not one). A pid is forgotten when it exits: pids are reused.
+        self._roles: dict[int, int | None] = {}
         self._first: dict[int, float] = {}  #: parallel worker -> CPU when first seen
         self._last: dict[int, float] = {}  #: parallel worker -> CPU when last seen
+        self._done: list[tuple[int, float]] = []  #: (its leader, CPU in the window)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -505,9 +508,10 @@ class BackendCpu:
 
     def measure(self, body: Callable[[], T]) -> tuple[T, BackendUsage]:
         """Run ``body`` and say what PostgreSQL spent meanwhile."""
-        self._leaders.clear()
+        self._roles.clear()
         self._first.clear()
         self._last.clear()
+        self._done.clear()
         self._sample(first=True)
         ours = self.backends()
         before, server_before, started = self._cpu(ours), self._server_cpu(), time.monotonic()
@@ -523,11 +527,8 @@ class BackendCpu:
         ours |= self.backends()
         after, server_after = self._cpu(ours), self._server_cpu()
         own = sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
-        parallel = [
-            self._last[pid] - self._first.get(pid, 0.0)
-            for pid, leader in self._leaders.items()
-            if leader in ours and pid in self._last
-        ]
+        self._forget(set())
+        parallel = [cpu for leader, cpu in self._done if leader in ours]
         return result, BackendUsage(
             wall, own, sum(parallel), len(parallel), server_after - server_before
         )
@@ -543,13 +544,21 @@ class BackendCpu:
                 pids = [int(pid) for pid in children.read().split()]
         except OSError:
             return
+        self._forget(set(pids))
         for pid in pids:
-            if pid not in self._leaders and (role := _role(pid)) is not None:
-                self._leaders[pid] = role[0]
-            if self._leaders.get(pid) is not None and (stat := proc_stat(pid)):
+            if pid not in self._roles and (role := _role(pid)) is not None:
+                self._roles[pid] = role[0]
+            if self._roles.get(pid) is not None and (stat := proc_stat(pid)):
                 if first:
                     self._first[pid] = stat.cpu
                 self._last[pid] = stat.cpu
+
+    def _forget(self, alive: set[int]) -> None:
+        """Close the accounts of the children no longer in ``alive``."""
+        for pid in [pid for pid in self._roles if pid not in alive]:
+            leader = self._roles.pop(pid)
+            if leader is not None and pid in self._last:
+                self._done.append((leader, self._last.pop(pid) - self._first.pop(pid, 0.0)))
 
     def _cpu(self, pids: Iterable[int]) -> dict[int, float]:
         return {pid: stat.cpu for pid in pids if (stat := proc_stat(pid))}
