@@ -323,13 +323,20 @@ def beat(conn: Connection, runs: Iterable[tuple[str, int]], now: datetime) -> No
     """Refresh the heartbeat of the runs (task id, dispatch) a worker holds.
 
     Only a run's own dispatch is refreshed: a stale run must never keep alive the
-    heartbeat of a newer run of its task that another worker holds (or lost)."""
+    heartbeat of a newer run of its task that another worker holds (or lost). A row
+    another transaction holds (the worker's own completion of it, most often) is
+    skipped, not waited for: the beat locks several rows in an order of its own, and
+    waiting could deadlock with that transaction; the next beat comes long before the
+    heartbeat timeout."""
     pairs = list(runs)
     if pairs:
-        conn.execute(
-            update(Task)
+        free = (
+            select(Task.id)
             .where(tuple_(Task.id, Task.dispatch).in_(pairs), Task.status == RUNNING)
-            .values(heartbeat_at=now)
+            .with_for_update(skip_locked=True)
+        )
+        conn.execute(
+            update(Task).where(Task.id.in_(free.scalar_subquery())).values(heartbeat_at=now)
         )
 
 
