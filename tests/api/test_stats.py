@@ -31,9 +31,7 @@ def submit(api: httpx.Client, count: int, job_type: str = "demo.echo") -> list[s
     return ids
 
 
-def run(
-    engine: Engine, task_id: str, *, worker: str, finish: bool, seen_ago: float = 0.0
-) -> None:
+def run(engine: Engine, task_id: str, *, worker: str, finish: bool, seen_ago: float = 0.0) -> None:
     """What a worker does: report in (``seen_ago`` s ago), claim the task, maybe complete it."""
     now = utcnow()
     with engine.begin() as conn:

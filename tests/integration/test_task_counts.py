@@ -32,7 +32,9 @@ def submit(engine: Engine, count: int, job_type: str = "demo.noop") -> list[str]
 def run_to_the_end(engine: Engine, task_ids: list[str], *, fail: bool = False) -> None:
     now = utcnow()
     with engine.begin() as conn:
-        store.claims.claim_tasks(conn, [(task_id, 1) for task_id in task_ids], worker="w:1", now=now)
+        store.claims.claim_tasks(
+            conn, [(task_id, 1) for task_id in task_ids], worker="w:1", now=now
+        )
         if fail:
             for task_id in task_ids:
                 store.claims.fail_task(conn, task_id, 1, error="boom", now=now)
@@ -56,9 +58,7 @@ def test_counts_follow_batches_retention_and_the_fold(any_engine: Engine) -> Non
 
     # When retention deletes the finished ones older than a cutoff in the future
     with any_engine.begin() as conn:
-        deleted = store.retention.delete_finished_before(
-            conn, utcnow() + timedelta(days=1), 1000
-        )
+        deleted = store.retention.delete_finished_before(conn, utcnow() + timedelta(days=1), 1000)
     # Then they are gone from the counts as well
     assert deleted == 30
     assert counted(any_engine) == tallied(any_engine)
