@@ -12,7 +12,7 @@ from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from jobplane import domain, schedules
+from jobplane import domain, schedules, stored_json
 from jobplane.api.auth import Forbidden, Unauthorized
 
 logger = logging.getLogger(__name__)
@@ -72,12 +72,26 @@ async def _validation_error(_request: Request, error: Exception) -> JSONResponse
 async def _http_error(_request: Request, error: Exception) -> JSONResponse:
     """Starlette's own errors (unknown path, unreadable body…), as JSON like ours."""
     assert isinstance(error, StarletteHTTPException)
+    unreadable = _unreadable_json(error.__cause__)
+    if unreadable is not None:
+        message = f"the body is not JSON that can be read: {unreadable}"
+        return problem(422, "invalid_request", message)
     code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(
         error.status_code, "http_error"
     )
     response = problem(error.status_code, code, str(error.detail))
     response.headers.update(error.headers or {})
     return response
+
+
+def _unreadable_json(cause: BaseException | None) -> str | None:
+    """Why the body's JSON could not be parsed, when the parser itself gave up on it
+    (FastAPI answers 400 "There was an error parsing the body" then), else None."""
+    if isinstance(cause, RecursionError):
+        return f"it is nested too deeply (params may nest {stored_json.MAX_DEPTH} levels)"
+    if isinstance(cause, ValueError):  # an integer of thousands of digits, say
+        return str(cause).split(";")[0]
+    return None
 
 
 async def _data_error(_request: Request, error: Exception) -> JSONResponse:
