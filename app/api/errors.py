@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from jobplane import domain, schedules, stored_json
 from jobplane.api.auth import Forbidden, Unauthorized
+from jobplane.maintenance import catchup
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ _STATUS: list[tuple[type[domain.JobplaneError], int, str]] = [
     (domain.UnknownJobType, 422, "unknown_job_type"),
     (domain.ParamsTooLarge, 413, "params_too_large"),
     (domain.InvalidParams, 422, "invalid_params"),
+    (catchup.NowOutOfRange, 422, "invalid_request"),
     (domain.IdempotencyConflict, 409, "idempotency_conflict"),
     (domain.InvalidTransition, 409, "invalid_transition"),
 ]

@@ -235,25 +235,13 @@ class ScheduleList(Camel):
     schedules: list[ScheduleInfo]
 
 
-#: The years ``now`` of a catch-up may be in: any day a schedule can be replayed on, far
-#: enough from ``datetime``'s limits that looking back a window or ahead to the next
-#: fire time never leaves its range.
-CATCH_UP_YEARS = (1970, 2999)
-
-
-def _replayable(now: datetime | None) -> datetime | None:
-    first, last = CATCH_UP_YEARS
-    if now is not None and not first <= now.year <= last:
-        raise ValueError(f"must be in the years {first} to {last}")
-    return now
-
-
 class CatchUpRequest(Camel):
     dry_run: bool = Field(False, strict=True)
-    now: Annotated[AwareDatetime | None, AfterValidator(_replayable)] = Field(
+    now: AwareDatetime | None = Field(
         None,
-        description=f"evaluate as of this time (ISO-8601, years {CATCH_UP_YEARS[0]} to "
-        f"{CATCH_UP_YEARS[1]})",
+        description="with dryRun only: evaluate as of this time (ISO-8601 with an offset), "
+        "inside the catch-up window: at most the longest catch_up_window before the "
+        "server's clock, at most 5 minutes after it",
     )
 
 
