@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -31,7 +32,8 @@ def make_engine(
     schema: str | None = None,
     **options: Any,
 ) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, a busy timeout and immediate transactions.
+    """An engine for ``url``; SQLite gets WAL, a busy timeout, and write transactions that
+    take the write lock up front while reads do not (``_sqlite_engine``).
 
     On PostgreSQL every connection gets ``timeouts`` (default: ``PostgresTimeouts()``);
     a process passes ``PostgresTimeouts.from_settings(settings)``. With ``schema``, every
@@ -179,9 +181,25 @@ def _sqlite_engine(url: str, **options: Any) -> Engine:
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.close()
 
+    # A transaction asked for with begin() (engine.begin(), conn.begin(), a Session's)
+    # takes the write lock up front: one that read first and then wrote would have to
+    # upgrade its lock, and that fails at once with "database is locked" when another
+    # writer went first, instead of waiting for the busy timeout. A transaction that a
+    # statement begins by itself (engine.connect(), then a read: SQLAlchemy's autobegin)
+    # reads without it, beside a writer, from WAL's snapshot.
+    autobeginning: contextvars.ContextVar[Connection | None] = contextvars.ContextVar(
+        "jobplane_sqlite_autobegin", default=None
+    )
+
+    @event.listens_for(engine, "before_execute")
+    def _note_autobegin(connection: Connection, *_args: Any) -> None:
+        autobeginning.set(None if connection.in_transaction() else connection)
+
     @event.listens_for(engine, "begin")
-    def _begin_immediate(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    def _begin(connection: Connection) -> None:
+        deferred = autobeginning.get() is connection
+        autobeginning.set(None)
+        connection.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
     return engine
 
