@@ -36,14 +36,19 @@ def make_engine(
     take the write lock up front while reads do not (``_sqlite_engine``).
 
     On PostgreSQL every connection gets ``timeouts`` (default: ``PostgresTimeouts()``);
-    a process passes ``PostgresTimeouts.from_settings(settings)``. With ``schema``, every
+    a process passes ``PostgresTimeouts.from_settings(settings)``. SQLite takes only its
+    pool timeout. With ``schema``, every
     statement built from the models names its tables in that schema (``in_schema``).
     """
+    timeouts = timeouts or PostgresTimeouts()
     if url.startswith("sqlite"):
         if schema is not None:
             raise ValueError("a schema is for PostgreSQL; SQLite has none")
+        if make_url(url).database not in (None, "", ":memory:"):  # a file: a pool of its own
+            # As on PostgreSQL, rather than SQLAlchemy's 30 s: a full pool answers 503 soon.
+            options.setdefault("pool_timeout", timeouts.pool)
         return _sqlite_engine(url, **options)
-    options = _postgres_options(url, timeouts or PostgresTimeouts(), options)
+    options = _postgres_options(url, timeouts, options)
     return create_engine(url, **in_schema(schema, options))
 
 

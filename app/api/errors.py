@@ -108,6 +108,14 @@ async def _database_error(_request: Request, error: Exception) -> JSONResponse:
     return problem(503, "database_unavailable", "the database is unreachable; try again shortly")
 
 
+async def _pool_timeout(_request: Request, error: Exception) -> JSONResponse:
+    """Every pooled connection stayed taken (the database hangs, or is overloaded): the
+    database is unavailable to this request too, never a 500."""
+    logger.error("database unavailable: no pooled connection came free: %s", error)
+    message = "every database connection is busy (the database is slow or overloaded); retry soon"
+    return problem(503, "database_unavailable", message)
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(domain.JobplaneError, _jobplane_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -115,6 +123,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(OperationalError, _database_error)
     app.add_exception_handler(DBAPIError, _database_error)
-    # Every pooled connection is taken (the database hangs, or is overloaded): this is
-    # the database being unavailable too, never a 500.
-    app.add_exception_handler(PoolTimeout, _database_error)
+    app.add_exception_handler(PoolTimeout, _pool_timeout)
