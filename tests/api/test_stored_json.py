@@ -5,25 +5,21 @@ where it is, and nothing is written."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import Engine
 
-from jobplane.db import make_engine
-from jobplane.settings import Settings
 from tests.conftest import row_counts
 
 
 @pytest.fixture
 def api_and_engine(
-    api_factory: Callable[..., httpx.Client], any_url: str
-) -> Iterator[tuple[httpx.Client, Engine]]:
-    engine = make_engine(any_url)
-    yield api_factory(Settings(database_url=any_url), engine=engine), engine
-    engine.dispose()
+    api_on: Callable[[str], tuple[httpx.Client, Engine]], any_url: str
+) -> tuple[httpx.Client, Engine]:
+    return api_on(any_url)
 
 
 def nested(levels: int, leaf: Any = 1) -> Any:

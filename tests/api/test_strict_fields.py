@@ -3,24 +3,20 @@ is not an integer. Each is a 422 naming the field, and nothing is written."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
 from sqlalchemy import Engine
 
-from jobplane.db import make_engine
-from jobplane.settings import Settings
 from tests.conftest import row_counts
 
 
 @pytest.fixture
 def api_and_engine(
-    api_factory: Callable[..., httpx.Client], sqlite_url: str
-) -> Iterator[tuple[httpx.Client, Engine]]:
-    engine = make_engine(sqlite_url)
-    yield api_factory(Settings(database_url=sqlite_url), engine=engine), engine
-    engine.dispose()
+    api_on: Callable[[str], tuple[httpx.Client, Engine]], sqlite_url: str
+) -> tuple[httpx.Client, Engine]:
+    return api_on(sqlite_url)
 
 
 LOOSE_NUMBERS = [
