@@ -128,30 +128,25 @@ def test_only_a_dry_run_may_be_evaluated_as_of_another_time(
     assert row_counts(pg_engine)["tasks"] == 0
 
 
-@pytest.mark.parametrize(
-    "now",
-    [
+def test_catch_up_refuses_a_time_outside_the_catch_up_window(
+    api: httpx.Client, pg_engine: Engine
+) -> None:
+    # the schedules' longest catch-up window is the default, 24 h
+    outside = [
         "0001-01-01T00:00:00+00:00",
         "0001-01-01T00:00:00+01:00",
         "9999-12-31T23:59:59-01:00",
         "2031-01-01T00:00:00+00:00",
-        "window+1h",
-        "clock+10min",
-    ],
-)
-@pytest.mark.parametrize("dry_run", [True, False])
-def test_catch_up_refuses_a_time_outside_the_catch_up_window(
-    api: httpx.Client, pg_engine: Engine, now: str, dry_run: bool
-) -> None:
-    # the schedules' longest catch-up window is the default, 24 h
-    moment = {
-        "window+1h": iso(utcnow() - timedelta(hours=25)),
-        "clock+10min": iso(utcnow() + timedelta(minutes=10)),
-    }.get(now, now)
-    response = api.post("/api/admin/schedules/catch-up", json={"now": moment, "dryRun": dry_run})
-    assert response.status_code == 422, response.text
-    message = response.json()["message"]
-    assert "catch-up window" in message if dry_run else "only for a dry run" in message
+        iso(utcnow() - timedelta(hours=25)),
+        iso(utcnow() + timedelta(minutes=10)),
+    ]
+    for now in outside:
+        for dry_run in (True, False):
+            body = {"now": now, "dryRun": dry_run}
+            response = api.post("/api/admin/schedules/catch-up", json=body)
+            assert response.status_code == 422, f"{body}: {response.text}"
+            message = response.json()["message"]
+            assert "catch-up window" in message if dry_run else "only for a dry run" in message
     assert row_counts(pg_engine)["tasks"] == 0
 
 

@@ -40,46 +40,45 @@ def post_text(api: httpx.Client, path: str, text: str) -> httpx.Response:
     return api.post(path, content=text, headers={"Content-Type": "application/json"})
 
 
+#: Params as JSON text, where the refusal must say the problem is, and what it must say.
 UNSTORABLE_PARAMS = [
-    pytest.param(
-        json.dumps({"a": nested(299)}), "params" + ".a" * 32, "nested deeper than 32", id="300 deep"
-    ),
-    pytest.param(
+    (json.dumps({"a": nested(299)}), "params" + ".a" * 32, "nested deeper than 32"),
+    (
         json.dumps({"a": {"b": [0, 1, 2, nested(30)]}}),
         "params.a.b[3]" + ".a" * 29,
         "nested deeper than 32 levels",
-        id="33 deep, through a list",
     ),
-    pytest.param('{"x": [1, NaN]}', "params.x[1]", "NaN is not a JSON number", id="NaN"),
-    pytest.param('{"x": Infinity}', "params.x", "Infinity is not a JSON number", id="Infinity"),
-    pytest.param('{"x": -1e400}', "params.x", "-Infinity is not a JSON number", id="overflow"),
-    pytest.param('{"x": "a\\u0000b"}', "params.x", "NUL character", id="NUL in a string"),
-    pytest.param('{"x": {"k\\u0000": 1}}', "params.x", "the key", id="NUL in a key"),
-    pytest.param('{"x": "\\udc80"}', "params.x", "lone surrogate", id="lone surrogate"),
-    pytest.param('{"\\ud800 b": 1}', "params", "lone surrogate", id="lone surrogate in a key"),
+    ('{"x": [1, NaN]}', "params.x[1]", "NaN is not a JSON number"),
+    ('{"x": Infinity}', "params.x", "Infinity is not a JSON number"),
+    ('{"x": -1e400}', "params.x", "-Infinity is not a JSON number"),
+    ('{"x": "a\\u0000b"}', "params.x", "NUL character"),
+    ('{"x": {"k\\u0000": 1}}', "params.x", "the key"),
+    ('{"x": "\\udc80"}', "params.x", "lone surrogate"),
+    ('{"\\ud800 b": 1}', "params", "lone surrogate"),
 ]
 
 
-@pytest.mark.parametrize(("params", "where", "why"), UNSTORABLE_PARAMS)
 def test_params_that_cannot_read_back_are_a_422_naming_where_and_nothing_is_written(
-    api_and_engine: tuple[httpx.Client, Engine], params: str, where: str, why: str
+    api_and_engine: tuple[httpx.Client, Engine],
 ) -> None:
     api, engine = api_and_engine
-    # When a client submits them, alone or in a batch
-    alone = post_text(api, "/api/tasks", f'{{"type": "demo.echo", "params": {params}}}')
-    batch = post_text(
-        api,
-        "/api/tasks/batch",
-        f'{{"tasks": [{{"type": "demo.noop"}}, {{"type": "demo.echo", "params": {params}}}]}}',
-    )
+    for params, where, why in UNSTORABLE_PARAMS:
+        # When a client submits them, alone or in a batch
+        alone = post_text(api, "/api/tasks", f'{{"type": "demo.echo", "params": {params}}}')
+        batch = post_text(
+            api,
+            "/api/tasks/batch",
+            f'{{"tasks": [{{"type": "demo.noop"}}, {{"type": "demo.echo", "params": {params}}}]}}',
+        )
 
-    # Then each is refused, saying where and why, and nothing is stored
-    assert alone.status_code == 422, alone.text
-    assert alone.json()["error"] == "invalid_params"
-    assert alone.json()["message"].startswith(f"{where}: "), alone.json()["message"]
-    assert why in alone.json()["message"]
-    assert batch.status_code == 422, batch.text
-    assert batch.json()["message"].startswith(f"tasks[1]: {where}: ")
+        # Then each is refused, saying where and why
+        assert alone.status_code == 422, f"{params}: {alone.text}"
+        assert alone.json()["error"] == "invalid_params"
+        assert alone.json()["message"].startswith(f"{where}: "), alone.json()["message"]
+        assert why in alone.json()["message"]
+        assert batch.status_code == 422, f"{params}: {batch.text}"
+        assert batch.json()["message"].startswith(f"tasks[1]: {where}: ")
+    # and nothing is stored
     assert row_counts(engine) == {"tasks": 0, "outbox": 0, "task_logs": 0}
 
 
@@ -99,23 +98,24 @@ def test_params_32_levels_deep_with_every_kind_of_value_read_back_equal(
     assert api.get(f"/api/tasks/{task_id}").json()["params"] == params
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        pytest.param(f'{{"type": "demo.echo", "params": {lists(10_000)}}}', id="params"),
-        pytest.param(lists(10_000), id="the whole body"),
-        pytest.param(f'{{"type": "demo.echo", "x": {lists(900)}}}', id="900 deep"),
-        pytest.param(f'{{"type": "demo.echo", "params": {{"a": {lists(900)}}}}}', id="params 900"),
-    ],
-)
+#: Bodies that nest thousands deep: in params, whole, in another field, in params again.
+DEEP_BODIES = [
+    f'{{"type": "demo.echo", "params": {lists(10_000)}}}',
+    lists(10_000),
+    f'{{"type": "demo.echo", "x": {lists(900)}}}',
+    f'{{"type": "demo.echo", "params": {{"a": {lists(900)}}}}}',
+]
+
+
 def test_a_body_nested_thousands_deep_is_a_422_and_writes_nothing(
-    api_and_engine: tuple[httpx.Client, Engine], body: str
+    api_and_engine: tuple[httpx.Client, Engine],
 ) -> None:
     api, engine = api_and_engine
-    for path in ("/api/tasks", "/api/tasks/batch"):
-        response = post_text(api, path, body)
-        assert response.status_code == 422, response.text
-        assert response.json()["error"] in ("invalid_request", "invalid_params")
-        assert response.json()["message"]
+    for body in DEEP_BODIES:
+        for path in ("/api/tasks", "/api/tasks/batch"):
+            response = post_text(api, path, body)
+            assert response.status_code == 422, f"{body[:40]}: {response.text}"
+            assert response.json()["error"] in ("invalid_request", "invalid_params")
+            assert response.json()["message"]
     assert row_counts(engine) == {"tasks": 0, "outbox": 0, "task_logs": 0}
     assert api.get("/healthz").status_code == 200
