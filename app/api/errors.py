@@ -74,9 +74,11 @@ async def _validation_error(_request: Request, error: Exception) -> JSONResponse
 async def _http_error(_request: Request, error: Exception) -> JSONResponse:
     """Starlette's own errors (unknown path, unreadable body…), as JSON like ours."""
     assert isinstance(error, StarletteHTTPException)
-    unreadable = _unreadable_json(error.__cause__)
-    if unreadable is not None:
-        message = f"the body is not JSON that can be read: {unreadable}"
+    if isinstance(error.__cause__, RecursionError):  # FastAPI's parser gave up on it
+        message = (
+            "the body is nested too deeply to be read "
+            f"(params may nest {stored_json.MAX_DEPTH} levels)"
+        )
         return problem(422, "invalid_request", message)
     code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(
         error.status_code, "http_error"
@@ -84,16 +86,6 @@ async def _http_error(_request: Request, error: Exception) -> JSONResponse:
     response = problem(error.status_code, code, str(error.detail))
     response.headers.update(error.headers or {})
     return response
-
-
-def _unreadable_json(cause: BaseException | None) -> str | None:
-    """Why the body's JSON could not be parsed, when the parser itself gave up on it
-    (FastAPI answers 400 "There was an error parsing the body" then), else None."""
-    if isinstance(cause, RecursionError):
-        return f"it is nested too deeply (params may nest {stored_json.MAX_DEPTH} levels)"
-    if isinstance(cause, ValueError):  # an integer of thousands of digits, say
-        return str(cause).split(";")[0]
-    return None
 
 
 async def _data_error(_request: Request, error: Exception) -> JSONResponse:
