@@ -44,6 +44,11 @@ def problem(http_status: int, code: str, message: str, **extra: Any) -> JSONResp
 
 async def _jobplane_error(_request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, domain.JobplaneError)
+    return problem_for(error)
+
+
+def problem_for(error: domain.JobplaneError) -> JSONResponse:
+    """The answer to ``error``: its status, code and message (and its details)."""
     for kind, status, code in _STATUS:
         if isinstance(error, kind):
             return problem(
@@ -72,9 +77,12 @@ async def _validation_error(_request: Request, error: Exception) -> JSONResponse
 async def _http_error(_request: Request, error: Exception) -> JSONResponse:
     """Starlette's own errors (unknown path, unreadable body…), as JSON like ours."""
     assert isinstance(error, StarletteHTTPException)
-    code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(
-        error.status_code, "http_error"
-    )
+    code = {
+        400: "bad_request",
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "request_too_large",
+    }.get(error.status_code, "http_error")
     response = problem(error.status_code, code, str(error.detail))
     response.headers.update(error.headers or {})
     return response

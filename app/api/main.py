@@ -21,6 +21,7 @@ from jobplane.api import (
     task_waits,
     tasks,
 )
+from jobplane.api.front_door import FrontDoor
 from jobplane.db import engine_from_settings
 from jobplane.registry import load_jobs
 from jobplane.settings import Settings
@@ -49,6 +50,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine or engine_from_settings(settings)
+    # Before the rest of the app: Host, origin, token and body size.
+    app.add_middleware(FrontDoor, settings=settings)
     errors.install(app)
     app.include_router(tasks.router)
     app.include_router(admin.router)
