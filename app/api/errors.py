@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from jobplane import domain, schedules
 from jobplane.api.auth import Forbidden, Unauthorized
+from jobplane.api.slots import TooManyStreams, TooManyWaits
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,8 @@ _STATUS: list[tuple[type[domain.JobplaneError], int, str]] = [
     (domain.InvalidParams, 422, "invalid_params"),
     (domain.IdempotencyConflict, 409, "idempotency_conflict"),
     (domain.InvalidTransition, 409, "invalid_transition"),
+    (TooManyStreams, 503, "too_many_streams"),
+    (TooManyWaits, 503, "too_many_waits"),
 ]
 
 

@@ -17,6 +17,7 @@ from jobplane.api import (
     metrics,
     openapi,
     schedules,
+    slots,
     stats,
     task_waits,
     tasks,
@@ -50,6 +51,18 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine or engine_from_settings(settings)
+    app.state.event_streams = slots.Slots(
+        settings.max_event_streams,
+        error=slots.TooManyStreams,
+        what="event streams",
+        setting="JOBPLANE_MAX_EVENT_STREAMS",
+    )
+    app.state.task_waits = slots.Slots(
+        settings.max_task_waits,
+        error=slots.TooManyWaits,
+        what="long polls",
+        setting="JOBPLANE_MAX_TASK_WAITS",
+    )
     # Before the rest of the app: Host, origin, token and body size.
     app.add_middleware(FrontDoor, settings=settings)
     errors.install(app)
