@@ -4,6 +4,9 @@ The platform is ``jobplane dev`` (SQLite, in-process broker) started without a t
 so it makes one up and prints the link that logs a browser in; the tests use that link.
 Playwright never downloads a browser here: it drives ``/usr/bin/chromium``
 (``apt-get install chromium``; ``make test`` installs it when missing).
+
+Every page is watched for script errors and Content-Security-Policy violations: the
+dashboard and the API docs must work under the policies the API sends.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Request, expect, sync_playwright
 
 from tests.conftest import free_port, wait_until
 
@@ -35,6 +38,16 @@ CHROMIUM_ARGS = [
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 LINK = re.compile(r"dashboard: (http://\S+/#token=(\S+))")
+#: Reports every Content-Security-Policy violation of a page to its console, and keeps
+#: it in ``window.cspViolations`` (for a test to wait on).
+REPORT_VIOLATIONS = """
+window.cspViolations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+  const text = `CSP violation: ${event.violatedDirective} ${event.blockedURI}`;
+  window.cspViolations.push(text);
+  console.error(text);
+});
+"""
 
 
 class DevPlatform:
@@ -104,19 +117,40 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
+def watched(context: BrowserContext) -> list[str]:
+    """What the context's pages report from now on: script errors and CSP violations."""
+    problems: list[str] = []
+    context.add_init_script(REPORT_VIOLATIONS)
+
+    def on_page(page: Page) -> None:
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        page.on(
+            "console",
+            lambda message: (
+                problems.append(message.text)
+                if "CSP violation" in message.text or "Content Security Policy" in message.text
+                else None
+            ),
+        )
+
+    context.on("page", on_page)
+    return problems
+
+
 @pytest.fixture
 def page(browser: Browser, dev: DevPlatform) -> Iterator[Page]:
-    """A fresh browser session, logged in through the link ``jobplane dev`` printed."""
+    """A fresh browser session, logged in through the link ``jobplane dev`` printed; it
+    must end without a script error or a CSP violation."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
+    problems = watched(context)
     page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto(dev.link)
     expect(page.locator("#app")).to_be_visible()
     expect(page.locator("#live")).to_have_text("live")
     yield page
+    problems += page.evaluate("window.cspViolations")
     context.close()
-    assert not errors, f"JavaScript errors: {errors}"
+    assert not problems, f"JavaScript errors or CSP violations: {problems}"
 
 
 def row(page: Page, task_id: str) -> str:
@@ -246,4 +280,89 @@ def test_the_dashboard_fits_a_phone_screen(browser: Browser, dev: DevPlatform) -
         assert box is not None and box["x"] + box["width"] <= 390
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
+    context.close()
+
+
+def test_the_dashboard_works_under_a_policy_that_blocks_inline_scripts(
+    browser: Browser, dev: DevPlatform
+) -> None:
+    # Given the dashboard, logged in, with its task panel open (progress bar and all)
+    context = browser.new_context()
+    problems = watched(context)
+    page = context.new_page()
+    with page.expect_response(dev.url + "/") as first:
+        page.goto(dev.link)
+    assert "script-src 'self';" in first.value.headers["content-security-policy"]
+    task_id = dev.submit("demo.echo", text="csp")
+    page.click(f"{row(page, task_id)} td.id a")
+    expect(page.locator("#panel .progress")).to_be_visible()
+    assert problems + page.evaluate("window.cspViolations") == []
+    # When a script is slipped into the page, as an injection would
+    ran = page.evaluate(
+        """() => { const s = document.createElement("script");
+        s.textContent = "window.injected = true"; document.head.append(s);
+        return window.injected === true; }"""
+    )
+    # Then it does not run, and the browser reports the policy it broke
+    assert ran is False
+    page.wait_for_function("() => window.cspViolations.length > 0")
+    assert page.evaluate("window.cspViolations")[0].startswith("CSP violation: script-src")
+    context.close()
+
+
+def local_only(requests: list[Request]) -> list[str]:
+    """The URLs among ``requests`` that went anywhere but this machine's API."""
+    return [r.url for r in requests if not r.url.startswith(("http://127.0.0.1:", "blob:"))]
+
+
+def test_the_docs_render_swagger_ui_from_local_files_and_call_the_api(
+    browser: Browser, dev: DevPlatform
+) -> None:
+    # Given /docs, every request the page makes recorded
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    problems = watched(context)
+    page = context.new_page()
+    requests: list[Request] = []
+    page.on("request", lambda request: requests.append(request))
+    page.goto(f"{dev.url}/docs")
+
+    # Then Swagger UI shows the API, from this machine's files only, with no violation
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("jobplane")
+    expect(page.locator(".opblock-summary-path").first).to_be_visible()
+    # And a call tried from it, with the token given to Authorize, is answered
+    page.click("button.authorize")
+    page.fill(".auth-container input", dev.token)
+    page.click(".auth-btn-wrapper button.authorize")
+    page.click("button.btn-done")
+    stats = page.locator(".opblock", has=page.locator(".opblock-summary-path", has_text="/stats"))
+    stats.first.locator(".opblock-summary").click()
+    stats.first.locator("button.try-out__btn").click()
+    with page.expect_response(f"{dev.url}/api/admin/stats") as called:
+        stats.first.locator("button.execute").click()
+    assert called.value.status == 200
+    assert local_only(requests) == []
+    assert problems + page.evaluate("window.cspViolations") == []
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "docs.png"))
+    context.close()
+
+
+def test_redoc_renders_from_local_files(browser: Browser, dev: DevPlatform) -> None:
+    # Given /redoc, every request that reached the network recorded
+    context = browser.new_context()
+    problems = watched(context)
+    page = context.new_page()
+    sent: list[Request] = []
+    page.on("requestfinished", lambda request: sent.append(request))
+    page.goto(f"{dev.url}/redoc")
+    # Then ReDoc shows the API from this machine's files only
+    expect(page.locator("h1")).to_contain_text("jobplane")
+    expect(page.get_by_role("heading", name="Submit Task")).to_be_visible()
+    assert local_only(sent) == []
+    # And the one thing it would fetch from elsewhere, its vendor's logo, is blocked
+    page.wait_for_function("() => window.cspViolations.length > 0")
+    assert page.evaluate("window.cspViolations") == [
+        "CSP violation: img-src https://cdn.redoc.ly/redoc/logo-mini.svg"
+    ]
+    assert all("logo-mini.svg" in problem for problem in problems), problems
     context.close()
