@@ -217,7 +217,9 @@ def test_with_a_token_set_every_api_route_needs_it(
     assert anonymous.get("/healthz").status_code == 200
     assert row_counts(pg_engine)["tasks"] == 0
     allowed = anonymous.post(
-        "/api/tasks", json={"type": "demo.noop"}, headers={"Authorization": "Bearer submit-test-token-0123"}
+        "/api/tasks",
+        json={"type": "demo.noop"},
+        headers={"Authorization": "Bearer submit-test-token-0123"},
     )
     assert allowed.status_code == 201
 
