@@ -54,6 +54,13 @@ def answer(sock: socket.socket) -> tuple[http.client.HTTPResponse, dict[str, Any
     return response, json.loads(response.read())
 
 
+def answer_to(client: httpx.Client, head: str) -> tuple[int, dict[str, Any]]:
+    """The status and JSON body answered to ``head`` alone, no body sent."""
+    with raw_request(client, head) as sock:
+        response, body = answer(sock)
+    return response.status, body
+
+
 def closed_by_the_server(sock: socket.socket) -> bool:
     try:
         return sock.recv(1) == b""
@@ -88,9 +95,8 @@ def test_a_read_only_token_s_write_is_refused_before_its_body_is_sent(api: httpx
         f"POST /api/tasks HTTP/1.1\nHost: 127.0.0.1\nAuthorization: Bearer {READ_ONLY}\n"
         "Content-Type: application/json\nContent-Length: 1000\n"
     )
-    with raw_request(api, head) as sock:
-        response, body = answer(sock)
-    assert (response.status, body["error"]) == (403, "forbidden")
+    status, body = answer_to(api, head)
+    assert (status, body["error"]) == (403, "forbidden")
 
 
 def test_a_content_length_over_the_limit_is_413_without_reading_the_body(
@@ -101,21 +107,20 @@ def test_a_content_length_over_the_limit_is_413_without_reading_the_body(
         f"POST /api/tasks HTTP/1.1\nHost: 127.0.0.1\nAuthorization: Bearer {TOKEN}\n"
         f"Content-Type: application/json\nContent-Length: {2 * MiB}\n"
     )
-    with raw_request(api, head) as sock:
-        # Then it is told before it sends the body: the limit is 1 MiB
-        response, body = answer(sock)
-    assert response.status == 413
-    assert body == {
-        "error": "request_too_large",
-        "message": "the request body is larger than 1 MiB, the most POST /api/tasks accepts",
-    }
+    # Then it is told before it sends the body: the limit is 1 MiB
+    assert answer_to(api, head) == (
+        413,
+        {
+            "error": "request_too_large",
+            "message": "the request body is larger than 1 MiB, the most POST /api/tasks accepts",
+        },
+    )
     # And the batch route's own limit is larger, and announced as such
     head = head.replace("/api/tasks ", "/api/tasks/batch ").replace(
         str(2 * MiB), str(MAX_BATCH_BODY + 1)
     )
-    with raw_request(api, head) as sock:
-        response, body = answer(sock)
-    assert response.status == 413
+    status, body = answer_to(api, head)
+    assert status == 413
     assert "16 MiB, the most POST /api/tasks/batch accepts" in body["message"]
 
 
