@@ -179,7 +179,7 @@ def test_a_process_serves_at_most_max_event_streams_streams_at_once(
 
     # And once those two are closed, their slots come back (the server notices a closed
     # stream at its next look)
-    wait_until(lambda: stream_opens(api), timeout=10, what="a stream slot to come back")
+    wait_until(lambda: stream_opens(api), what="a stream slot to come back")
 
 
 def test_a_stream_lasts_at_most_five_minutes(api: httpx.Client) -> None:
