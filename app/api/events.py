@@ -1,11 +1,11 @@
 """A live stream of task changes and stats for the dashboard (Server-Sent Events).
 
 Each stream looks at the database once a second: it sends ``stats`` every time and
-``tasks`` with the tasks whose visible state changed since its previous look. There is
-no ``updated_at`` column, so "changed" means: running now, or created, started,
-finished, cancelled or due again within the last few seconds, or running at the
-previous look (see ``store.stats.changed_tasks``); each stream remembers what it sent and
-sends only differences. A stream ends after ``maxSeconds``; clients reconnect.
+``tasks`` with the tasks whose visible state changed since its previous look: the
+running ones (their progress moves) and those whose status changed, read through
+``updated_at``'s index (``store.stats.changed_tasks``); each stream remembers what it
+sent and sends only differences. A look costs the same at ten million tasks as at
+ten. A stream ends after ``maxSeconds``; clients reconnect.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -27,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from jobplane import store
 from jobplane.api.auth import require_token
 from jobplane.api.schemas import Problem, TaskSummary
+from jobplane.api.slots import HeldStream, Slots
 from jobplane.api.stats import collect_stats
 from jobplane.api.tasks import EngineDep
 from jobplane.models import utcnow
@@ -48,6 +49,11 @@ MAX_TASKS = 500  #: most tasks one look reads
 DEFAULT_STREAM_SECONDS = (
     30.0  #: a stream's default life; short, so a stopping server never waits long
 )
+#: The longest life a client may ask for, in seconds. Every stream holds one of the
+#: process's ``JOBPLANE_MAX_EVENT_STREAMS`` slots: ending each within minutes gives
+#: them back even to a client that never disconnects, at the cost of one reconnection
+#: (the dashboard reconnects at once).
+MAX_STREAM_SECONDS = 300.0
 
 UNAVAILABLE = "the database is unreachable; the stream ends, reconnect shortly"
 
@@ -61,7 +67,9 @@ EVENTS_DESCRIPTION = """\
 - `error`: `{"error", "message"}` when the database cannot be read; the stream then ends.
 
 Send the token in the `Authorization` header (read the stream with `fetch`, not
-`EventSource`, which cannot send headers). The stream ends after `maxSeconds`.
+`EventSource`, which cannot send headers). The stream ends after `maxSeconds` (at most
+300). An API process serves at most `JOBPLANE_MAX_EVENT_STREAMS` streams at once; one
+more is answered 503 `too_many_streams`, with `Retry-After`.
 """
 
 
@@ -71,7 +79,6 @@ class TaskWatcher:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.sent: dict[str, dict[str, Any]] = {}
-        self.running: set[str] = set()
         self.last_look = utcnow() - timedelta(seconds=SLACK)
 
     def look(self) -> str:
@@ -80,11 +87,7 @@ class TaskWatcher:
         with self.engine.connect() as conn:
             stats = collect_stats(conn, now)
             tasks = store.stats.changed_tasks(
-                conn,
-                since=self.last_look - timedelta(seconds=SLACK),
-                now=now,
-                watch=self.running,
-                limit=MAX_TASKS,
+                conn, since=self.last_look - timedelta(seconds=SLACK), limit=MAX_TASKS
             )
         self.last_look = now
         current = {
@@ -93,7 +96,6 @@ class TaskWatcher:
         }
         changed = [task for task_id, task in current.items() if self.sent.get(task_id) != task]
         self.sent = current
-        self.running = {task_id for task_id, task in current.items() if task["status"] == "running"}
         events = [encode("stats", stats.model_dump(mode="json", by_alias=True))]
         if changed:
             events.append(encode("tasks", {"tasks": changed}))
@@ -131,13 +133,23 @@ async def _stream(watcher: TaskWatcher, seconds: float) -> AsyncIterator[str]:
     },
 )
 def events(
+    request: Request,
     engine: EngineDep,
     max_seconds: Annotated[
-        float, Query(alias="maxSeconds", gt=0, le=3600, description="when the stream ends")
+        float,
+        Query(
+            alias="maxSeconds",
+            gt=0,
+            le=MAX_STREAM_SECONDS,
+            description="when the stream ends, in seconds",
+        ),
     ] = DEFAULT_STREAM_SECONDS,
 ) -> StreamingResponse:
     """Live task changes and stats, as Server-Sent Events."""
-    return StreamingResponse(
+    slots: Slots = request.app.state.event_streams
+    slots.take()  # none free: 503 with Retry-After
+    return HeldStream(
+        slots,
         _stream(TaskWatcher(engine), max_seconds),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},

@@ -16,7 +16,7 @@ from jobplane.api.main import create_app
 from jobplane.db import make_engine
 from jobplane.settings import Settings
 
-TOKEN = "openapi-token"
+TOKEN = "openapi-test-token-0123"
 #: A stream that lasts seconds; test_events.py reads it with a bounded client instead.
 STREAMING = "/api/admin/events"
 #: Enough to reach every parameter's edge cases while the whole file stays under ~60 s.

@@ -143,7 +143,7 @@ def test_a_completion_that_meets_an_outage_is_written_once_the_database_is_back(
     wait_until_acked(publisher, "the message to be acked after the commit")
 
 
-@pytest.mark.parametrize("kind", ["nan", "infinity", "nul", "surrogate"])
+@pytest.mark.parametrize("kind", ["nan", "infinity", "nul", "surrogate", "deep"])
 def test_a_result_the_database_cannot_store_fails_the_task_once_saying_why(
     pg_engine: Engine,
     pg_settings: Settings,
@@ -159,6 +159,8 @@ def test_a_result_the_database_cannot_store_fails_the_task_once_saying_why(
     failed = task(pg_engine, task_id)
     assert failed.attempts == 1
     assert "result cannot be stored" in failed.error
+    if kind == "deep":
+        assert "result.rows" + "[0]" * 31 + ": nested deeper than 32 levels" in failed.error
 
 
 def test_the_ack_thread_keeps_acking_after_redis_refuses_writes(
@@ -202,7 +204,9 @@ def test_a_stale_runs_release_keeps_the_live_runs_heartbeat(
     with pg_engine.begin() as conn:
         store.claims.claim_task(conn, task_id, 1, worker="w:1", now=start)
         conn.execute(update(Task).where(Task.id == task_id).values(dispatch=2, heartbeat_at=None))
-    monitor = TaskMonitor(pg_engine, heartbeat_interval=0.05, cancel_interval=0.02)
+    monitor = TaskMonitor(
+        pg_engine, worker_name="w:1", heartbeat_interval=0.05, cancel_interval=0.02
+    )
     monitor.hold((task_id, 1))
     monitor.hold((task_id, 2))
 
