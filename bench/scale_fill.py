@@ -29,6 +29,7 @@ import psycopg
 from bench.harness import BenchError
 
 TABLE = "jobplane_tasks"
+WORKERS = "jobplane_workers"  #: not on every version of the schema
 #: The retention the rows are spread over, in seconds.
 SPAN = 7 * 86400.0
 #: Rows per INSERT statement. The task-done trigger's cost grows faster than its
@@ -168,10 +169,8 @@ COLUMNS = {
     "cancelled_at": "t.cancelled_at",
     "schedule_name": "t.schedule_name",
     "fire_time": "t.fire_time",
-    # Not on every version of the schema: the time of the row's last visible change.
-    "updated_at": (
-        "greatest(t.created_at, t.started_at, t.heartbeat_at, t.completed_at, t.cancelled_at)"
-    ),
+    # Not on every version of the schema: when the task last changed status.
+    "updated_at": "greatest(t.created_at, t.started_at, t.completed_at, t.cancelled_at)",
 }
 
 #: Per row: a job type (index ``ti`` into the mix's arrays) and the draws of its life.
@@ -442,6 +441,7 @@ def fill(
         if plan.pending or plan.running:
             live = {**params, "pending": plan.pending, "running": plan.running}
             conn.execute(insert_sql(conn, LIVE), {**live, "workers": LIVE_WORKERS})  # type: ignore[arg-type]
+        _fill_workers(conn)
         if Schema.read(conn) != schema:
             raise BenchError(f"the fill left {TABLE}'s schema different from what migrate made")
         conn.execute("VACUUM (ANALYZE)")
@@ -481,7 +481,28 @@ def _fill_schedule_ledger(conn: psycopg.Connection[Any], ref: datetime) -> None:
     )
 
 
+def _fill_workers(conn: psycopg.Connection[Any]) -> None:
+    """The workers table, where the schema has one: each worker's monitor reports in at
+    every heartbeat, and retention forgets the long gone (here: all are kept)."""
+    if has_table(conn, WORKERS):
+        conn.execute(
+            f"INSERT INTO {WORKERS} (name, last_seen_at) SELECT worker, max(heartbeat_at) "
+            f"FROM {TABLE} WHERE worker IS NOT NULL GROUP BY worker"
+        )
+
+
+def has_table(conn: psycopg.Connection[Any], name: str) -> bool:
+    found = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
+    return bool(found and found[0])
+
+
 def refresh_heartbeats(conninfo: str) -> None:
-    """What the live edge's workers do every few seconds: heartbeat their running tasks."""
+    """What the live edge's workers do every few seconds: heartbeat their running tasks
+    (and report in, where the schema has a workers table)."""
     with psycopg.connect(conninfo, autocommit=True, application_name="bench-fill") as conn:
         conn.execute(f"UPDATE {TABLE} SET heartbeat_at = now() WHERE status = 'running'")
+        if has_table(conn, WORKERS):
+            conn.execute(
+                f"UPDATE {WORKERS} SET last_seen_at = now() WHERE name IN "
+                f"(SELECT worker FROM {TABLE} WHERE status = 'running')"
+            )
