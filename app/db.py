@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -31,17 +32,23 @@ def make_engine(
     schema: str | None = None,
     **options: Any,
 ) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, a busy timeout and immediate transactions.
+    """An engine for ``url``; SQLite gets WAL, a busy timeout, and write transactions that
+    take the write lock up front while reads do not (``_sqlite_engine``).
 
     On PostgreSQL every connection gets ``timeouts`` (default: ``PostgresTimeouts()``);
-    a process passes ``PostgresTimeouts.from_settings(settings)``. With ``schema``, every
+    a process passes ``PostgresTimeouts.from_settings(settings)``. SQLite takes only its
+    pool timeout. With ``schema``, every
     statement built from the models names its tables in that schema (``in_schema``).
     """
+    timeouts = timeouts or PostgresTimeouts()
     if url.startswith("sqlite"):
         if schema is not None:
             raise ValueError("a schema is for PostgreSQL; SQLite has none")
+        if make_url(url).database not in (None, "", ":memory:"):  # a file: a pool of its own
+            # As on PostgreSQL, rather than SQLAlchemy's 30 s: a full pool answers 503 soon.
+            options.setdefault("pool_timeout", timeouts.pool)
         return _sqlite_engine(url, **options)
-    options = _postgres_options(url, timeouts or PostgresTimeouts(), options)
+    options = _postgres_options(url, timeouts, options)
     return create_engine(url, **in_schema(schema, options))
 
 
@@ -179,9 +186,25 @@ def _sqlite_engine(url: str, **options: Any) -> Engine:
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.close()
 
+    # A transaction asked for with begin() (engine.begin(), conn.begin(), a Session's)
+    # takes the write lock up front: one that read first and then wrote would have to
+    # upgrade its lock, and that fails at once with "database is locked" when another
+    # writer went first, instead of waiting for the busy timeout. A transaction that a
+    # statement begins by itself (engine.connect(), then a read: SQLAlchemy's autobegin)
+    # reads without it, beside a writer, from WAL's snapshot.
+    autobeginning: contextvars.ContextVar[Connection | None] = contextvars.ContextVar(
+        "jobplane_sqlite_autobegin", default=None
+    )
+
+    @event.listens_for(engine, "before_execute")
+    def _note_autobegin(connection: Connection, *_args: Any) -> None:
+        autobeginning.set(None if connection.in_transaction() else connection)
+
     @event.listens_for(engine, "begin")
-    def _begin_immediate(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    def _begin(connection: Connection) -> None:
+        deferred = autobeginning.get() is connection
+        autobeginning.set(None)
+        connection.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
     return engine
 

@@ -242,10 +242,10 @@ def _check_params_shape(params: Any) -> None:
     if not isinstance(params, dict):
         raise InvalidParams("params must be a JSON object")
     try:
-        # What reads back as it was written: no NaN, NUL or lone surrogate.
-        size = len(stored_json.encode(params))
-    except (TypeError, ValueError) as error:
-        raise InvalidParams(f"params cannot be stored as JSON: {error}") from None
+        # What reads back as it was written: no NaN, NUL, lone surrogate or deep nesting.
+        size = len(stored_json.encode(params, "params"))
+    except stored_json.Unstorable as error:
+        raise InvalidParams(str(error)) from None
     if size > MAX_PARAMS_BYTES:
         raise ParamsTooLarge(
             f"params are {size} bytes once encoded; the limit is {MAX_PARAMS_BYTES}"

@@ -181,6 +181,23 @@ def pg_api(api_factory: Callable[..., httpx.Client], pg_settings: Settings) -> h
     return api_factory(pg_settings)
 
 
+@pytest.fixture
+def api_on(
+    api_factory: Callable[..., httpx.Client],
+) -> Iterator[Callable[[str], tuple[httpx.Client, Engine]]]:
+    """Start the API on the database at a URL; returns its client and the API's engine
+    (to look at what was written)."""
+    engines: list[Engine] = []
+
+    def start(url: str) -> tuple[httpx.Client, Engine]:
+        engines.append(make_engine(url))
+        return api_factory(Settings(database_url=url), engine=engines[-1]), engines[-1]
+
+    yield start
+    for engine in engines:
+        engine.dispose()
+
+
 #: Dramatiq's Redis layout: every message of queue "default" until it is acked.
 DEFAULT_MESSAGES = "dramatiq:default.msgs"
 #: The ids of the messages queued on "default", in order (a message's data is in the hash).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from jobplane import current_job, job
@@ -11,6 +12,8 @@ UNSTORABLE: dict[str, Any] = {
     "infinity": {"value": float("inf")},
     "nul": "a\x00b",
     "surrogate": "\ud800",
+    # stored, but then unreadable by the API: 40 lists, one inside the other
+    "deep": {"rows": functools.reduce(lambda inner, _: [inner], range(40), [])},
 }
 
 

@@ -99,7 +99,7 @@ def free_slot(conn: Connection, spec: JobSpec, limit: int, now: datetime) -> Non
 
 def result_error(result: Any) -> str | None:
     """Why ``result`` cannot be stored, or None when it can (``jobplane.stored_json``)."""
-    problem = stored_json.problem(result)
+    problem = stored_json.problem(result, "result")
     return None if problem is None else f"the job's result cannot be stored as JSON: {problem}"
 
 

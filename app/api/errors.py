@@ -12,8 +12,9 @@ from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from jobplane import domain, schedules
+from jobplane import domain, schedules, stored_json
 from jobplane.api.auth import Forbidden, Unauthorized
+from jobplane.maintenance import catchup
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ _STATUS: list[tuple[type[domain.JobplaneError], int, str]] = [
     (domain.UnknownJobType, 422, "unknown_job_type"),
     (domain.ParamsTooLarge, 413, "params_too_large"),
     (domain.InvalidParams, 422, "invalid_params"),
+    (catchup.NowOutOfRange, 422, "invalid_request"),
     (domain.IdempotencyConflict, 409, "idempotency_conflict"),
     (domain.InvalidTransition, 409, "invalid_transition"),
 ]
@@ -72,6 +74,12 @@ async def _validation_error(_request: Request, error: Exception) -> JSONResponse
 async def _http_error(_request: Request, error: Exception) -> JSONResponse:
     """Starlette's own errors (unknown path, unreadable body…), as JSON like ours."""
     assert isinstance(error, StarletteHTTPException)
+    if isinstance(error.__cause__, RecursionError):  # FastAPI's parser gave up on it
+        message = (
+            "the body is nested too deeply to be read "
+            f"(params may nest {stored_json.MAX_DEPTH} levels)"
+        )
+        return problem(422, "invalid_request", message)
     code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(
         error.status_code, "http_error"
     )
@@ -92,6 +100,14 @@ async def _database_error(_request: Request, error: Exception) -> JSONResponse:
     return problem(503, "database_unavailable", "the database is unreachable; try again shortly")
 
 
+async def _pool_timeout(_request: Request, error: Exception) -> JSONResponse:
+    """Every pooled connection stayed taken (the database hangs, or is overloaded): the
+    database is unavailable to this request too, never a 500."""
+    logger.error("database unavailable: no pooled connection came free: %s", error)
+    message = "every database connection is busy (the database is slow or overloaded); retry soon"
+    return problem(503, "database_unavailable", message)
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(domain.JobplaneError, _jobplane_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -99,6 +115,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(OperationalError, _database_error)
     app.add_exception_handler(DBAPIError, _database_error)
-    # Every pooled connection is taken (the database hangs, or is overloaded): this is
-    # the database being unavailable too, never a 500.
-    app.add_exception_handler(PoolTimeout, _database_error)
+    app.add_exception_handler(PoolTimeout, _pool_timeout)

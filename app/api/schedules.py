@@ -87,9 +87,13 @@ def run_schedule(name: str, request: Request, engine: EngineDep) -> TaskDetail:
 @router.post("/catch-up", response_model=CatchUpResult)
 def catch_up(body: CatchUpRequest, request: Request, engine: EngineDep) -> CatchUpResult:
     """Enqueue or record skipped every missed run now (``dryRun``: only say what would happen)."""
-    now = body.now or utcnow()
+    now = utcnow()
     schedules = all_schedules()
-    with engine.begin() as conn:
+    if body.now is not None:
+        catchup.check_preview_time(schedules, body.now, now, dry_run=body.dry_run)
+        now = body.now
+    # A dry run only reads: on SQLite it then leaves the write lock to the writers.
+    with engine.connect() if body.dry_run else engine.begin() as conn:
         decisions = catchup.catch_up(
             conn, schedules, request.app.state.settings, now, dry_run=body.dry_run
         )

@@ -49,12 +49,18 @@ class SubmitTask(Camel):
     )
     params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the job")
     queue: str | None = Field(None, description="queue to publish on (default: the job's)")
-    priority: int | None = Field(None, ge=-MAX_PRIORITY, le=MAX_PRIORITY)
+    # Strict numbers: ``true``, ``1.0`` or ``"5"`` is a client's mistake, not a 1 or a 5.
+    priority: int | None = Field(None, strict=True, ge=-MAX_PRIORITY, le=MAX_PRIORITY)
     delay_seconds: float = Field(
-        0, ge=0, le=MAX_DELAY_SECONDS, description="start no earlier than this"
+        0,
+        strict=True,
+        allow_inf_nan=False,
+        ge=0,
+        le=MAX_DELAY_SECONDS,
+        description="start no earlier than this",
     )
-    max_retries: int | None = Field(None, ge=0, le=MAX_RETRIES)
-    timeout_seconds: int | None = Field(None, gt=0, le=MAX_TIMEOUT_SECONDS)
+    max_retries: int | None = Field(None, strict=True, ge=0, le=MAX_RETRIES)
+    timeout_seconds: int | None = Field(None, strict=True, gt=0, le=MAX_TIMEOUT_SECONDS)
 
     def to_submission(self) -> Submission:
         return Submission(
@@ -229,25 +235,13 @@ class ScheduleList(Camel):
     schedules: list[ScheduleInfo]
 
 
-#: The years ``now`` of a catch-up may be in: any day a schedule can be replayed on, far
-#: enough from ``datetime``'s limits that looking back a window or ahead to the next
-#: fire time never leaves its range.
-CATCH_UP_YEARS = (1970, 2999)
-
-
-def _replayable(now: datetime | None) -> datetime | None:
-    first, last = CATCH_UP_YEARS
-    if now is not None and not first <= now.year <= last:
-        raise ValueError(f"must be in the years {first} to {last}")
-    return now
-
-
 class CatchUpRequest(Camel):
-    dry_run: bool = False
-    now: Annotated[AwareDatetime | None, AfterValidator(_replayable)] = Field(
+    dry_run: bool = Field(False, strict=True)
+    now: AwareDatetime | None = Field(
         None,
-        description=f"evaluate as of this time (ISO-8601, years {CATCH_UP_YEARS[0]} to "
-        f"{CATCH_UP_YEARS[1]})",
+        description="with dryRun only: evaluate as of this time (ISO-8601 with an offset), "
+        "inside the catch-up window: at most the longest catch_up_window before the "
+        "server's clock, at most 5 minutes after it",
     )
 
 

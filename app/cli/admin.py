@@ -16,6 +16,7 @@ from jobplane.cli.output import (
     print_task_table,
     show,
 )
+from jobplane.cli.terminal import one_line
 from jobplane.domain import TaskStatus
 
 
@@ -81,7 +82,7 @@ def submit(
     if as_json:
         print_json(task.raw)
     else:
-        click.echo(f"submitted {task.task_id} ({task.task_type}, {task.status})")
+        click.echo(one_line(f"submitted {task.task_id} ({task.task_type}, {task.status})"))
 
 
 @click.group()
@@ -162,9 +163,10 @@ def cancel_task(task_id: str, url: str | None, token: str | None, as_json: bool)
     if as_json:
         print_json(task.raw)
     elif task.status == TaskStatus.CANCELLED:
-        click.echo(f"cancelled {task_id}")
+        click.echo(one_line(f"cancelled {task_id}"))
     else:
-        click.echo(f"cancel requested: {task_id} is running and will stop within seconds")
+        message = f"cancel requested: {task_id} is running and will stop within seconds"
+        click.echo(one_line(message))
 
 
 @tasks.command("retry")
@@ -177,7 +179,7 @@ def retry_task(task_id: str, url: str | None, token: str | None, as_json: bool) 
     if as_json:
         print_json(task.raw)
     else:
-        click.echo(f"retrying {task_id}: {task.status}")
+        click.echo(one_line(f"retrying {task_id}: {task.status}"))
 
 
 @click.command()
@@ -194,7 +196,7 @@ def print_stats(answer: dict[str, Any]) -> None:
     width = max(len(status) for status in answer["counts"])
     click.secho("TASKS", bold=True)
     for status, count in answer["counts"].items():
-        label = click.style(status.ljust(width), fg=STATUS_COLORS.get(status))
+        label = click.style(one_line(status).ljust(width), fg=STATUS_COLORS.get(status))
         click.echo(f"  {label}  {count:>8}")
     click.echo(f"  {'total'.ljust(width)}  {answer['total']:>8}")
     outbox = answer["outbox"]
@@ -207,8 +209,10 @@ def print_stats(answer: dict[str, Any]) -> None:
     click.secho(f"WORKERS (heartbeat in the last {window:.0f} s)", bold=True)
     for worker in workers:
         click.echo(
-            f"  {worker['worker']}  last heartbeat {worker['lastHeartbeatAt']}"
-            f"  running {worker['running']}"
+            one_line(
+                f"  {worker['worker']}  last heartbeat {worker['lastHeartbeatAt']}"
+                f"  running {worker['running']}"
+            )
         )
     if not workers:
         click.echo("  none")

@@ -9,6 +9,7 @@ from typing import NoReturn
 
 import click
 
+from jobplane.cli.terminal import lines
 from jobplane.domain import ApiUnavailable, JobplaneError
 from jobplane.library.client import Client
 from jobplane.settings import get_settings
@@ -40,5 +41,5 @@ def exit_code(error: JobplaneError) -> int:
 
 
 def fail(message: str, code: int) -> NoReturn:
-    click.secho(f"error: {message}", fg="red", err=True)
+    click.secho(f"error: {lines(message)}", fg="red", err=True)  # the API's words, maybe a job's
     raise SystemExit(code)

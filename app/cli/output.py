@@ -1,4 +1,8 @@
-"""Printing for people (aligned, colored tables) and for scripts (JSON)."""
+"""Printing for people (aligned, colored tables) and for scripts (JSON).
+
+What the API sent is printed for people through ``jobplane.cli.terminal``: a control
+character in a task's fields never reaches the terminal as itself.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+
+from jobplane.cli.terminal import lines, one_line
 
 STATUS_COLORS = {
     "pending": "yellow",
@@ -40,7 +46,7 @@ def show(answer: Any, as_json: bool, for_people: Callable[[Any], None]) -> None:
 
 def print_task_table(page: dict[str, Any]) -> None:
     rows = [
-        [str(task.get(key) if task.get(key) is not None else "") for key, _ in COLUMNS]
+        [one_line(task.get(key) if task.get(key) is not None else "") for key, _ in COLUMNS]
         for task in page["tasks"]
     ]
     headers = [title for _, title in COLUMNS]
@@ -61,11 +67,11 @@ def print_task(task: dict[str, Any]) -> None:
     width = max(len(key) for key in task)
     for key, value in task.items():
         if isinstance(value, (dict, list)):
-            value = json.dumps(value)
-        text = "" if value is None else str(value)
+            value = json.dumps(value)  # ASCII: JSON escapes every control character
+        text = "" if value is None else one_line(value)
         if key == "status":
             text = click.style(text, fg=STATUS_COLORS.get(text), bold=True)
-        click.echo(f"{key.ljust(width)}  {text}")
+        click.echo(f"{one_line(key).ljust(width)}  {text}")
 
 
 LEVEL_COLORS = {"WARNING": "yellow", "ERROR": "red", "CRITICAL": "red"}
@@ -73,8 +79,8 @@ LEVEL_COLORS = {"WARNING": "yellow", "ERROR": "red", "CRITICAL": "red"}
 
 def print_log(page: dict[str, Any]) -> None:
     for line in page["lines"]:
-        level = click.style(line["level"].ljust(8), fg=LEVEL_COLORS.get(line["level"]))
-        click.echo(f"{line['createdAt']}  {level}  {line['message']}")
+        level = click.style(one_line(line["level"]).ljust(8), fg=LEVEL_COLORS.get(line["level"]))
+        click.echo(f"{one_line(line['createdAt'])}  {level}  {lines(line['message'])}")
     click.echo(f"{len(page['lines'])} of {page['total']} line(s), page {page['page']}")
 
 
@@ -95,9 +101,9 @@ def print_schedules(schedules: list[dict[str, Any]]) -> None:
     for s in schedules:
         last = s["lastRun"]
         last_text = f"{last['status']} ({last['fireTime'] or 'run now'})" if last else "never"
-        click.secho(s["name"], bold=True)
-        click.echo(f"  cron {s['cron']}  ({s['timezone']}, misfire={s['misfire']})")
-        click.echo(f"  next {s['nextFireTime'] or 'never'}   last {last_text}")
+        click.secho(one_line(s["name"]), bold=True)
+        click.echo(one_line(f"  cron {s['cron']}  ({s['timezone']}, misfire={s['misfire']})"))
+        click.echo(one_line(f"  next {s['nextFireTime'] or 'never'}   last {last_text}"))
         if s["missedCount"] or s["skippedCount"]:
             click.secho(f"  missed {s['missedCount']}, skipped {s['skippedCount']}", fg="yellow")
 
@@ -105,18 +111,18 @@ def print_schedules(schedules: list[dict[str, Any]]) -> None:
 def print_catch_up(runs: list[dict[str, Any]], *, dry_run: bool, now: str | None) -> None:
     """Per schedule, each planned time in its own timezone and what happened; a summary."""
     title = "catch-up (dry run: nothing written)" if dry_run else "catch-up"
-    click.secho(f"{title} as of {now or 'now'}", bold=True)
+    click.secho(one_line(f"{title} as of {now or 'now'}"), bold=True)
     current = None
     for run in runs:
         if run["schedule"] != current:
             current = run["schedule"]
             click.echo("")
-            click.secho(f"{current}", bold=True)
+            click.secho(one_line(current), bold=True)
         label, color = OUTCOME_STYLE.get(run["outcome"], (run["outcome"], None))
-        when = run["fireTime"] or "-"
-        task = f"  task {run['taskId']}" if run.get("taskId") else ""
-        reason = f"  ({run['reason']})" if run["reason"] else ""
-        click.echo(f"  {when}  " + click.style(label, fg=color) + reason + task)
+        when = one_line(run["fireTime"] or "-")
+        task = one_line(f"  task {run['taskId']}") if run.get("taskId") else ""
+        reason = one_line(f"  ({run['reason']})") if run["reason"] else ""
+        click.echo(f"  {when}  " + click.style(one_line(label), fg=color) + reason + task)
     counts: dict[str, int] = {}
     for run in runs:
         counts[run["outcome"]] = counts.get(run["outcome"], 0) + 1
@@ -124,4 +130,4 @@ def print_catch_up(runs: list[dict[str, Any]], *, dry_run: bool, now: str | None
     summary = ", ".join(
         f"{OUTCOME_STYLE.get(o, (o, None))[0]}: {n}" for o, n in sorted(counts.items())
     )
-    click.secho(f"summary: {summary or 'no schedules'}", bold=True)
+    click.secho(one_line(f"summary: {summary or 'no schedules'}"), bold=True)

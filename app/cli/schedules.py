@@ -37,7 +37,13 @@ def run_schedule(name: str, url: str | None, token: str | None, as_json: bool) -
 
 @schedules.command("catch-up")
 @click.option("--dry-run", is_flag=True, help="say what would happen; write nothing")
-@click.option("--now", "now", default=None, help="evaluate as of this ISO-8601 time (with offset)")
+@click.option(
+    "--now",
+    "now",
+    default=None,
+    help="with --dry-run: evaluate as of this ISO-8601 time (with offset), inside the "
+    "catch-up window",
+)
 @_connection_options
 def catch_up(
     dry_run: bool, now: str | None, url: str | None, token: str | None, as_json: bool
@@ -45,6 +51,8 @@ def catch_up(
     """Enqueue (or record skipped) every run the schedules missed."""
     moment = None
     if now is not None:
+        if not dry_run:
+            fail("--now is only for a dry run (add --dry-run): catch-up records runs as of now", 2)
         try:
             moment = datetime.fromisoformat(now)
         except ValueError:

@@ -150,8 +150,9 @@ class Client:
         return self._send(calls.run_schedule(name))
 
     def catch_up(self, *, dry_run: bool = False, now: datetime | None = None) -> dict[str, Any]:
-        """Catch up the runs the schedules missed, as of ``now`` (aware; default: the
-        API's clock); the API's JSON ``{runs: [...]}``. ``dry_run`` writes nothing."""
+        """Catch up the runs the schedules missed; the API's JSON ``{runs: [...]}``.
+        ``dry_run`` writes nothing, and only a dry run may be evaluated as of another
+        ``now`` (aware, inside the catch-up window) than the API's clock."""
         return self._send(calls.catch_up(dry_run=dry_run, now=now))
 
     def close(self) -> None:

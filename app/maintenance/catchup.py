@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection
 
 from jobplane import service, store
-from jobplane.domain import TaskStatus
+from jobplane.domain import JobplaneError, TaskStatus
 from jobplane.schedules import DEFAULT_CATCH_UP_WINDOW, ON_TIME, Schedule
 from jobplane.service import Submission
 from jobplane.settings import Settings
@@ -29,6 +29,9 @@ NOT_DUE, NOT_TODAY = "not_due", "not_scheduled_today"
 #: How much longer than the longest catch-up window the runs ledger remembers a run:
 #: room for clock skew between the clean-up's host and the scheduler's.
 LEDGER_MARGIN = timedelta(days=1)
+#: How far past the server's clock a dry run may be evaluated: room for the clock of the
+#: client that asks "what would catch-up do now?" to run a little ahead.
+PREVIEW_SKEW = timedelta(minutes=5)
 
 Recorded = dict[datetime, tuple[str | None, str | None]]
 
@@ -176,8 +179,48 @@ def ledger_cutoff(schedules: Sequence[Schedule], now: datetime) -> datetime:
     ``--now`` in the past), the trim's horizon (``store.schedules.runs_kept_since``) cuts it as
     first-seen does: a forgotten run is never run again.
     """
-    longest = max((s.catch_up_window for s in schedules), default=DEFAULT_CATCH_UP_WINDOW)
-    return now - longest - LEDGER_MARGIN
+    return now - longest_window(schedules) - LEDGER_MARGIN
+
+
+def longest_window(schedules: Sequence[Schedule]) -> timedelta:
+    """The longest catch-up window of ``schedules`` (the default one when there are none)."""
+    return max((s.catch_up_window for s in schedules), default=DEFAULT_CATCH_UP_WINDOW)
+
+
+class NowOutOfRange(JobplaneError):
+    """A catch-up was asked to be evaluated as of a time it may not be."""
+
+
+def check_preview_time(
+    schedules: Sequence[Schedule], now: datetime, clock: datetime, *, dry_run: bool
+) -> None:
+    """``NowOutOfRange`` unless a catch-up may be evaluated as of ``now`` (the server's
+    time being ``clock``).
+
+    Only a dry run may stand in another time for the clock: a catch-up that writes
+    records runs, first-seen times and task timestamps, which must be the clock's. And
+    only a time inside the catch-up window: from the longest ``catch_up_window`` before
+    the clock (what catch-up looks at, and what the runs ledger still remembers) to
+    ``PREVIEW_SKEW`` after it. Outside that, a preview would answer from a ledger that has
+    forgotten runs, or about a future whose runs nothing has recorded yet.
+    """
+    if not dry_run:
+        raise NowOutOfRange(
+            "now is only for a dry run (dryRun: true): a catch-up that records runs does so "
+            "as of the server's clock"
+        )
+    window = longest_window(schedules)
+    earliest, latest = clock - window, clock + PREVIEW_SKEW
+    if not earliest <= now <= latest:
+        raise NowOutOfRange(
+            f"now must be inside the catch-up window, from {_iso(earliest)} to {_iso(latest)} "
+            f"(the longest catch_up_window, {_span(window)}, before the server's clock, up to "
+            f"{_span(PREVIEW_SKEW)} after it), not {now.isoformat()}"
+        )
+
+
+def _iso(instant: datetime) -> str:
+    return instant.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def _preview(decision: Decision) -> Decision:

@@ -143,7 +143,7 @@ def test_a_completion_that_meets_an_outage_is_written_once_the_database_is_back(
     wait_until_acked(publisher, "the message to be acked after the commit")
 
 
-@pytest.mark.parametrize("kind", ["nan", "infinity", "nul", "surrogate"])
+@pytest.mark.parametrize("kind", ["nan", "infinity", "nul", "surrogate", "deep"])
 def test_a_result_the_database_cannot_store_fails_the_task_once_saying_why(
     pg_engine: Engine,
     pg_settings: Settings,
@@ -159,6 +159,8 @@ def test_a_result_the_database_cannot_store_fails_the_task_once_saying_why(
     failed = task(pg_engine, task_id)
     assert failed.attempts == 1
     assert "result cannot be stored" in failed.error
+    if kind == "deep":
+        assert "result.rows" + "[0]" * 31 + ": nested deeper than 32 levels" in failed.error
 
 
 def test_the_ack_thread_keeps_acking_after_redis_refuses_writes(

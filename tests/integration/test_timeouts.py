@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import uuid
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -134,23 +133,51 @@ def test_the_brokers_redis_connections_have_timeouts_and_keepalives(redis_url: s
         broker.close()
 
 
+#: A route of each kind: reads, a long poll, submissions, an admin change, catch-up.
+ROUTES = [
+    ("GET", "/api/tasks/{id}", None),
+    ("GET", "/api/tasks/{id}?wait=1", None),
+    ("GET", "/api/admin/tasks", None),
+    ("GET", "/api/admin/tasks/{id}/logs", None),
+    ("GET", "/api/admin/stats", None),
+    ("GET", "/api/admin/schedules", None),
+    ("POST", "/api/tasks/batch", {"tasks": [{"type": "demo.noop"}]}),
+    ("POST", "/api/admin/tasks/{id}/cancel", None),
+    ("POST", "/api/admin/schedules/catch-up", {"dryRun": True}),
+]
+
+
 def test_the_api_answers_503_with_retry_after_when_no_pooled_connection_is_free(
-    api_factory: Callable[..., httpx.Client], pg_settings: Settings
+    api_factory: Callable[..., httpx.Client], any_url: str
 ) -> None:
-    # Given an API whose only pooled connection is taken (a database that hangs)
-    engine = make_engine(pg_settings.database_url, pool_size=1, max_overflow=0, pool_timeout=0.5)
-    api = api_factory(pg_settings, engine=engine)
+    # Given an API whose only pooled connection is taken (a database that hangs), with
+    # the settings' pool timeout (SQLite too: not SQLAlchemy's 30 s)
+    settings = Settings(database_url=any_url, db_pool_timeout=0.5)
+    engine = engine_from_settings(settings, pool_size=1, max_overflow=0)
+    api = api_factory(settings, engine=engine)
+    api.timeout = httpx.Timeout(10.0)
+    task_id = api.post("/api/tasks/batch", json={"tasks": [{"type": "demo.noop"}]}).json()
     held = engine.connect()
     try:
-        # When a client asks for a task
-        response = api.get(f"/api/tasks/{uuid.uuid4()}")
+        # When a client calls a route of each kind
+        responses = {
+            f"{method} {path}": api.request(
+                method, path.format(id=task_id["taskIds"][0]), json=body
+            )
+            for method, path, body in ROUTES
+        }
     finally:
         held.close()
         engine.dispose()
-    # Then it is told to come back, not given a 500
-    assert response.status_code == 503
-    assert response.headers["Retry-After"] == "5"
-    assert response.json()["error"] == "database_unavailable"
+    # Then each is told to come back, not given a 500
+    for route, response in responses.items():
+        assert response.status_code == 503, f"{route}: {response.text}"
+        assert response.headers["Retry-After"] == "5"
+        assert response.json() == {
+            "error": "database_unavailable",
+            "message": "every database connection is busy (the database is slow or "
+            "overloaded); retry soon",
+        }
 
 
 def test_clients_retrying_with_their_key_through_terminated_connections_get_one_task_each(
