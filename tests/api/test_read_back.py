@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -209,6 +210,8 @@ class Ledger:
 
     settings: Settings
     keys: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: How many answers had each status: a property that refused everything proves nothing.
+    statuses: Counter[int] = field(default_factory=Counter)
 
     def check_task(self, sent: dict[str, Any], task: dict[str, Any]) -> None:
         """A task a 201 answered: as it was sent, the options not sent at the job's defaults
@@ -267,6 +270,7 @@ def check_post(client: httpx.Client, engine: Engine, ledger: Ledger, post: Post)
     after = row_counts(engine)
     added = {name: after[name] - before[name] for name in after}
     status = response.status_code
+    ledger.statuses[status] += 1
     context = f"sent {text[:600]!r} (key {post.key!r}): {status} {response.text[:600]}"
     earlier = ledger.keys.get(post.key) if post.key is not None else None
     assert status < 500, context
@@ -330,6 +334,11 @@ def run_property(client: httpx.Client, engine: Engine, ledger: Ledger) -> None:
     for explicit in reversed(EXAMPLES):
         property_holds = example(post=explicit)(property_holds)
     property_holds()
+    # And the examples were both accepted and refused, many times each
+    accepted = ledger.statuses[201]
+    refused = sum(count for status, count in ledger.statuses.items() if status >= 400)
+    sent = ledger.statuses.total()
+    assert accepted > sent / 4 and refused > sent / 4, ledger.statuses
 
 
 def test_what_the_api_accepts_reads_back_as_it_was_sent(
