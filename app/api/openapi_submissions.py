@@ -18,7 +18,8 @@ import copy
 from typing import Any
 
 from jobplane.api.stats import JobType
-from jobplane.service import QUEUE_NAME
+from jobplane.service import MAX_PARAMS_BYTES, QUEUE_NAME
+from jobplane.stored_json import MAX_DEPTH
 
 #: The queue a submission may name: empty (or null) for the job's own, or a Dramatiq name.
 QUEUE_PATTERN = f"^$|{QUEUE_NAME.pattern}"
@@ -26,6 +27,12 @@ QUEUE_PATTERN = f"^$|{QUEUE_NAME.pattern}"
 #: the Latin-1 range a header value has).
 KEY_PATTERN = r"[^\t-\r\x1c-\x20\x85\xa0]"
 KEY_HEADER = "idempotency-key"
+#: What the params' schema cannot say about the values in them.
+PARAMS_DESCRIPTION = (
+    "keyword arguments of the job: JSON that reads back as written (no NaN or ±Infinity, "
+    f"no NUL character, no lone surrogate, nested at most {MAX_DEPTH} levels), at most "
+    f"{MAX_PARAMS_BYTES // 1024} KiB once encoded"
+)
 
 
 def describe_submissions(document: dict[str, Any], job_types: list[JobType]) -> None:
@@ -56,7 +63,7 @@ def _variant(submit: dict[str, Any], job: JobType) -> dict[str, Any]:
     properties["type"] = {"const": job.name, "description": "the job type"}
     properties["params"] = {
         "type": "object",
-        "description": "keyword arguments of the job",
+        "description": PARAMS_DESCRIPTION,
         "properties": {param.name: _param(param.default) for param in job.params},
         "additionalProperties": job.accepts_any_params,
     }
