@@ -18,6 +18,16 @@ from jobplane.domain import MAX_RETRIES
 FOUR_HOURS = 4 * 3600
 BROKER_SCHEMES = ("memory", "redis", "rediss", "unix", "amqp", "amqps")
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+#: A Host allow-list entry: ``*``, or a name or address with an optional port.
+HOST_ENTRY = re.compile(r"\*|(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?")
+#: The shortest API token accepted (a guess must be out of reach).
+MIN_TOKEN_LENGTH = 16
+#: Tokens refused whatever their length (compared lowercase, letters and digits only):
+#: the ones examples and compose files are written with.
+PLACEHOLDER_TOKENS = frozenset(
+    {"changeme", "changemeplease", "secret", "password", "token", "apitoken", "replaceme"}
+)
+MAKE_A_TOKEN = "make one with `openssl rand -hex 32`"
 
 
 class Settings(BaseSettings):
@@ -29,11 +39,22 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./jobplane.db"
     #: ``memory://`` (in-process, ``jobplane dev`` only), ``redis://host:6379/0``, ``amqp://…``.
     broker_url: str = "memory://"
-    #: When set, every ``/api/`` route needs ``Authorization: Bearer <token>``.
+    #: When set, every ``/api/`` route needs ``Authorization: Bearer <token>``. At least
+    #: ``MIN_TOKEN_LENGTH`` characters, and no placeholder such as ``change-me``.
     api_token: str | None = None
     #: Optional second token that may only read: GET routes accept it, POST routes
-    #: answer 403. Needs ``api_token`` to be set as well.
+    #: answer 403. Needs ``api_token`` to be set as well; the same rules.
     read_only_token: str | None = None
+    #: Comma-separated Host names the API answers (``name`` or ``name:port``; ``*``: any).
+    #: Empty: any, except that ``jobplane api`` / ``dev`` bound to loopback without a
+    #: token answer only the loopback names (a DNS-rebinding page cannot reach them).
+    allowed_hosts: str = ""
+    #: Dashboard event streams (``/api/admin/events``) one API process serves at once;
+    #: one more is answered 503 with ``Retry-After``.
+    max_event_streams: int = Field(16, ge=1)
+    #: Long polls (``GET /api/tasks/{id}?wait=``) one API process holds at once; one
+    #: more is answered 503 with ``Retry-After``.
+    max_task_waits: int = Field(1000, ge=1)
     #: Comma-separated import paths of the user's job modules.
     jobs: str = ""
     #: Register the built-in ``demo.*`` jobs (``jobplane dev`` turns them on, as do the
@@ -134,8 +155,29 @@ class Settings(BaseSettings):
 
     @field_validator("api_token", "read_only_token")
     @classmethod
-    def _empty_token_means_none(cls, value: str | None) -> str | None:
-        return value or None
+    def _strong_token(cls, value: str | None) -> str | None:
+        # Empty means none; a token copied from a file keeps no stray newline.
+        token = (value or "").strip()
+        if not token:
+            return None
+        if _normalised(token) in PLACEHOLDER_TOKENS or len(set(token)) == 1:
+            raise ValueError(f"{token!r} is a placeholder, not a secret: {MAKE_A_TOKEN}")
+        if len(token) < MIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"too short ({len(token)} characters, at least {MIN_TOKEN_LENGTH}): {MAKE_A_TOKEN}"
+            )
+        return token
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _plain_host_names(cls, value: str) -> str:
+        for name in _names(value):
+            if not HOST_ENTRY.fullmatch(name):
+                raise ValueError(
+                    f"{name!r} is not a host name: give a name, optionally with its port"
+                    " (example.com, example.com:8443, [::1]:8000), or * for any"
+                )
+        return value
 
     @field_validator("db_schema")
     @classmethod
@@ -163,6 +205,11 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def allowed_host_names(self) -> list[str]:
+        """``allowed_hosts`` as a list of lowercase entries (empty: any Host)."""
+        return [name.lower() for name in _names(self.allowed_hosts)]
+
+    @property
     def job_modules(self) -> list[str]:
         return _names(self.jobs)
 
@@ -174,6 +221,10 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+def _normalised(token: str) -> str:
+    return "".join(char for char in token.lower() if char.isalnum())
 
 
 def _names(text: str) -> list[str]:

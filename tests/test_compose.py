@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ from jobplane.settings import Settings
 
 COMPOSE_FILE = Path(__file__).resolve().parent.parent / "compose.yaml"
 SERVICES = {"postgres", "redis", "migrate", "api", "relay", "worker"}
+COMPOSE_TOKEN = "compose-test-token-0123"  #: strong enough for jobplane's settings
 
 
 def load_compose() -> dict[str, Any]:
@@ -62,17 +64,39 @@ def test_compose_file_is_valid_for_docker_compose() -> None:
     if missing:
         pytest.skip(missing)
 
-    # When docker compose reads and validates the file
-    result = subprocess.run(
+    # When docker compose reads and validates the file, with a token given
+    result = compose_config(JOBPLANE_API_TOKEN=COMPOSE_TOKEN)
+
+    # Then it accepts it
+    assert result.returncode == 0, result.stderr
+
+
+def test_compose_refuses_to_run_without_a_token() -> None:
+    # Given the docker client with its compose plugin
+    missing = docker_compose_available()
+    if missing:
+        pytest.skip(missing)
+
+    # When docker compose reads the file without JOBPLANE_API_TOKEN
+    result = compose_config()
+
+    # Then it stops, and says what to set (there is no public fallback token)
+    assert result.returncode != 0
+    assert "set JOBPLANE_API_TOKEN" in result.stderr
+
+
+def compose_config(**variables: str) -> subprocess.CompletedProcess[str]:
+    """``docker compose config -q`` on compose.yaml, with only ``variables`` of jobplane's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBPLANE_")}
+    env.update(variables)
+    return subprocess.run(
         ["docker", "compose", "-f", str(COMPOSE_FILE), "config", "-q"],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=COMPOSE_FILE.parent,
+        env=env,
     )
-
-    # Then it accepts it
-    assert result.returncode == 0, result.stderr
 
 
 def test_compose_defines_the_platform_services() -> None:
@@ -111,7 +135,7 @@ def test_jobplane_services_share_one_configuration() -> None:
         assert environment["JOBPLANE_DATABASE_URL"].startswith("postgresql+psycopg://"), name
         assert "@postgres/" in environment["JOBPLANE_DATABASE_URL"], name
         assert environment["JOBPLANE_BROKER_URL"] == "redis://redis:6379/0", name
-        assert environment["JOBPLANE_API_TOKEN"] == "${JOBPLANE_API_TOKEN:-change-me}", name
+        assert environment["JOBPLANE_API_TOKEN"].startswith("${JOBPLANE_API_TOKEN:?"), name
 
 
 def test_processes_start_only_after_a_successful_migration() -> None:

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from jobplane import domain, schedules, stored_json
 from jobplane.api.auth import Forbidden, Unauthorized
+from jobplane.api.slots import TooManyStreams, TooManyWaits
 from jobplane.maintenance import catchup
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,8 @@ _STATUS: list[tuple[type[domain.JobplaneError], int, str]] = [
     (catchup.NowOutOfRange, 422, "invalid_request"),
     (domain.IdempotencyConflict, 409, "idempotency_conflict"),
     (domain.InvalidTransition, 409, "invalid_transition"),
+    (TooManyStreams, 503, "too_many_streams"),
+    (TooManyWaits, 503, "too_many_waits"),
 ]
 
 
@@ -46,6 +49,11 @@ def problem(http_status: int, code: str, message: str, **extra: Any) -> JSONResp
 
 async def _jobplane_error(_request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, domain.JobplaneError)
+    return problem_for(error)
+
+
+def problem_for(error: domain.JobplaneError) -> JSONResponse:
+    """The answer to ``error``: its status, code and message (and its details)."""
     for kind, status, code in _STATUS:
         if isinstance(error, kind):
             return problem(
@@ -80,9 +88,12 @@ async def _http_error(_request: Request, error: Exception) -> JSONResponse:
             f"(params may nest {stored_json.MAX_DEPTH} levels)"
         )
         return problem(422, "invalid_request", message)
-    code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(
-        error.status_code, "http_error"
-    )
+    code = {
+        400: "bad_request",
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "request_too_large",
+    }.get(error.status_code, "http_error")
     response = problem(error.status_code, code, str(error.detail))
     response.headers.update(error.headers or {})
     return response

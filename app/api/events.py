@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -27,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from jobplane import store
 from jobplane.api.auth import require_token
 from jobplane.api.schemas import Problem, TaskSummary
+from jobplane.api.slots import HeldStream, Slots
 from jobplane.api.stats import Stats, collect_stats
 from jobplane.api.tasks import EngineDep
 from jobplane.models import utcnow
@@ -48,6 +49,11 @@ MAX_TASKS = 500  #: most tasks one look reads
 DEFAULT_STREAM_SECONDS = (
     30.0  #: a stream's default life; short, so a stopping server never waits long
 )
+#: The longest life a client may ask for, in seconds. Every stream holds one of the
+#: process's ``JOBPLANE_MAX_EVENT_STREAMS`` slots: ending each within minutes gives
+#: them back even to a client that never disconnects, at the cost of one reconnection
+#: (the dashboard reconnects at once).
+MAX_STREAM_SECONDS = 300.0
 
 UNAVAILABLE = "the database is unreachable; the stream ends, reconnect shortly"
 
@@ -61,7 +67,9 @@ EVENTS_DESCRIPTION = """\
 - `error`: `{"error", "message"}` when the database cannot be read; the stream then ends.
 
 Send the token in the `Authorization` header (read the stream with `fetch`, not
-`EventSource`, which cannot send headers). The stream ends after `maxSeconds`.
+`EventSource`, which cannot send headers). The stream ends after `maxSeconds` (at most
+300). An API process serves at most `JOBPLANE_MAX_EVENT_STREAMS` streams at once; one
+more is answered 503 `too_many_streams`, with `Retry-After`.
 """
 
 
@@ -169,13 +177,23 @@ async def _stream(watcher: TaskWatcher, seconds: float) -> AsyncIterator[str]:
     },
 )
 def events(
+    request: Request,
     engine: EngineDep,
     max_seconds: Annotated[
-        float, Query(alias="maxSeconds", gt=0, le=3600, description="when the stream ends")
+        float,
+        Query(
+            alias="maxSeconds",
+            gt=0,
+            le=MAX_STREAM_SECONDS,
+            description="when the stream ends, in seconds",
+        ),
     ] = DEFAULT_STREAM_SECONDS,
 ) -> StreamingResponse:
     """Live task changes and stats, as Server-Sent Events."""
-    return StreamingResponse(
+    slots: Slots = request.app.state.event_streams
+    slots.take()  # none free: 503 with Retry-After
+    return HeldStream(
+        slots,
         _stream(TaskWatcher(engine), max_seconds),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},

@@ -11,16 +11,20 @@ from sqlalchemy import Engine
 from jobplane.api import (
     admin,
     dashboard,
+    docs,
     errors,
     events,
     health,
     metrics,
     openapi,
     schedules,
+    slots,
     stats,
     task_waits,
     tasks,
 )
+from jobplane.api.front_door import FrontDoor
+from jobplane.api.security_headers import SecurityHeaders
 from jobplane.db import engine_from_settings
 from jobplane.registry import load_jobs
 from jobplane.settings import Settings
@@ -46,9 +50,28 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         # FastAPI's OpenTelemetry hooks ask the global providers on every request
         # (5% of the API's CPU under load); jobplane exports Prometheus metrics instead.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        # Served by jobplane.api.docs from installed files instead of a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine or engine_from_settings(settings)
+    app.state.event_streams = slots.Slots(
+        settings.max_event_streams,
+        error=slots.TooManyStreams,
+        what="event streams",
+        setting="JOBPLANE_MAX_EVENT_STREAMS",
+    )
+    app.state.task_waits = slots.Slots(
+        settings.max_task_waits,
+        error=slots.TooManyWaits,
+        what="long polls",
+        setting="JOBPLANE_MAX_TASK_WAITS",
+    )
+    # The middleware added last is the outermost: the front door sees each request
+    # before the rest of the app, and every answer, its refusals too, gets the headers.
+    app.add_middleware(FrontDoor, settings=settings)
+    app.add_middleware(SecurityHeaders)
     errors.install(app)
     app.include_router(tasks.router)
     app.include_router(admin.router)
@@ -58,5 +81,6 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     app.include_router(events.router)
     app.include_router(metrics.router)
     dashboard.install(app)
+    docs.install(app)
     openapi.install(app)
     return app

@@ -2,10 +2,10 @@
 
 FastAPI describes each route from its own signature; what the app adds around the
 routes is added here once: the bearer token (so ``/docs`` has an "Authorize" button),
-the 401/403/503 answers every ``/api/`` route may give, and the shape of a 422, which
-the error handler turns into a ``Problem`` rather than FastAPI's default body. Then the
-links between operations (``openapi_links``) and the submissions the service accepts
-(``openapi_submissions``).
+the answers of the front door and the limits (400, 401, 403, 413, 503) every ``/api/``
+route may give, and the shape of a 422, which the error handler turns into a
+``Problem`` rather than FastAPI's default body. Then the links between operations
+(``openapi_links``) and the submissions the service accepts (``openapi_submissions``).
 """
 
 from __future__ import annotations
@@ -24,9 +24,18 @@ PROBLEM = {"application/json": {"schema": {"$ref": "#/components/schemas/Problem
 
 #: Answers shared by every /api/ route; (status, description, for write methods only).
 SHARED: list[tuple[str, str, bool]] = [
+    ("400", "the Host header is not one the API answers (JOBPLANE_ALLOWED_HOSTS)", False),
     ("401", "missing or invalid bearer token", False),
-    ("403", "a read-only token on a route that changes something", True),
-    ("503", "the database is unreachable; retry after Retry-After", False),
+    (
+        "403",
+        "a read-only token, or a browser on another site, on a route that changes something",
+        True,
+    ),
+    (
+        "503",
+        "the database is unreachable, or the process is at a limit; retry after Retry-After",
+        False,
+    ),
 ]
 
 
@@ -72,6 +81,10 @@ def complete(document: dict[str, Any]) -> dict[str, Any]:
             if "requestBody" in operation:
                 responses.setdefault(
                     "400", {"description": "the body cannot be read", "content": PROBLEM}
+                )
+                responses.setdefault(
+                    "413",
+                    {"description": "the body is larger than the route takes", "content": PROBLEM},
                 )
             if path.startswith("/api/"):
                 operation["security"] = [{"bearer": []}]

@@ -135,7 +135,9 @@ def submit_batch(body: SubmitBatch, request: Request, engine: EngineDep) -> Batc
 
 WAIT_DESCRIPTION = (
     "Seconds to wait for the task to finish (at most 60): the answer comes as soon as it "
-    "is completed, failed, cancelled or skipped, or after this long with its current state."
+    "is completed, failed, cancelled or skipped, or after this long with its current state. "
+    "An API process holds at most JOBPLANE_MAX_TASK_WAITS such requests at once; one more "
+    "is answered 503 too_many_waits, with Retry-After."
 )
 
 
@@ -160,7 +162,9 @@ async def get_task(
     if not wait:
         return TaskDetail.from_task(await read())
     # Waits on the event loop, holding no thread: only each read takes one, briefly.
-    return TaskDetail.from_task(await task_waits.until_finished(request.app, task_id, wait, read))
+    with request.app.state.task_waits.one():  # none free: 503 with Retry-After
+        row = await task_waits.until_finished(request.app, task_id, wait, read)
+    return TaskDetail.from_task(row)
 
 
 def load_task(engine: Engine, task_id: str) -> TaskRow:

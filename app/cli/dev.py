@@ -11,6 +11,7 @@ import dramatiq
 import uvicorn
 
 from jobplane.api.main import create_app
+from jobplane.cli.exposure import serving_settings
 from jobplane.db import engine_from_settings
 from jobplane.maintenance.rescuer import Rescuer
 from jobplane.maintenance.runner import maintenance_for
@@ -34,11 +35,15 @@ def with_token(settings: Settings) -> tuple[Settings, bool]:
     return settings.model_copy(update={"api_token": secrets.token_urlsafe(24)}), True
 
 
-def run_dev(settings: Settings, *, host: str, port: int, threads: int) -> None:
+def run_dev(
+    settings: Settings, *, host: str, port: int, threads: int, insecure: bool = False
+) -> None:
     """Migrate, then serve API + relay + workers + maintenance until Ctrl-C; a restart
-    resumes the work."""
+    resumes the work. ``insecure`` (``--insecure-no-auth``): make up no token."""
     # The demo jobs are what a first run of ``jobplane dev`` tries.
-    settings, generated = with_token(settings.model_copy(update={"demo_jobs": True}))
+    settings = settings.model_copy(update={"demo_jobs": True})
+    settings, generated = (settings, False) if insecure else with_token(settings)
+    settings = serving_settings(settings, host, port, insecure=insecure)
     upgrade(settings.database_url, schema=settings.db_schema, settings=settings)
     engine = engine_from_settings(settings)
     load_jobs(settings.job_modules, demo_jobs=settings.demo_jobs)
@@ -71,8 +76,10 @@ def run_dev(settings: Settings, *, host: str, port: int, threads: int) -> None:
     if generated:
         logger.info("dashboard: %s/#token=%s", url, settings.api_token)
         logger.info("for the CLI: export JOBPLANE_API_TOKEN=%s", settings.api_token)
-    else:  # the operator's own token: not for the log
+    elif settings.api_token:  # the operator's own token: not for the log
         logger.info("dashboard: %s/ (log in with JOBPLANE_API_TOKEN)", url)
+    else:
+        logger.info("dashboard: %s/ (no token)", url)
     # uvicorn handles Ctrl-C / SIGTERM while it serves, then re-raises the signal to
     # the handler that was there before it: make that one a no-op, so the clean stop
     # below runs and the process exits 0.

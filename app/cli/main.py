@@ -48,7 +48,8 @@ def main() -> None:
     except ValidationError as error:
         for problem in error.errors():
             name = "JOBPLANE_" + "_".join(str(part) for part in problem["loc"]).upper()
-            click.secho(f"error: {name}: {problem['msg']}", fg="red", err=True)
+            message = problem["msg"].removeprefix("Value error, ")
+            click.secho(f"error: {name}: {message}", fg="red", err=True)
         sys.exit(2)
     except CONFIGURATION_ERRORS as error:
         click.secho(f"error: {error}", fg="red", err=True)

@@ -38,19 +38,31 @@ def migrate() -> None:
     click.echo("database is up to date")
 
 
+INSECURE_NO_AUTH = click.option(
+    "--insecure-no-auth",
+    "insecure",
+    is_flag=True,
+    help="serve beyond loopback without JOBPLANE_API_TOKEN: anyone who can reach it may"
+    " run, cancel and retry jobs",
+)
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-def api(host: str, port: int) -> None:
+@INSECURE_NO_AUTH
+def api(host: str, port: int, insecure: bool) -> None:
     """Serve the HTTP API with uvicorn."""
     import uvicorn
 
     from jobplane.api.main import create_app
+    from jobplane.cli.exposure import serving_settings
 
     _logging()
+    settings = serving_settings(get_settings(), host, port, insecure=insecure)
     # Open dashboard event streams must not hold a stop up for their full length.
     uvicorn.run(
-        create_app(get_settings()),
+        create_app(settings),
         host=host,
         port=port,
         log_level="info",
@@ -130,12 +142,16 @@ def worker(processes: int, threads: int, queues: str | None) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--threads", default=4, show_default=True, type=int, help="worker threads")
-def dev(host: str, port: int, threads: int) -> None:
-    """Run everything in one process: API, relay, workers, scheduler (SQLite, in-memory broker)."""
+@INSECURE_NO_AUTH
+def dev(host: str, port: int, threads: int, insecure: bool) -> None:
+    """Run everything in one process: API, relay, workers, scheduler (SQLite, in-memory broker).
+
+    Without JOBPLANE_API_TOKEN it makes one up and prints it, unless --insecure-no-auth.
+    """
     from jobplane.cli.dev import run_dev
 
     _logging()
-    run_dev(get_settings(), host=host, port=port, threads=threads)
+    run_dev(get_settings(), host=host, port=port, threads=threads, insecure=insecure)
 
 
 def _redact(url: str) -> str:

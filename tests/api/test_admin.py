@@ -67,7 +67,33 @@ def test_readyz_is_503_with_retry_after_when_the_broker_is_down(
     answer = client.get("/readyz")
     assert answer.status_code == 503
     assert answer.headers["Retry-After"]
-    assert answer.json()["checks"]["broker"].startswith("error")
+    assert answer.json()["checks"] == {"database": "ok", "broker": "unavailable"}
+
+
+def test_readyz_names_the_failed_check_and_leaves_the_details_to_the_log(
+    api_factory: Callable[..., httpx.Client], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given an API whose database URL names a host, a user and a password it cannot reach
+    url = "postgresql+psycopg://secretuser:hunter2@127.0.0.1:1/secretdb"
+    client = api_factory(Settings(database_url=url, broker_url="memory://"))
+
+    # When anyone asks whether it is ready
+    answer = client.get("/readyz")
+
+    # Then it says which check failed, and nothing of the driver's message
+    assert answer.status_code == 503
+    assert answer.json() == {
+        "status": "unavailable",
+        "checks": {"database": "unavailable", "broker": "ok"},
+    }
+    for secret in ("secretuser", "hunter2", "secretdb", "127.0.0.1", "psycopg", "connection"):
+        assert secret not in answer.text.lower(), secret
+    # And the log has what an operator needs
+    assert any(
+        "database is unavailable" in record.getMessage()
+        and "OperationalError" in record.getMessage()
+        for record in caplog.records
+    )
 
 
 def test_the_api_answers_503_while_the_database_is_unreachable(

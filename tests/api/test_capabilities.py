@@ -58,7 +58,8 @@ def test_maintenance_cannot_be_submitted_and_deletes_nothing(
 ) -> None:
     # Given finished tasks inside the retention, and a client with the read-write token
     kept = {finished_task(engine, 1), finished_task(engine, 6)}
-    api = api_factory(Settings(database_url=any_url, api_token="t" * 32), token="t" * 32)
+    token = "capabilities-test-token-0123"
+    api = api_factory(Settings(database_url=any_url, api_token=token), token=token)
 
     # When it submits a maintenance job, alone or in a batch
     alone = api.post("/api/tasks", json=submission)

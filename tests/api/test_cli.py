@@ -16,6 +16,8 @@ from jobplane.cli.client import EXIT_API_ERROR, EXIT_NOT_FOUND, EXIT_UNREACHABLE
 from jobplane.settings import Settings
 from jobplane.store.rows import NewLogLine
 
+CLI_TOKEN = "cli-test-token-0123"
+
 
 def jobplane(*args: str, url: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBPLANE_")}
@@ -34,22 +36,30 @@ def jobplane(*args: str, url: str, token: str | None = None) -> subprocess.Compl
 def test_submit_then_list_and_show_the_task(
     api_factory: Callable[..., httpx.Client], pg_settings: Settings
 ) -> None:
-    settings = pg_settings.model_copy(update={"api_token": "tok"})
+    settings = pg_settings.model_copy(update={"api_token": CLI_TOKEN})
     url = str(api_factory(settings).base_url)
 
     submitted = jobplane(
-        "submit", "demo.echo", "--param", "days=60", "-p", "name=x", "--json", url=url, token="tok"
+        "submit",
+        "demo.echo",
+        "--param",
+        "days=60",
+        "-p",
+        "name=x",
+        "--json",
+        url=url,
+        token=CLI_TOKEN,
     )
     assert submitted.returncode == 0, submitted.stderr
     task = json.loads(submitted.stdout)
     assert task["params"] == {"days": 60, "name": "x"}
 
-    listed = jobplane("tasks", "ls", "--json", url=url, token="tok")
+    listed = jobplane("tasks", "ls", "--json", url=url, token=CLI_TOKEN)
     assert [t["taskId"] for t in json.loads(listed.stdout)["tasks"]] == [task["taskId"]]
-    table = jobplane("tasks", "ls", url=url, token="tok")
+    table = jobplane("tasks", "ls", url=url, token=CLI_TOKEN)
     assert task["taskId"] in table.stdout and "pending" in table.stdout
 
-    shown = jobplane("tasks", "show", task["taskId"], url=url, token="tok")
+    shown = jobplane("tasks", "show", task["taskId"], url=url, token=CLI_TOKEN)
     assert shown.returncode == 0
     assert "demo.echo" in shown.stdout
 
@@ -57,21 +67,23 @@ def test_submit_then_list_and_show_the_task(
 def test_errors_have_exit_codes_scripts_can_rely_on(
     api_factory: Callable[..., httpx.Client], pg_settings: Settings
 ) -> None:
-    url = str(api_factory(pg_settings.model_copy(update={"api_token": "tok"})).base_url)
+    url = str(api_factory(pg_settings.model_copy(update={"api_token": CLI_TOKEN})).base_url)
 
-    unknown = jobplane("submit", "nope", url=url, token="tok")
+    unknown = jobplane("submit", "nope", url=url, token=CLI_TOKEN)
     assert unknown.returncode == EXIT_API_ERROR
     assert "unknown job type 'nope'" in unknown.stderr
     assert "Traceback" not in unknown.stderr
 
     assert jobplane("tasks", "ls", url=url).returncode == EXIT_API_ERROR  # no token
-    assert jobplane("tasks", "show", "missing", url=url, token="tok").returncode == EXIT_NOT_FOUND
+    assert (
+        jobplane("tasks", "show", "missing", url=url, token=CLI_TOKEN).returncode == EXIT_NOT_FOUND
+    )
     down = jobplane("tasks", "ls", url="http://127.0.0.1:1")
     assert down.returncode == EXIT_UNREACHABLE
     assert "cannot reach the API" in down.stderr
-    bad = jobplane("submit", "demo.echo", "--param", "novalue", url=url, token="tok")
+    bad = jobplane("submit", "demo.echo", "--param", "novalue", url=url, token=CLI_TOKEN)
     assert bad.returncode == 2
-    empty_key = jobplane("submit", "demo.echo", "--idempotency-key", "", url=url, token="tok")
+    empty_key = jobplane("submit", "demo.echo", "--idempotency-key", "", url=url, token=CLI_TOKEN)
     assert empty_key.returncode == EXIT_API_ERROR
     assert "must not be empty" in empty_key.stderr
 

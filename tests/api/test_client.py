@@ -25,8 +25,8 @@ from jobplane.models import utcnow
 from jobplane.settings import Settings
 from jobplane.store.rows import NewLogLine
 
-TOKEN = "tok"
-READ_ONLY_TOKEN = "look"
+TOKEN = "client-test-token-0123"
+READ_ONLY_TOKEN = "client-read-only-token-0123"
 
 
 class Blocking:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,11 +14,12 @@ import pytest
 from sqlalchemy import Connection, Engine
 
 from jobplane import store
-from jobplane.api.events import TaskWatcher
+from jobplane.api.events import MAX_STREAM_SECONDS, TaskWatcher
 from jobplane.models import utcnow
 from jobplane.settings import Settings
+from tests.conftest import wait_until
 
-TOKEN = "events-token"
+TOKEN = "events-test-token-0123"
 Event = tuple[str, dict[str, Any]]
 
 
@@ -138,3 +140,46 @@ def test_the_stream_ends_by_itself_and_needs_the_token(api: httpx.Client) -> Non
     refused = httpx.get(f"{api.base_url}/api/admin/events", timeout=5)
     assert refused.status_code == 401
     assert refused.json()["error"] == "unauthorized"
+
+
+def stream_opens(client: httpx.Client) -> bool:
+    """Whether a new stream starts (it is closed at once)."""
+    with client.stream("GET", "/api/admin/events", params={"maxSeconds": 1}) as response:
+        return response.status_code == 200
+
+
+def test_a_process_serves_at_most_max_event_streams_streams_at_once(
+    api_factory: Callable[..., httpx.Client], pg_settings: Settings
+) -> None:
+    # Given an API that serves two streams at most, and two open streams
+    settings = pg_settings.model_copy(update={"api_token": TOKEN, "max_event_streams": 2})
+    api = api_factory(settings, token=TOKEN)
+    with ExitStack() as streams:
+        for _ in range(2):
+            stream = api.stream("GET", "/api/admin/events", params={"maxSeconds": 60})
+            response = streams.enter_context(stream)
+            assert response.status_code == 200
+            assert next(response.iter_lines()).startswith("retry:")
+
+        # When a third is asked for
+        refused = api.get("/api/admin/events")
+
+        # Then it is refused at once, with when to come back, in the JSON shape
+        assert refused.status_code == 503
+        assert refused.headers["Retry-After"]
+        assert refused.json()["error"] == "too_many_streams"
+        assert "JOBPLANE_MAX_EVENT_STREAMS" in refused.json()["message"]
+        # While the other routes still answer
+        assert api.get("/api/admin/stats").status_code == 200
+
+    # And once those two are closed, their slots come back (the server notices a closed
+    # stream at its next look)
+    wait_until(lambda: stream_opens(api), timeout=10, what="a stream slot to come back")
+
+
+def test_a_stream_lasts_at_most_five_minutes(api: httpx.Client) -> None:
+    too_long = api.get("/api/admin/events", params={"maxSeconds": MAX_STREAM_SECONDS + 1})
+    assert too_long.status_code == 422
+    assert "maxSeconds" in too_long.json()["message"]
+    with api.stream("GET", "/api/admin/events", params={"maxSeconds": 300}) as response:
+        assert response.status_code == 200

@@ -12,6 +12,7 @@ from jobplane import store
 from jobplane.models import utcnow
 from jobplane.settings import Settings
 
+TOKEN = "metrics-test-token-0123"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
@@ -35,7 +36,7 @@ def test_task_counts_move_as_tasks_are_submitted_and_run(
     api_factory: Callable[..., httpx.Client], pg_settings: Settings, pg_engine: Engine
 ) -> None:
     # Given an API with a token (which /metrics does not need), and no task yet
-    api = api_factory(pg_settings.model_copy(update={"api_token": "t"}), token="t")
+    api = api_factory(pg_settings.model_copy(update={"api_token": TOKEN}), token=TOKEN)
     before = scrape(api)
     assert before[("jobplane_database_up", ())] == 1
     assert tasks(before, "pending", "demo.echo") == 0

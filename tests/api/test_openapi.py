@@ -23,7 +23,7 @@ from schemathesis.engine import events
 
 from jobplane.settings import Settings
 
-TOKEN = "openapi-token"
+TOKEN = "openapi-test-token-0123"
 STREAMING = "/api/admin/events"
 SEED = 7
 #: Examples per operation and phase: every parameter's edge cases are reached, and the

@@ -15,7 +15,7 @@ from jobplane.models import Task, utcnow
 from jobplane.settings import Settings
 from tests.api.test_cli import jobplane
 
-TOKEN, READ_ONLY = "rw-token", "ro-token"
+TOKEN, READ_ONLY = "stats-read-write-token", "stats-read-only-token"
 
 
 @pytest.fixture
@@ -130,9 +130,9 @@ def test_a_read_only_token_reads_but_cannot_change_anything(
 
 def test_a_read_only_token_needs_a_read_write_token_beside_it() -> None:
     with pytest.raises(ValueError, match="needs JOBPLANE_API_TOKEN"):
-        Settings(read_only_token="ro")
+        Settings(read_only_token="a-read-only-token-alone")
     with pytest.raises(ValueError, match="must differ"):
-        Settings(api_token="same", read_only_token="same")
+        Settings(api_token="the-same-token-twice", read_only_token="the-same-token-twice")
 
 
 def test_jobplane_stats_prints_a_table_and_json(api: httpx.Client) -> None:

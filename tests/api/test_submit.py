@@ -200,7 +200,7 @@ def test_an_unknown_task_is_a_404(pg_api: httpx.Client) -> None:
 def test_with_a_token_set_every_api_route_needs_it(
     api_factory: Callable[..., httpx.Client], pg_settings: Settings, pg_engine: Engine
 ) -> None:
-    settings = pg_settings.model_copy(update={"api_token": "s3cret"})
+    settings = pg_settings.model_copy(update={"api_token": "submit-test-token-0123"})
     anonymous = api_factory(settings)
     for method, path in [
         ("POST", "/api/tasks"),
@@ -217,7 +217,9 @@ def test_with_a_token_set_every_api_route_needs_it(
     assert anonymous.get("/healthz").status_code == 200
     assert row_counts(pg_engine)["tasks"] == 0
     allowed = anonymous.post(
-        "/api/tasks", json={"type": "demo.noop"}, headers={"Authorization": "Bearer s3cret"}
+        "/api/tasks",
+        json={"type": "demo.noop"},
+        headers={"Authorization": "Bearer submit-test-token-0123"},
     )
     assert allowed.status_code == 201
 

@@ -264,6 +264,36 @@ def test_on_sqlite_a_wait_polls_until_the_task_completes(
         assert (response.json()["status"], response.json()["result"]) == ("completed", 7)
 
 
+def test_a_process_holds_at_most_max_task_waits_long_polls_at_once(
+    pg: Api, executor: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an API that holds one long poll at most, holding one
+    monkeypatch.setattr(pg.app.state.task_waits, "limit", 1)
+    first, second = tasks_in(pg.engine, 2, "running")
+    held: Future[httpx.Response] = executor.submit(
+        pg.client.get, f"/api/tasks/{first.id}", params={"wait": LONG}
+    )
+    wait_until(lambda: first.id in pg.watched(), what="the first long poll to wait")
+
+    # When another client asks to wait
+    refused = pg.client.get(f"/api/tasks/{second.id}", params={"wait": LONG})
+
+    # Then it is refused at once, with when to come back, in the JSON shape
+    assert refused.status_code == 503
+    assert refused.headers["Retry-After"]
+    assert refused.json()["error"] == "too_many_waits"
+    assert "JOBPLANE_MAX_TASK_WAITS" in refused.json()["message"]
+    # While a plain read still answers
+    assert pg.client.get(f"/api/tasks/{second.id}").json()["status"] == "running"
+
+    # And once the first wait has its answer, the slot is free again
+    complete(pg.engine, [first])
+    assert held.result(timeout=LONG).json()["status"] == "completed"
+    complete(pg.engine, [second])
+    again = pg.client.get(f"/api/tasks/{second.id}", params={"wait": LONG})
+    assert (again.status_code, again.json()["status"]) == (200, "completed")
+
+
 def test_the_openapi_document_describes_wait_and_its_bounds(pg: Api) -> None:
     spec = pg.client.get("/openapi.json").json()
     parameters = spec["paths"]["/api/tasks/{task_id}"]["get"]["parameters"]

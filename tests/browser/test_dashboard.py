@@ -4,6 +4,9 @@ The platform is ``jobplane dev`` (SQLite, in-process broker) started without a t
 so it makes one up and prints the link that logs a browser in; the tests use that link.
 Playwright never downloads a browser here: it drives ``/usr/bin/chromium``
 (``apt-get install chromium``; ``make test`` installs it when missing).
+
+Every page is watched for script errors and Content-Security-Policy violations: the
+dashboard and the API docs must work under the policies the API sends.
 """
 
 from __future__ import annotations
@@ -15,10 +18,18 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Page,
+    Request,
+    expect,
+    sync_playwright,
+)
 
 from tests.conftest import free_port, wait_until
 
@@ -35,6 +46,16 @@ CHROMIUM_ARGS = [
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 LINK = re.compile(r"dashboard: (http://\S+/#token=(\S+))")
+#: Reports every Content-Security-Policy violation of a page to its console, and keeps
+#: it in ``window.cspViolations`` (for a test to wait on).
+REPORT_VIOLATIONS = """
+window.cspViolations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+  const text = `CSP violation: ${event.violatedDirective} ${event.blockedURI}`;
+  window.cspViolations.push(text);
+  console.error(text);
+});
+"""
 
 
 class DevPlatform:
@@ -104,19 +125,53 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
+class Watched:
+    """A fresh browser context and page, and what they report: script errors and CSP
+    violations (``problems``), every request the page made (``requested``, those the
+    policy blocked too), and the requests that reached the network (``sent``)."""
+
+    def __init__(self, browser: Browser, **options: Any) -> None:
+        self.context = browser.new_context(**options)
+        self.context.add_init_script(REPORT_VIOLATIONS)
+        self.problems: list[str] = []
+        self.requested: list[Request] = []
+        self.sent: list[Request] = []
+        self.page = self.context.new_page()
+        self.page.on("pageerror", lambda error: self.problems.append(str(error)))
+        self.page.on("console", self._on_console)
+        self.page.on("request", lambda request: self.requested.append(request))
+        self.page.on("requestfinished", lambda request: self.sent.append(request))
+
+    def _on_console(self, message: ConsoleMessage) -> None:
+        if "CSP violation" in message.text or "Content Security Policy" in message.text:
+            self.problems.append(message.text)
+
+    def violations(self) -> list[str]:
+        """The CSP violations of the page's current document."""
+        found: list[str] = self.page.evaluate("window.cspViolations")
+        return found
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def elsewhere(requests: list[Request]) -> list[str]:
+    """The URLs among ``requests`` that were for anywhere but this machine's API."""
+    return [r.url for r in requests if not r.url.startswith(("http://127.0.0.1:", "blob:"))]
+
+
 @pytest.fixture
 def page(browser: Browser, dev: DevPlatform) -> Iterator[Page]:
-    """A fresh browser session, logged in through the link ``jobplane dev`` printed."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(dev.link)
-    expect(page.locator("#app")).to_be_visible()
-    expect(page.locator("#live")).to_have_text("live")
-    yield page
-    context.close()
-    assert not errors, f"JavaScript errors: {errors}"
+    """A fresh browser session, logged in through the link ``jobplane dev`` printed; it
+    must end without a script error or a CSP violation."""
+    seen = Watched(browser, viewport={"width": 1280, "height": 900})
+    seen.page.goto(dev.link)
+    expect(seen.page.locator("#app")).to_be_visible()
+    expect(seen.page.locator("#live")).to_have_text("live")
+    yield seen.page
+    problems = seen.problems + seen.violations()
+    seen.close()
+    assert not problems, f"JavaScript errors or CSP violations: {problems}"
 
 
 def row(page: Page, task_id: str) -> str:
@@ -126,8 +181,8 @@ def row(page: Page, task_id: str) -> str:
 def test_the_printed_link_logs_in_and_keeps_the_token_out_of_the_address_bar(
     browser: Browser, dev: DevPlatform
 ) -> None:
-    context = browser.new_context()
-    page = context.new_page()
+    seen = Watched(browser)
+    page = seen.page
     # Given the page opened without a token: it asks for one
     page.goto(dev.url)
     expect(page.locator("#login")).to_be_visible()
@@ -145,7 +200,8 @@ def test_the_printed_link_logs_in_and_keeps_the_token_out_of_the_address_bar(
     expect(page.locator("#app")).to_be_visible()
     assert "token" not in page.url
     assert page.evaluate("sessionStorage.getItem('jobplane.token')") == dev.token
-    context.close()
+    assert seen.problems + seen.violations() == []
+    seen.close()
 
 
 def test_a_submitted_job_s_progress_bar_reaches_100_without_a_reload(page: Page) -> None:
@@ -233,8 +289,8 @@ def test_a_schedule_runs_now(page: Page, dev: DevPlatform) -> None:
 
 
 def test_the_dashboard_fits_a_phone_screen(browser: Browser, dev: DevPlatform) -> None:
-    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
-    page = context.new_page()
+    seen = Watched(browser, viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = seen.page
     page.goto(dev.link)
     expect(page.locator("#task-rows tr").first).to_be_visible()
     # Nothing is wider than the screen; the table keeps its status and progress
@@ -246,4 +302,77 @@ def test_the_dashboard_fits_a_phone_screen(browser: Browser, dev: DevPlatform) -
         assert box is not None and box["x"] + box["width"] <= 390
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
-    context.close()
+    assert seen.problems + seen.violations() == []
+    seen.close()
+
+
+def test_the_dashboard_works_under_a_policy_that_blocks_inline_scripts(
+    browser: Browser, dev: DevPlatform
+) -> None:
+    # Given the dashboard, logged in, with its task panel open (progress bar and all)
+    seen = Watched(browser)
+    page = seen.page
+    with page.expect_response(dev.url + "/") as first:
+        page.goto(dev.link)
+    assert "script-src 'self';" in first.value.headers["content-security-policy"]
+    task_id = dev.submit("demo.echo", text="csp")
+    page.click(f"{row(page, task_id)} td.id a")
+    expect(page.locator("#panel .progress")).to_be_visible()
+    assert seen.problems + seen.violations() == []
+    # When a script is slipped into the page, as an injection would
+    ran = page.evaluate(
+        """() => { const s = document.createElement("script");
+        s.textContent = "window.injected = true"; document.head.append(s);
+        return window.injected === true; }"""
+    )
+    # Then it does not run, and the browser reports the policy it broke
+    assert ran is False
+    page.wait_for_function("() => window.cspViolations.length > 0")
+    assert seen.violations()[0].startswith("CSP violation: script-src")
+    seen.close()
+
+
+def test_the_docs_render_swagger_ui_from_local_files_and_call_the_api(
+    browser: Browser, dev: DevPlatform
+) -> None:
+    # Given /docs
+    seen = Watched(browser, viewport={"width": 1280, "height": 900})
+    page = seen.page
+    page.goto(f"{dev.url}/docs")
+
+    # Then Swagger UI shows the API
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("jobplane")
+    expect(page.locator(".opblock-summary-path").first).to_be_visible()
+    # And a call tried from it, with the token given to Authorize, is answered
+    page.click("button.authorize")
+    page.fill(".auth-container input", dev.token)
+    page.click(".auth-btn-wrapper button.authorize")
+    page.click("button.btn-done")
+    stats = page.locator(".opblock", has=page.locator(".opblock-summary-path", has_text="/stats"))
+    stats.first.locator(".opblock-summary").click()
+    stats.first.locator("button.try-out__btn").click()
+    with page.expect_response(f"{dev.url}/api/admin/stats") as called:
+        stats.first.locator("button.execute").click()
+    assert called.value.status == 200
+    # And nothing was asked of any other host, and nothing broke the page's policy
+    assert elsewhere(seen.requested) == []
+    assert seen.problems + seen.violations() == []
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "docs.png"))
+    seen.close()
+
+
+def test_redoc_renders_from_local_files(browser: Browser, dev: DevPlatform) -> None:
+    # Given /redoc
+    seen = Watched(browser)
+    page = seen.page
+    page.goto(f"{dev.url}/redoc")
+    # Then ReDoc shows the API, with no request reaching another host
+    expect(page.locator("h1")).to_contain_text("jobplane")
+    expect(page.get_by_role("heading", name="Submit Task")).to_be_visible()
+    assert elsewhere(seen.sent) == []
+    # And the one thing it would fetch from elsewhere, its vendor's logo, is blocked
+    page.wait_for_function("() => window.cspViolations.length > 0")
+    assert seen.violations() == ["CSP violation: img-src https://cdn.redoc.ly/redoc/logo-mini.svg"]
+    assert all("logo-mini.svg" in problem for problem in seen.problems), seen.problems
+    seen.close()

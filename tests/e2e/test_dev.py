@@ -13,7 +13,7 @@ import httpx
 
 from tests.conftest import free_port, wait_until
 
-TOKEN = "dev-test-token"
+TOKEN = "dev-test-token-0123"
 
 
 class Dev:

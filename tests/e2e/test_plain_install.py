@@ -78,3 +78,6 @@ def test_the_wheel_installed_without_extras_runs_every_process_until_a_job_compl
     done = finished(client, task_id)
     assert (done["status"], done["result"]) == ("completed", {"plain": "install"}), done
     wait_for_a_leader(relay, scheduler)
+    # And the API's documentation pages have their files, from the wheel's dependencies
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js"):
+        assert client.get(f"/docs/assets/{asset}").status_code == 200, asset

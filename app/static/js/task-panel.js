@@ -96,7 +96,7 @@ function renderPanel(task) {
   const list = fields(task).flatMap(([name, value]) => [el("dt", {}, name), el("dd", {}, value)]);
   const summary = [
     el("div", {}, statusBadge(task.status)),
-    el("div", { style: "margin-top:8px" }, progressBar(task)),
+    el("div", { class: "panel-progress" }, progressBar(task)),
     el("div", { class: "buttons" }, actionButtons(task, false)),
     el("dl", {}, list),
     el("h3", {}, "Params"),
