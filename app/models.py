@@ -45,6 +45,11 @@ NAMING = {
 }
 
 
+#: The ``info`` key of an object made on one database only (with ``ddl_if``), which
+#: Alembic's comparison must then skip on the others (``migrations/env.py``).
+ONLY_ON = "jobplane_only_on"
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A timezone-aware UTC timestamp, also on SQLite (which keeps no offset)."""
 
@@ -112,6 +117,11 @@ class Task(Base):
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     schedule_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
     fire_time: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: When the task last changed status (its creation included): the dashboard's live
+    #: stream reads what changed since its previous look from this column's index.
+    #: Every statement that writes ``status`` sets it (``jobplane.store.guards``);
+    #: null for rows older than the column.
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     __table_args__ = (
         UniqueConstraint("schedule_name", "fire_time"),
@@ -136,6 +146,18 @@ class Task(Base):
             postgresql_where=text("status IN ('pending', 'running')"),
             sqlite_where=text("status IN ('pending', 'running')"),
         ),
+        # The live stream: what changed lately, newest first.
+        Index("jobplane_tasks_updated_at_idx", "updated_at"),
+        # Search by the start of an id. On PostgreSQL the primary key's index follows the
+        # database's collation, where a prefix need not be one range; the pattern ops
+        # index serves ``LIKE 'prefix%'`` in any collation. SQLite's primary key is
+        # binary-ordered, so a range on it serves the same search there.
+        Index(
+            "jobplane_tasks_id_prefix_idx",
+            "id",
+            postgresql_ops={"id": "text_pattern_ops"},
+            info={ONLY_ON: "postgresql"},
+        ).ddl_if(dialect="postgresql"),
     )
 
 
@@ -238,6 +260,136 @@ def _create_task_done_notify(_table: Any, connection: Connection, **_: Any) -> N
     if connection.dialect.name == "postgresql":
         for statement in TASK_DONE_NOTIFY_DDL:
             connection.exec_driver_sql(statement)
+
+
+class TaskCount(Base):
+    """A change to the number of tasks of one (type, queue, schedule, status), and to their
+    retries: what the admin reads add up instead of counting the tasks table.
+
+    Triggers on ``jobplane_tasks`` append one row per (type, queue, schedule, status) a
+    statement changed (``TASK_COUNT_DDL``), in that statement's transaction: the sums are
+    exact at every snapshot, whichever code path (or the user's own SQL) wrote the tasks.
+    Appending, never updating, so that concurrent writers never wait on a counter row;
+    the maintenance leader folds the rows into one per key every few seconds
+    (``jobplane.store.counts.fold``), which bounds what a read adds up by the number of
+    keys and the changes since the last fold, not by the number of tasks.
+    """
+
+    __tablename__ = "jobplane_task_counts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    type: Mapped[str] = mapped_column(String(200))
+    queue: Mapped[str] = mapped_column(String(100))
+    #: The schedule the tasks are runs of, or "" for none.
+    schedule: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16))
+    tasks: Mapped[int] = mapped_column(BigInteger)
+    #: The change to the sum of their ``retry_count``.
+    retries: Mapped[int] = mapped_column(BigInteger)
+
+
+_COUNT_KEY = "type, queue, schedule, status, tasks, retries"
+#: PostgreSQL: statement-level triggers, so a batch of a thousand completions appends two
+#: rows, not two thousand; a row counts for an UPDATE only if its status (or retries)
+#: changed, so heartbeats and progress append nothing. TRUNCATE empties the counts too.
+#: A transition table is allowed on a one-event trigger only: hence one trigger per event,
+#: sharing the function. Names unqualified, as for ``OUTBOX_NOTIFY_DDL``; the function
+#: keeps the search path it was created with (``jobplane migrate``'s, the schema's), so
+#: that it finds its table from a connection that names jobplane's tables by schema.
+TASK_COUNT_PG_DDL = (
+    f"""CREATE FUNCTION jobplane_tasks_count() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO jobplane_task_counts ({_COUNT_KEY})
+        SELECT n.type, n.queue, coalesce(n.schedule_name, ''), n.status,
+               count(*), sum(n.retry_count)
+        FROM new_rows n GROUP BY 1, 2, 3, 4;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO jobplane_task_counts ({_COUNT_KEY})
+        SELECT o.type, o.queue, coalesce(o.schedule_name, ''), o.status,
+               -count(*), -sum(o.retry_count)
+        FROM old_rows o GROUP BY 1, 2, 3, 4;
+    ELSIF TG_OP = 'UPDATE' THEN
+        INSERT INTO jobplane_task_counts ({_COUNT_KEY})
+        SELECT d.type, d.queue, d.schedule, d.status, sum(d.tasks), sum(d.retries)
+        FROM (
+            SELECT n.type, n.queue, coalesce(n.schedule_name, '') AS schedule, n.status,
+                   1 AS tasks, n.retry_count AS retries,
+                   o.type AS old_type, o.queue AS old_queue,
+                   coalesce(o.schedule_name, '') AS old_schedule, o.status AS old_status,
+                   o.retry_count AS old_retries
+            FROM new_rows n JOIN old_rows o ON o.id = n.id
+            WHERE (n.status, n.retry_count, n.type, n.queue, n.schedule_name)
+                  IS DISTINCT FROM (o.status, o.retry_count, o.type, o.queue, o.schedule_name)
+        ) c
+        CROSS JOIN LATERAL (
+            VALUES (c.type, c.queue, c.schedule, c.status, 1, c.retries),
+                   (c.old_type, c.old_queue, c.old_schedule, c.old_status, -1, -c.old_retries)
+        ) AS d (type, queue, schedule, status, tasks, retries)
+        GROUP BY 1, 2, 3, 4
+        HAVING sum(d.tasks) <> 0 OR sum(d.retries) <> 0;
+    ELSE
+        DELETE FROM jobplane_task_counts;
+    END IF;
+    RETURN NULL;
+END;
+$$""",
+    "CREATE TRIGGER jobplane_tasks_count_on_insert AFTER INSERT ON jobplane_tasks "
+    "REFERENCING NEW TABLE AS new_rows "
+    "FOR EACH STATEMENT EXECUTE FUNCTION jobplane_tasks_count()",
+    "CREATE TRIGGER jobplane_tasks_count_on_update AFTER UPDATE ON jobplane_tasks "
+    "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows "
+    "FOR EACH STATEMENT EXECUTE FUNCTION jobplane_tasks_count()",
+    "CREATE TRIGGER jobplane_tasks_count_on_delete AFTER DELETE ON jobplane_tasks "
+    "REFERENCING OLD TABLE AS old_rows "
+    "FOR EACH STATEMENT EXECUTE FUNCTION jobplane_tasks_count()",
+    "CREATE TRIGGER jobplane_tasks_count_on_truncate AFTER TRUNCATE ON jobplane_tasks "
+    "FOR EACH STATEMENT EXECUTE FUNCTION jobplane_tasks_count()",
+)
+_NEW = "NEW.type, NEW.queue, coalesce(NEW.schedule_name, ''), NEW.status"
+_OLD = "OLD.type, OLD.queue, coalesce(OLD.schedule_name, ''), OLD.status"
+#: SQLite has row-level triggers only; it has one writer at a time, so appending a row
+#: per change costs no waiting, and the fold keeps the table small all the same.
+TASK_COUNT_SQLITE_DDL = (
+    "CREATE TRIGGER jobplane_tasks_count_on_insert AFTER INSERT ON jobplane_tasks BEGIN "
+    f"INSERT INTO jobplane_task_counts ({_COUNT_KEY}) VALUES ({_NEW}, 1, NEW.retry_count); "
+    "END",
+    "CREATE TRIGGER jobplane_tasks_count_on_update "
+    "AFTER UPDATE OF status, retry_count, type, queue, schedule_name ON jobplane_tasks "
+    "WHEN OLD.status IS NOT NEW.status OR OLD.retry_count IS NOT NEW.retry_count "
+    "OR OLD.type IS NOT NEW.type OR OLD.queue IS NOT NEW.queue "
+    "OR OLD.schedule_name IS NOT NEW.schedule_name BEGIN "
+    f"INSERT INTO jobplane_task_counts ({_COUNT_KEY}) "
+    f"VALUES ({_OLD}, -1, -OLD.retry_count), ({_NEW}, 1, NEW.retry_count); "
+    "END",
+    "CREATE TRIGGER jobplane_tasks_count_on_delete AFTER DELETE ON jobplane_tasks BEGIN "
+    f"INSERT INTO jobplane_task_counts ({_COUNT_KEY}) VALUES ({_OLD}, -1, -OLD.retry_count); "
+    "END",
+)
+
+
+def task_count_ddl(dialect_name: str) -> tuple[str, ...]:
+    """The statements that create the counting triggers on ``dialect_name``."""
+    return TASK_COUNT_PG_DDL if dialect_name == "postgresql" else TASK_COUNT_SQLITE_DDL
+
+
+@event.listens_for(Base.metadata, "after_create")
+def _create_task_count_triggers(_metadata: Any, connection: Connection, **_: Any) -> None:
+    # A new database's, once both tables exist; an existing one's come from revision 0010.
+    for statement in task_count_ddl(connection.dialect.name):
+        connection.exec_driver_sql(statement)
+
+
+class Worker(Base):
+    """A worker process (host:pid) and when it last reported: the "workers seen" of the
+    admin stats, read without looking at tasks. Each worker's monitor thread writes its
+    row at every heartbeat; retention forgets the rows of workers long gone."""
+
+    __tablename__ = "jobplane_workers"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class TaskLog(Base):

@@ -124,6 +124,7 @@ def build_task(
         cancelled_at=None,
         schedule_name=None,
         fire_time=None,
+        updated_at=now,
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from alembic import context
 
 from jobplane.migrate import VERSION_TABLE, migration_engine
-from jobplane.models import PREFIX, Base
+from jobplane.models import ONLY_ON, PREFIX, Base
 from jobplane.settings import Settings, get_settings
 
 config = context.config
@@ -31,6 +31,19 @@ def include_name(name: str | None, type_: str, _parent_names: Any) -> bool:
     if type_ == "table":
         return name is not None and name.startswith(PREFIX) and name != VERSION_TABLE
     return True
+
+
+def include_object_on(dialect_name: str) -> Any:
+    """Autogenerate's filter of the models' objects: those made only on another
+    database (``ONLY_ON``) are not expected on this one."""
+
+    def include_object(
+        item: Any, _name: str | None, _type: str, reflected: bool, _compare_to: Any
+    ) -> bool:
+        only_on = None if reflected else getattr(item, "info", {}).get(ONLY_ON)
+        return only_on is None or only_on == dialect_name
+
+    return include_object
 
 
 def run_migrations_offline() -> None:
@@ -57,6 +70,7 @@ def run_migrations_online() -> None:
                 target_metadata=Base.metadata,
                 render_as_batch=connection.dialect.name == "sqlite",
                 include_name=include_name,
+                include_object=include_object_on(connection.dialect.name),
                 version_table=VERSION_TABLE,
                 version_table_schema=schema,
             )

@@ -47,11 +47,13 @@ class PostgresWakeup(Wakeup):
         self._engine = engine
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
 
-    def _listen(self) -> psycopg.Connection[tuple[object, ...]]:
-        if self._conn is None or self._conn.closed:
-            self._conn = self._connect()
-            self._conn.execute(f"LISTEN {CHANNEL}")
-        return self._conn
+    def _listen(self) -> bool:
+        """Make sure this connection listens; True if it has only just begun to."""
+        if self._conn is not None and not self._conn.closed:
+            return False
+        self._conn = self._connect()
+        self._conn.execute(f"LISTEN {CHANNEL}")
+        return True
 
     def _connect(self) -> psycopg.Connection[tuple[object, ...]]:
         """A connection of the engine's own making, so with its timeouts and keepalives
@@ -69,12 +71,17 @@ class PostgresWakeup(Wakeup):
             self._event.clear()
             return
         try:
-            conn = self._listen()
+            if self._listen():
+                # A commit between the batch before this wait and the LISTEN notified
+                # no one: the relay's first batch, or its first after a lost connection.
+                # A batch now, listening, sees its rows.
+                return
+            assert self._conn is not None
             # The first notification ends the wait; those already queued behind it are
             # for rows the next batch takes too: a burst of commits is one wake-up.
-            for _ in conn.notifies(timeout=timeout, stop_after=1):
+            for _ in self._conn.notifies(timeout=timeout, stop_after=1):
                 pass
-            for _ in conn.notifies(timeout=0):
+            for _ in self._conn.notifies(timeout=0):
                 pass
         except psycopg.Error:
             logger.warning("LISTEN connection failed; polling until it is back", exc_info=True)

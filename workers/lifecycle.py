@@ -97,6 +97,7 @@ class TaskLifecycle(Middleware):
     def after_worker_boot(self, broker: Broker, worker: Worker) -> None:
         self._monitor = TaskMonitor(
             self.engine,
+            worker_name=self.worker_name,
             heartbeat_interval=self.settings.heartbeat_interval,
             cancel_interval=self.settings.cancel_check_interval,
         )

@@ -2,9 +2,10 @@
 
 One thread per process. Every ``cancel_interval`` it asks the database whether any
 task whose body runs here was cancelled, and raises ``TaskCancelled`` in that body's
-thread (the way Dramatiq's time limit interrupts a thread); every ``heartbeat_interval``
-it refreshes ``heartbeat_at`` of every run it holds with one UPDATE. Maintenance
-recovers running tasks whose heartbeat stops.
+thread (the way Dramatiq's time limit interrupts a thread); every ``heartbeat_interval``,
+from its first pass on, it reports the worker in (``jobplane_workers``) and refreshes
+``heartbeat_at`` of every run it holds with one UPDATE. Maintenance recovers running
+tasks whose heartbeat stops.
 
 A run is a (task id, dispatch) pair: a stale run of a task (an older dispatch, still
 running here after the task was recovered and published again) and the live run of
@@ -36,10 +37,16 @@ class TaskMonitor(threading.Thread):
     """Heartbeats and cancellation checks for the runs this process holds."""
 
     def __init__(
-        self, engine: Engine, *, heartbeat_interval: float, cancel_interval: float
+        self,
+        engine: Engine,
+        *,
+        worker_name: str,
+        heartbeat_interval: float,
+        cancel_interval: float,
     ) -> None:
         super().__init__(name="jobplane-monitor", daemon=True)
         self.engine = engine
+        self.worker_name = worker_name
         self.heartbeat_interval = heartbeat_interval
         self.cancel_interval = cancel_interval
         self._held: set[Run] = set()
@@ -80,7 +87,7 @@ class TaskMonitor(threading.Thread):
         self._stopped.set()
 
     def run(self) -> None:
-        next_beat = time.monotonic() + self.heartbeat_interval
+        next_beat = time.monotonic()  # a new worker is seen at once
         while not self._stopped.wait(self.cancel_interval):
             try:
                 self._interrupt_cancelled()
@@ -107,7 +114,9 @@ class TaskMonitor(threading.Thread):
                     raise_thread_exception(thread_id, TaskCancelled)
 
     def _beat(self) -> None:
-        runs = self.held()
-        if runs:
-            with self.engine.begin() as conn:
-                store.claims.beat(conn, runs, utcnow())
+        # The worker reports in at every beat, holding runs or not: the admin stats list
+        # the workers alive without reading tasks.
+        now = utcnow()
+        with self.engine.begin() as conn:
+            store.workers.report(conn, self.worker_name, now)
+            store.claims.beat(conn, self.held(), now)

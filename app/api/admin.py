@@ -32,21 +32,24 @@ def list_tasks(
     status: TaskStatus | None = None,
     type: Annotated[str | None, Query(max_length=200)] = None,
     queue: Annotated[str | None, Query(max_length=100)] = None,
-    search: Annotated[str | None, Query(max_length=36, description="part of a task id")] = None,
+    search: Annotated[
+        str | None, Query(max_length=36, description="the start of a task id (any case)")
+    ] = None,
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     page_size: Annotated[int, Query(alias="pageSize", ge=1, le=MAX_PAGE_SIZE)] = 50,
 ) -> TaskPage:
-    """Tasks, newest first, filtered by status, type, queue and part of the id."""
+    """Tasks, newest first, filtered by status, type, queue and the start of the id."""
     filters = store.tasks.TaskFilter(
         status=status.value if status else None, type=type, queue=queue, search=search
     )
     with engine.connect() as conn:
-        tasks, total = store.tasks.list_tasks(
+        listing = store.tasks.list_tasks(
             conn, filters, offset=(page - 1) * page_size, limit=page_size
         )
     return TaskPage(
-        tasks=[TaskSummary.from_task(task) for task in tasks],
-        total=total,
+        tasks=[TaskSummary.from_task(task) for task in listing.tasks],
+        total=listing.total,
+        total_is_estimate=listing.total_is_estimate,
         page=page,
         page_size=page_size,
     )

@@ -171,7 +171,10 @@ def percent(progress: int, total: int, status: str) -> int:
 
 class TaskPage(Camel):
     tasks: list[TaskSummary]
-    total: int
+    total: int = Field(description="how many tasks match the filters")
+    total_is_estimate: bool = Field(
+        description="total is estimated: a search matched more tasks than are counted exactly"
+    )
     page: int
     page_size: int
 

@@ -26,7 +26,8 @@ router = APIRouter(
     responses={401: {"model": Problem}},
 )
 
-#: A worker counts as seen if it heartbeat a task within this many seconds.
+#: A worker counts as seen if it reported within this many seconds (it does at every
+#: heartbeat, ``JOBPLANE_HEARTBEAT_INTERVAL``).
 WORKERS_SEEN_WINDOW = 300.0
 
 
@@ -39,10 +40,10 @@ class OutboxStats(Camel):
 
 
 class WorkerSeen(Camel):
-    """A worker process (host:pid) that heartbeat a task recently."""
+    """A worker process (host:pid) that reported recently."""
 
     worker: str
-    last_heartbeat_at: datetime
+    last_heartbeat_at: datetime = Field(description="when it last reported")
     running: int = Field(description="tasks it is running now")
 
 
@@ -58,14 +59,15 @@ class Stats(Camel):
 
 
 def collect_stats(conn: Connection, now: datetime) -> Stats:
-    """The platform's numbers, read from the database in ``conn``."""
+    """The platform's numbers, read from the database in ``conn``: from the task counts
+    and the workers' reports, never by counting tasks."""
     found = store.tasks.count_by_status(conn)
     counts = {status: found.get(status.value, 0) for status in TaskStatus}
     backlog, oldest = store.stats.outbox_backlog(conn)
     since = now - timedelta(seconds=WORKERS_SEEN_WINDOW)
     workers = [
-        WorkerSeen(worker=row.worker, last_heartbeat_at=row.last_heartbeat_at, running=row.running)
-        for row in store.stats.workers_seen(conn, since)
+        WorkerSeen(worker=row.worker, last_heartbeat_at=row.last_seen_at, running=row.running)
+        for row in store.workers.seen_since(conn, since)
     ]
     return Stats(
         counts=counts,

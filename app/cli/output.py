@@ -60,7 +60,8 @@ def print_task_table(page: dict[str, Any]) -> None:
         )
         click.echo("  ".join(cells))
     shown = len(rows)
-    click.echo(f"{shown} of {page['total']} task(s), page {page['page']}")
+    total = f"about {page['total']}" if page.get("totalIsEstimate") else page["total"]
+    click.echo(f"{shown} of {total} task(s), page {page['page']}")
 
 
 def print_task(task: dict[str, Any]) -> None:

@@ -115,6 +115,8 @@ class TaskPage:
     tasks: list[TaskSummary]
     #: tasks matching the filters, on every page
     total: int
+    #: ``total`` is an estimate (a search matched more tasks than the API counts exactly)
+    total_is_estimate: bool
     page: int
     page_size: int
     raw: dict[str, Any] = field(repr=False, compare=False)
@@ -124,6 +126,7 @@ class TaskPage:
         return cls(
             tasks=[TaskSummary.from_json(task) for task in data["tasks"]],
             total=data["total"],
+            total_is_estimate=data.get("totalIsEstimate", False),
             page=data["page"],
             page_size=data["pageSize"],
             raw=data,

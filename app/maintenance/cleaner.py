@@ -1,5 +1,5 @@
-"""The cleaner: retention, for finished tasks (with their logs and outbox rows) and for
-the runs ledger.
+"""The cleaner: retention, for finished tasks (with their logs and outbox rows), for the
+runs ledger, and for the workers long gone.
 
 Every ``interval`` s (an hour by default), and at once when a process starts to lead:
 so each pass deletes about an hour's worth of expired tasks rather than a day's in one
@@ -40,6 +40,8 @@ DEFAULT_PASS_BUDGET = 2.0
 #: Statement timeout of the deletes, in s (0: none; ``JOBPLANE_MAINTENANCE_STATEMENT_TIMEOUT``):
 #: a batch over tasks with many logs may take longer than an ordinary statement.
 DEFAULT_STATEMENT_TIMEOUT = 600.0
+#: A worker not seen for this long is forgotten: its name (host:pid) will not come back.
+WORKER_MEMORY = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,7 @@ class Cleaner(Service):
         runs_cutoff = catchup.ledger_cutoff(self.schedules, now)
         with self.engine.begin() as conn:
             forgotten = store.schedules.forget_runs_before(conn, runs_cutoff, now)
+            store.workers.forget_before(conn, now - WORKER_MEMORY)
         cleaned, self._deleted = Cleaned(self._deleted, forgotten), 0
         log = logger.info if cleaned.deleted_tasks or forgotten else logger.debug
         log(

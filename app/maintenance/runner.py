@@ -19,6 +19,7 @@ import dramatiq
 from sqlalchemy import Engine
 
 from jobplane.maintenance.cleaner import Cleaner
+from jobplane.maintenance.folder import CountFolder
 from jobplane.maintenance.leader import LEADER_CHECK, STANDBY_POLL, Elector, maintenance_lock
 from jobplane.maintenance.rescuer import Rescuer
 from jobplane.maintenance.scheduler import Scheduler
@@ -158,5 +159,6 @@ def maintenance_for(
             Scheduler(engine, settings, schedules),
             Rescuer.from_settings(engine, broker, settings),
             Cleaner.from_settings(engine, settings, schedules),
+            CountFolder(engine),
         ],
     )

@@ -11,6 +11,7 @@ the role: ``store.claims.claim_task(conn, …)``, ``store.outbox.take_outbox_bat
 from jobplane.store import (
     claims,
     concurrency,
+    counts,
     guards,
     logs,
     outbox,
@@ -23,11 +24,13 @@ from jobplane.store import (
     state,
     stats,
     tasks,
+    workers,
 )
 
 __all__ = [
     "claims",
     "concurrency",
+    "counts",
     "guards",
     "logs",
     "outbox",
@@ -40,4 +43,5 @@ __all__ = [
     "state",
     "stats",
     "tasks",
+    "workers",
 ]

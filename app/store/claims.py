@@ -45,6 +45,7 @@ from jobplane.store.sql import DISPATCH, NOW, TASK_ID, compiled_in_schema, unnes
 #: What a claim sets and returns, one message at a time or in a batch.
 _CLAIMED = {
     "status": RUNNING,
+    "updated_at": NOW,
     "attempts": Task.attempts + 1,
     "started_at": NOW,
     "heartbeat_at": NOW,
@@ -191,6 +192,7 @@ _COMPLETE = (
     .where(Task.id == TASK_ID, Task.dispatch == DISPATCH, may_become(TaskStatus.COMPLETED))
     .values(
         status=TaskStatus.COMPLETED.value,
+        updated_at=NOW,
         completed_at=NOW,
         result=bindparam("b_result", type_=Task.__table__.c.result.type),
         error=None,
@@ -218,6 +220,7 @@ _COMPLETE_MANY = _Precompiled(
     )
     .values(
         status=TaskStatus.COMPLETED.value,
+        updated_at=NOW,
         completed_at=NOW,
         result=cast(_completions.c.result, postgresql.JSONB),
         error=None,
@@ -271,7 +274,7 @@ def is_current_run(conn: Connection, task_id: str, dispatch: int) -> bool:
 def fail_task(conn: Connection, task_id: str, dispatch: int, *, error: str, now: datetime) -> bool:
     """Record a failed last attempt."""
     values = {"error": error, "completed_at": now}
-    return guarded_update(conn, task_id, dispatch, TaskStatus.FAILED, values)
+    return guarded_update(conn, task_id, dispatch, TaskStatus.FAILED, values, now)
 
 
 def retry_task(
@@ -320,13 +323,20 @@ def beat(conn: Connection, runs: Iterable[tuple[str, int]], now: datetime) -> No
     """Refresh the heartbeat of the runs (task id, dispatch) a worker holds.
 
     Only a run's own dispatch is refreshed: a stale run must never keep alive the
-    heartbeat of a newer run of its task that another worker holds (or lost)."""
+    heartbeat of a newer run of its task that another worker holds (or lost). A row
+    another transaction holds (the worker's own completion of it, most often) is
+    skipped, not waited for: the beat locks several rows in an order of its own, and
+    waiting could deadlock with that transaction; the next beat comes long before the
+    heartbeat timeout."""
     pairs = list(runs)
     if pairs:
-        conn.execute(
-            update(Task)
+        free = (
+            select(Task.id)
             .where(tuple_(Task.id, Task.dispatch).in_(pairs), Task.status == RUNNING)
-            .values(heartbeat_at=now)
+            .with_for_update(skip_locked=True)
+        )
+        conn.execute(
+            update(Task).where(Task.id.in_(free.scalar_subquery())).values(heartbeat_at=now)
         )
 
 

@@ -1,6 +1,7 @@
 """Status guards, built from the transition table: no statement names a source state itself.
 
-Every statement that writes a status takes its status condition from here:
+Every statement that writes a status takes its status condition from here, and sets
+``updated_at`` with it (the live dashboard reads changes from that column's index):
 ``may_become(target)`` is ``status IN ALLOWED_FROM[target]``; a statement that moves
 a task from fewer states (a retry is only ever of a running task) names them with
 ``only=``, and a state the table does not allow there is refused as the statement is
@@ -11,6 +12,7 @@ created in from ``INITIAL_STATES`` the same way.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 
 from sqlalchemy import ColumnElement, Connection, update
 
@@ -77,12 +79,13 @@ def guarded_update(
     dispatch: int,
     target: TaskStatus,
     values: Mapping[str, object],
+    now: datetime,
 ) -> bool:
     """Move one run (task id, dispatch) to ``target`` from any state the table allows,
-    with ``values``; False if it was in none of them (or at another dispatch)."""
+    with ``values``, at ``now``; False if it was in none of them (or at another dispatch)."""
     result = conn.execute(
         update(Task)
         .where(Task.id == task_id, Task.dispatch == dispatch, may_become(target))
-        .values(status=target.value, **values)
+        .values(status=target.value, updated_at=now, **values)
     )
     return result.rowcount == 1

@@ -61,7 +61,7 @@ def recover_stale_running(conn: Connection, stale_before: datetime, now: datetim
             stale,
             Task.cancel_requested.is_(True),
         )
-        .values(status=TaskStatus.CANCELLED.value, cancelled_at=now, error=error)
+        .values(status=TaskStatus.CANCELLED.value, updated_at=now, cancelled_at=now, error=error)
     )
     retried = requeue(
         conn,
@@ -83,7 +83,7 @@ def recover_stale_running(conn: Connection, stale_before: datetime, now: datetim
             stale,
             Task.retry_count >= Task.max_retries,
         )
-        .values(status=TaskStatus.FAILED.value, error=error, completed_at=now)
+        .values(status=TaskStatus.FAILED.value, updated_at=now, error=error, completed_at=now)
         .returning(Task.id)
     ).scalars()
     return Recovery(retried, list(failed))

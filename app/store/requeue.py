@@ -41,6 +41,6 @@ def requeue(
     statement = (
         update(Task)
         .where(*where, may_become(TaskStatus.PENDING, only))
-        .values(status=PENDING, dispatch=Task.dispatch + 1, **values)
+        .values(status=PENDING, updated_at=now, dispatch=Task.dispatch + 1, **values)
     )
     return write_with_outbox(conn, statement, now)

@@ -56,6 +56,7 @@ class TaskRow:
     cancelled_at: datetime | None
     schedule_name: str | None
     fire_time: datetime | None
+    updated_at: datetime | None
 
     @classmethod
     def from_row(cls, row: Row[*tuple[Any, ...]]) -> TaskRow:
@@ -123,37 +124,24 @@ class ScheduleRunRow:
 
 @dataclass(frozen=True, slots=True)
 class WorkerRow:
-    """A worker (host:pid) that heartbeat a task recently."""
+    """A worker (host:pid) that reported recently."""
 
     worker: str
-    last_heartbeat_at: datetime
+    last_seen_at: datetime
     #: Tasks it is running now.
     running: int
 
 
 @dataclass(frozen=True, slots=True)
-class StatusTypeCount:
-    """How many tasks of one type are in one status."""
+class TaskCountRow:
+    """How many tasks there are of one type, queue, schedule ("" for none) and status,
+    and the retries they took (``jobplane.models.TaskCount``)."""
 
-    status: str
     type: str
-    count: int
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduleStatusCount:
-    """How many runs of one schedule are in one status."""
-
+    queue: str
     schedule: str
     status: str
-    count: int
-
-
-@dataclass(frozen=True, slots=True)
-class TypeRetries:
-    """The retries of the tasks of one type still kept."""
-
-    type: str
+    tasks: int
     retries: int
 
 

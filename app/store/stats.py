@@ -1,22 +1,18 @@
-"""The admin surface: counts, live changes, workers seen, and the metric counters pushed
-through the database.
+"""The admin surface: the outbox backlog, live changes, recent durations, and the metric
+counters pushed through the database (the task counts are ``counts``', the workers
+``workers``').
 
 Callers own the transaction: each function takes ``conn`` and never commits.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    func,
-    or_,
-    select,
-)
+from sqlalchemy import Connection, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from jobplane.domain import TaskStatus
@@ -25,17 +21,8 @@ from jobplane.models import (
     Outbox,
     Task,
 )
-from jobplane.store.guards import PENDING, RUNNING
-from jobplane.store.rows import (
-    TASK_COLUMNS,
-    CounterRow,
-    DurationRow,
-    ScheduleStatusCount,
-    StatusTypeCount,
-    TaskRow,
-    TypeRetries,
-    WorkerRow,
-)
+from jobplane.store.guards import RUNNING
+from jobplane.store.rows import TASK_COLUMNS, CounterRow, DurationRow, TaskRow
 
 
 def outbox_backlog(conn: Connection) -> tuple[int, datetime | None]:
@@ -44,56 +31,29 @@ def outbox_backlog(conn: Connection) -> tuple[int, datetime | None]:
     return count, oldest
 
 
-def workers_seen(conn: Connection, since: datetime) -> list[WorkerRow]:
-    """Workers that heartbeat a task since ``since``: name, last heartbeat, tasks running."""
-    running = func.count().filter(Task.status == RUNNING).label("running")
-    rows = conn.execute(
-        select(Task.worker, func.max(Task.heartbeat_at).label("last_heartbeat_at"), running)
-        .where(Task.worker.is_not(None), Task.heartbeat_at >= since)
-        .group_by(Task.worker)
-        .order_by(Task.worker)
-    )
-    # (never None, as the WHERE says: the checks are the type checker's)
-    return [
-        WorkerRow(worker, last, running)
-        for worker, last, running in rows
-        if worker is not None and last is not None
-    ]
+def changed_tasks(conn: Connection, *, since: datetime, limit: int) -> list[TaskRow]:
+    """What the live dashboard may not have seen: the running tasks (their progress moves)
+    and the tasks whose status changed since ``since``, newest first, at most ``limit``.
 
-
-def count_by_status_and_type(conn: Connection) -> list[StatusTypeCount]:
-    """How many tasks there are of each status and type."""
-    rows = conn.execute(
-        select(Task.status, Task.type, func.count()).group_by(Task.status, Task.type)
-    )
-    return [StatusTypeCount(*row) for row in rows]
-
-
-def changed_tasks(
-    conn: Connection, *, since: datetime, now: datetime, watch: Iterable[str], limit: int
-) -> list[TaskRow]:
-    """Tasks that may have changed since ``since``, for the live dashboard.
-
-    There is no ``updated_at`` column: these are the running tasks, the ones created,
-    started, finished or cancelled since then, the pending ones that became due (an
-    admin's retry), and the ``watch`` ids (those running at the previous look, to see
-    them go back to pending). The caller compares them with what it sent before.
+    Two reads of an index each (the running tasks', and ``updated_at``'s), of at most
+    ``limit`` rows: what they cost does not grow with the table. The caller compares the
+    tasks with what it sent before.
     """
-    conditions = [
-        Task.status == RUNNING,
-        Task.created_at >= since,
-        Task.started_at >= since,
-        Task.completed_at >= since,
-        Task.cancelled_at >= since,
-        (Task.status == PENDING) & (Task.run_after >= since) & (Task.run_after <= now),
-    ]
-    ids = list(watch)
-    if ids:
-        conditions.append(Task.id.in_(ids))
-    rows = conn.execute(
-        select(*TASK_COLUMNS).where(or_(*conditions)).order_by(Task.created_at.desc()).limit(limit)
-    )
-    return [TaskRow.from_row(row) for row in rows]
+    running = conn.execute(
+        select(*TASK_COLUMNS)
+        .where(Task.status == RUNNING)
+        .order_by(Task.created_at.desc())
+        .limit(limit)
+    ).all()
+    changed = conn.execute(
+        select(*TASK_COLUMNS)
+        .where(Task.updated_at >= since)
+        .order_by(Task.updated_at.desc())
+        .limit(limit)
+    ).all()
+    tasks = {row.id: TaskRow.from_row(row) for row in (*running, *changed)}
+    newest_first = sorted(tasks.values(), key=lambda task: (task.created_at, task.id), reverse=True)
+    return newest_first[:limit]
 
 
 def add_to_counters(conn: Connection, increments: dict[tuple[str, str], int]) -> None:
@@ -126,20 +86,31 @@ def read_counters(conn: Connection) -> list[CounterRow]:
 
 
 def recent_durations(
-    conn: Connection, since: datetime, bounds: Sequence[float]
+    conn: Connection, since: datetime, bounds: Sequence[float], *, sample: int
 ) -> list[DurationRow]:
-    """Per job type, of the tasks created since ``since`` that completed: how many took at
-    most each bound (seconds), how many in all, and their total duration."""
-    seconds = _seconds_between(conn, Task.started_at, Task.completed_at)
-    columns = [func.count().filter(seconds <= bound) for bound in bounds]
-    rows = conn.execute(
-        select(Task.type, *columns, func.count(), func.coalesce(func.sum(seconds), 0.0))
+    """Per job type, of the ``sample`` tasks that completed last since ``since``: how many
+    took at most each bound (seconds), how many in all, and their total duration.
+
+    A sample of the newest, read through ``updated_at``'s index: a busy hour must not
+    make a scrape read every task it completed.
+    """
+    seconds = _seconds_between(conn, Task.started_at, Task.completed_at).label("seconds")
+    recent = (
+        select(Task.type, seconds)
         .where(
+            Task.updated_at >= since,
             Task.status == TaskStatus.COMPLETED.value,
-            Task.created_at >= since,
             Task.started_at.is_not(None),
         )
-        .group_by(Task.type)
+        .order_by(Task.updated_at.desc())
+        .limit(sample)
+        .subquery()
+    )
+    columns = [func.count().filter(recent.c.seconds <= bound) for bound in bounds]
+    rows = conn.execute(
+        select(
+            recent.c.type, *columns, func.count(), func.coalesce(func.sum(recent.c.seconds), 0.0)
+        ).group_by(recent.c.type)
     )
     return [
         DurationRow(job_type, tuple(within), count, float(total))
@@ -151,23 +122,3 @@ def _seconds_between(conn: Connection, start: Any, end: Any) -> Any:
     if conn.dialect.name == "postgresql":
         return func.extract("epoch", end - start)
     return (func.julianday(end) - func.julianday(start)) * 86400.0
-
-
-def retries_by_type(conn: Connection) -> list[TypeRetries]:
-    """The retries of the tasks still kept, by job type."""
-    rows = conn.execute(select(Task.type, func.sum(Task.retry_count)).group_by(Task.type))
-    return [TypeRetries(job_type, retries or 0) for job_type, retries in rows]
-
-
-def schedule_runs_by_status(conn: Connection) -> list[ScheduleStatusCount]:
-    """How many scheduled runs of each schedule are in each status (over those kept)."""
-    rows = conn.execute(
-        select(Task.schedule_name, Task.status, func.count())
-        .where(Task.schedule_name.is_not(None))
-        .group_by(Task.schedule_name, Task.status)
-    )
-    return [
-        ScheduleStatusCount(schedule, status, count)
-        for schedule, status, count in rows
-        if schedule is not None  # as the WHERE says: the check is the type checker's
-    ]

@@ -13,6 +13,7 @@ from datetime import datetime
 from functools import lru_cache
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Text,
     bindparam,
@@ -34,6 +35,7 @@ from jobplane.models import (
     Outbox,
     Task,
 )
+from jobplane.store import counts
 from jobplane.store.guards import (
     RUNNING,
     check_created,
@@ -163,21 +165,41 @@ def get_tasks(conn: Connection, task_ids: Sequence[str]) -> dict[str, TaskRow]:
     return {row.id: TaskRow.from_row(row) for row in rows}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TaskFilter:
     """The admin list's filters; None means any."""
 
     status: str | None = None
     type: str | None = None
     queue: str | None = None
-    #: Part of a task id (a case-insensitive substring match).
+    #: The start of a task id (any case).
     search: str | None = None
 
 
-def list_tasks(
-    conn: Connection, filters: TaskFilter, *, offset: int, limit: int
-) -> tuple[list[TaskRow], int]:
-    """One page of tasks, newest first, and the number of tasks matching ``filters``."""
+@dataclass(frozen=True, slots=True)
+class TaskListing:
+    """One page of the admin list, and how many tasks match in all."""
+
+    tasks: list[TaskRow]
+    total: int
+    #: ``total`` is an estimate: more than ``EXACT_SEARCH_TOTAL`` tasks match a search.
+    total_is_estimate: bool
+
+
+#: Up to this many tasks matching an id search are counted one by one; past it, the
+#: total is estimated (``_estimate_search_total``) rather than read at the table's cost.
+EXACT_SEARCH_TOTAL = 10_000
+#: What a task id is made of (``jobplane.service.new_task_id``: a UUID as text).
+_ID_CHARACTERS = frozenset("0123456789abcdef-")
+
+
+def list_tasks(conn: Connection, filters: TaskFilter, *, offset: int, limit: int) -> TaskListing:
+    """One page of tasks, newest first, and the number of tasks matching ``filters``.
+
+    Each filter has an index that gives the page in its order. The total comes from
+    the task counts (``counts``), exact, unless a search is given: then up to
+    ``EXACT_SEARCH_TOTAL`` matches are counted, and past that the total is estimated.
+    """
     conditions = [
         column == value
         for column, value in (
@@ -187,8 +209,11 @@ def list_tasks(
         )
         if value is not None
     ]
-    if filters.search:
-        conditions.append(Task.id.icontains(filters.search, autoescape=True))
+    prefix = filters.search.lower() if filters.search else None
+    if prefix is not None:
+        if not set(prefix) <= _ID_CHARACTERS:
+            return TaskListing([], 0, False)  # no id holds anything else
+        conditions.append(_id_starts_with(conn, prefix))
     page = conn.execute(
         select(*TASK_COLUMNS)
         .where(*conditions)
@@ -196,13 +221,45 @@ def list_tasks(
         .offset(offset)
         .limit(limit)
     ).all()
-    total = conn.execute(select(func.count()).select_from(Task).where(*conditions)).scalar_one()
-    return [TaskRow.from_row(row) for row in page], total
+    tasks = [TaskRow.from_row(row) for row in page]
+    matching = counts.count_tasks(
+        conn, status=filters.status, type=filters.type, queue=filters.queue
+    )
+    if prefix is None:
+        return TaskListing(tasks, matching, False)
+    counted = conn.execute(
+        select(func.count()).select_from(
+            select(Task.id).where(*conditions).limit(EXACT_SEARCH_TOTAL + 1).subquery()
+        )
+    ).scalar_one()
+    if counted <= EXACT_SEARCH_TOTAL:
+        return TaskListing(tasks, counted, False)
+    return TaskListing(tasks, _estimate_search_total(matching, prefix, counted), True)
+
+
+def _id_starts_with(conn: Connection, prefix: str) -> ColumnElement[bool]:
+    """``id`` starts with ``prefix`` (of id characters only), as each database's index
+    serves it: PostgreSQL's pattern-ops index a LIKE, SQLite's binary primary key a range
+    (every id is ASCII, so each one starting with ``prefix`` sorts below ``prefix`` and
+    U+FFFF)."""
+    if conn.dialect.name == "postgresql":
+        return Task.id.like(prefix + "%")  # nothing to escape: hex digits and '-'
+    return (Task.id >= prefix) & (Task.id < prefix + "\uffff")
+
+
+def _estimate_search_total(matching: int, prefix: str, at_least: int) -> int:
+    """How many of ``matching`` tasks an id prefix selects: ids are random UUIDs, so each
+    hex digit of the prefix keeps a sixteenth of them (a '-' is in every id there)."""
+    digits = sum(character != "-" for character in prefix)
+    return max(at_least, round(matching / 16.0**digits))
 
 
 def count_by_status(conn: Connection) -> dict[str, int]:
-    rows = conn.execute(select(Task.status, func.count()).group_by(Task.status)).all()
-    return dict(rows)
+    """How many tasks are in each status (from the task counts)."""
+    found: dict[str, int] = {}
+    for row in counts.task_counts(conn):
+        found[row.status] = found.get(row.status, 0) + row.tasks
+    return found
 
 
 def cancel_task(conn: Connection, task_id: str, now: datetime) -> TaskRow:
@@ -216,6 +273,7 @@ def cancel_task(conn: Connection, task_id: str, now: datetime) -> TaskRow:
         .where(Task.id == task_id, may_become(TaskStatus.CANCELLED, {TaskStatus.PENDING}))
         .values(
             status=TaskStatus.CANCELLED.value,
+            updated_at=now,
             cancel_requested=True,
             cancelled_at=now,
             waiting_since=None,
@@ -239,7 +297,7 @@ def cancel_task(conn: Connection, task_id: str, now: datetime) -> TaskRow:
 def mark_cancelled(conn: Connection, task_id: str, dispatch: int, now: datetime) -> bool:
     """A running task whose body stopped after a cancel request."""
     values = {"cancelled_at": now, "completed_at": None}
-    return guarded_update(conn, task_id, dispatch, TaskStatus.CANCELLED, values)
+    return guarded_update(conn, task_id, dispatch, TaskStatus.CANCELLED, values, now)
 
 
 def cancel_requested(conn: Connection, task_ids: Iterable[str]) -> list[str]:

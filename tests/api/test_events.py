@@ -62,6 +62,11 @@ def task_updates(events: list[Event], task_id: str) -> list[dict[str, Any]]:
     ]
 
 
+def claim(conn: Connection, task_id: str, now: datetime) -> None:
+    store.workers.report(conn, "w:1", now)
+    store.claims.claim_task(conn, task_id, 1, worker="w:1", now=now)
+
+
 def finish(conn: Connection, task_id: str, now: datetime) -> None:
     store.claims.record_progress(conn, task_id, 1, 10, 10)
     store.claims.complete_task(conn, task_id, 1, result={}, now=now)
@@ -74,7 +79,7 @@ def test_the_stream_sends_stats_and_each_change_of_a_running_task(
     task_id = api.post("/api/tasks", json={"type": "demo.sleep"}).json()["taskId"]
     steps = iter(
         [
-            lambda conn, now: store.claims.claim_task(conn, task_id, 1, worker="w:1", now=now),
+            lambda conn, now: claim(conn, task_id, now),
             lambda conn, _now: store.claims.record_progress(conn, task_id, 1, 3, 10),
             lambda conn, now: finish(conn, task_id, now),
         ]
@@ -174,7 +179,7 @@ def test_a_process_serves_at_most_max_event_streams_streams_at_once(
 
     # And once those two are closed, their slots come back (the server notices a closed
     # stream at its next look)
-    wait_until(lambda: stream_opens(api), timeout=10, what="a stream slot to come back")
+    wait_until(lambda: stream_opens(api), what="a stream slot to come back")
 
 
 def test_a_stream_lasts_at_most_five_minutes(api: httpx.Client) -> None:

@@ -57,6 +57,7 @@ def test_task_counts_move_as_tasks_are_submitted_and_run(
 
     # When a worker runs two echo tasks to completion
     with pg_engine.begin() as conn:
+        store.workers.report(conn, "w:1", utcnow())
         for task_id in ids[:2]:
             now = utcnow()
             store.claims.claim_task(conn, task_id, 1, worker="w:1", now=now)

@@ -8,10 +8,10 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine
 
 from jobplane import store
-from jobplane.models import Task, utcnow
+from jobplane.models import utcnow
 from jobplane.settings import Settings
 from tests.api.test_cli import jobplane
 
@@ -31,10 +31,11 @@ def submit(api: httpx.Client, count: int, job_type: str = "demo.echo") -> list[s
     return ids
 
 
-def run(engine: Engine, task_id: str, *, worker: str, finish: bool) -> None:
-    """What a worker does to the row: claim it (and heartbeat), then maybe complete it."""
+def run(engine: Engine, task_id: str, *, worker: str, finish: bool, seen_ago: float = 0.0) -> None:
+    """What a worker does: report in (``seen_ago`` s ago), claim the task, maybe complete it."""
     now = utcnow()
     with engine.begin() as conn:
+        store.workers.report(conn, worker, now - timedelta(seconds=seen_ago))
         assert store.claims.claim_task(conn, task_id, 1, worker=worker, now=now) is not None
         if finish:
             assert store.claims.complete_task(conn, task_id, 1, result=None, now=now)
@@ -48,12 +49,8 @@ def test_stats_count_tasks_by_status_and_show_the_outbox_and_the_workers(
     run(pg_engine, ids[0], worker="host-a:1", finish=True)
     run(pg_engine, ids[1], worker="host-a:1", finish=False)
     run(pg_engine, ids[2], worker="host-b:2", finish=True)
-    # And a worker whose last heartbeat is too old to count
-    run(pg_engine, ids[3], worker="host-old:3", finish=True)
-    with pg_engine.begin() as conn:
-        conn.execute(
-            update(Task).where(Task.id == ids[3]).values(heartbeat_at=utcnow() - timedelta(hours=1))
-        )
+    # And a worker whose last report is too old to count
+    run(pg_engine, ids[3], worker="host-old:3", finish=True, seen_ago=3600)
 
     # When the stats are read
     answer = api.get("/api/admin/stats")
@@ -93,12 +90,52 @@ def test_job_types_list_the_registered_jobs_with_their_params(api: httpx.Client)
     assert types["demo.echo"]["acceptsAnyParams"] is True
 
 
-def test_the_task_list_searches_by_part_of_the_id(api: httpx.Client) -> None:
+def test_the_task_list_searches_by_the_start_of_the_id(api: httpx.Client) -> None:
     ids = submit(api, 3)
-    part = ids[1][9:18].upper()  # case does not matter
-    found = api.get("/api/admin/tasks", params={"search": part}).json()
+    start = ids[1][:13].upper()  # case does not matter
+    found = api.get("/api/admin/tasks", params={"search": start}).json()
     assert [task["taskId"] for task in found["tasks"]] == [ids[1]]
-    assert api.get("/api/admin/tasks", params={"search": "%"}).json()["total"] == 0
+    assert (found["total"], found["totalIsEstimate"]) == (1, False)
+    # Not the middle of an id, and nothing an id cannot hold (LIKE's wildcards included)
+    for search in (ids[1][9:18], "%", "_", "zz"):
+        found = api.get("/api/admin/tasks", params={"search": search}).json()
+        assert (found["tasks"], found["total"]) == ([], 0), search
+
+
+def test_a_search_matching_more_tasks_than_are_counted_gives_an_estimated_total(
+    api: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given 40 tasks, and a search whose matches are counted up to 5 only
+    monkeypatch.setattr(store.tasks, "EXACT_SEARCH_TOTAL", 5)
+    ids = submit(api, 40)
+    # When every id's first digit is searched for, in turn
+    for digit in "0123456789abcdef":
+        matching = sum(task_id.startswith(digit) for task_id in ids)
+        found = api.get("/api/admin/tasks", params={"search": digit, "pageSize": 50}).json()
+        # Then the page is exact; the total is exact up to 5, and an estimate past it
+        assert len(found["tasks"]) == matching
+        if matching <= 5:
+            assert (found["total"], found["totalIsEstimate"]) == (matching, False)
+        else:
+            assert found["totalIsEstimate"] is True and found["total"] >= 6
+
+
+def test_filtered_totals_come_exact_from_the_counts(api: httpx.Client, pg_engine: Engine) -> None:
+    submit(api, 3, "demo.echo")
+    submit(api, 2, "demo.noop")
+    task_id = submit(api, 1, "demo.noop")[0]
+    run(pg_engine, task_id, worker="host-a:1", finish=True)
+    totals = {
+        filters: api.get("/api/admin/tasks", params=dict(filters)).json()["total"]
+        for filters in (
+            (),
+            (("type", "demo.noop"),),
+            (("status", "pending"),),
+            (("status", "completed"), ("type", "demo.noop")),
+            (("queue", "default"), ("status", "running")),
+        )
+    }
+    assert list(totals.values()) == [6, 3, 5, 1, 0]
 
 
 def test_a_read_only_token_reads_but_cannot_change_anything(

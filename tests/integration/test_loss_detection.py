@@ -228,7 +228,7 @@ def test_a_batch_committed_while_another_relay_handles_a_loss_is_republished_by_
     )
     sweeping.start()
     # (the rescuer's swap of the epoch waits for relay A's batch)
-    wait_until(lambda: waiting_on_a_lock(pg_engine), timeout=10, what="the swap to wait")
+    wait_until(lambda: waiting_on_a_lock(pg_engine), what="the swap to wait")
     relay_a.release.set()
     thread.join(timeout=30)
     sweeping.join(timeout=30)

@@ -204,7 +204,9 @@ def test_a_stale_runs_release_keeps_the_live_runs_heartbeat(
     with pg_engine.begin() as conn:
         store.claims.claim_task(conn, task_id, 1, worker="w:1", now=start)
         conn.execute(update(Task).where(Task.id == task_id).values(dispatch=2, heartbeat_at=None))
-    monitor = TaskMonitor(pg_engine, heartbeat_interval=0.05, cancel_interval=0.02)
+    monitor = TaskMonitor(
+        pg_engine, worker_name="w:1", heartbeat_interval=0.05, cancel_interval=0.02
+    )
     monitor.hold((task_id, 1))
     monitor.hold((task_id, 2))
 

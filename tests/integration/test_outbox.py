@@ -24,6 +24,7 @@ from jobplane.maintenance.leader import Elector
 from jobplane.maintenance.rescuer import Rescuer
 from jobplane.maintenance.runner import Maintenance
 from jobplane.models import Task, utcnow
+from jobplane.outbox.notifications import PostgresWakeup
 from jobplane.outbox.relay import Relay
 from jobplane.registry import load_jobs
 from jobplane.settings import Settings
@@ -339,3 +340,32 @@ def test_a_broker_that_loses_its_data_right_after_the_first_batch_gets_it_again(
         m.kwargs["task_id"]: m.kwargs["dispatch"] for m in published_messages(redis_client)
     }
     assert published == dict.fromkeys(task_ids, 2)
+
+
+def test_a_row_committed_before_the_relay_first_listens_is_published_at_once(
+    pg_engine: Engine, pg_settings: Settings, new_broker: Any, redis_client: redis.Redis
+) -> None:
+    # Given a relay that polls only every 300 s, woken by NOTIFY otherwise, and a
+    # submission committed between its first batch and its LISTEN (nobody was notified)
+    committed: list[str] = []
+
+    class LateListener(PostgresWakeup):
+        def _listen(self) -> bool:
+            if not committed:
+                committed.extend(submit(pg_engine, pg_settings))
+            return super()._listen()
+
+    settings = pg_settings.model_copy(update={"relay_poll_interval": 300.0})
+    wakeup = LateListener(pg_engine)
+    relay = Relay(pg_engine, new_broker(), settings, wakeup=wakeup)
+    thread = threading.Thread(target=relay.run, daemon=True)
+    thread.start()
+    try:
+        # When the relay runs, then the row is published long before the next poll
+        wait_until(lambda: committed and outbox_rows(pg_engine) == 0, what="the row published")
+        assert [m.kwargs["task_id"] for m in published_messages(redis_client)] == committed
+    finally:
+        relay.stop()
+        submit(pg_engine, pg_settings)  # its NOTIFY ends the relay's wait
+        thread.join(timeout=10)
+        wakeup.close()

@@ -105,7 +105,9 @@ def test_a_statement_longer_than_the_statement_timeout_is_cancelled(fast_engine:
 def test_the_relays_listen_connection_has_the_engines_timeouts(fast_engine: Engine) -> None:
     wakeup = PostgresWakeup(fast_engine)
     try:
-        listen = wakeup._listen()
+        assert wakeup._listen()  # it has just begun to listen
+        listen = wakeup._conn
+        assert listen is not None
         values = {
             name: str(listen.execute(f"SHOW {name}").fetchone()[0])  # type: ignore[index]
             for name in ("tcp_user_timeout", "tcp_keepalives_idle")

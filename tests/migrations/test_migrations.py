@@ -14,9 +14,9 @@ from alembic import command
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
-from sqlalchemy import Engine, MetaData, Table, insert, inspect, select, text
+from sqlalchemy import Column, Engine, MetaData, Table, insert, inspect, select, text
 
-from jobplane import service
+from jobplane import service, store
 from jobplane.db import make_engine
 from jobplane.migrate import (
     LEGACY_VERSION_TABLE,
@@ -46,6 +46,14 @@ NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 #: The newest revision, where every upgrade ends.
 HEAD = ScriptDirectory(str(MIGRATIONS)).get_current_head()
 MODELS = (Task, Outbox, TaskLog, ScheduleState, ScheduleRun, MetricCounter, KeyValue)
+#: Columns of those tables that revisions after 0008 added, by table.
+ADDED_SINCE_0008 = {"jobplane_tasks": frozenset({"updated_at"})}
+
+
+def columns_at_0008(table: Table) -> list[Column[Any]]:
+    """The columns ``table`` (of the models) had at revision 0008."""
+    added = ADDED_SINCE_0008.get(table.name, frozenset())
+    return [column for column in table.columns if column.name not in added]
 
 
 def _new_pg_database(request: pytest.FixtureRequest) -> str:
@@ -76,9 +84,21 @@ def engine(empty_database: str) -> Iterator[Engine]:
 
 
 def legacy(model: type[Base]) -> Table:
-    """``model``'s table under its name before revision 0008 (``tasks`` for ``Task``)."""
-    name = str(model.__tablename__).removeprefix("jobplane_")
-    return model.__table__.to_metadata(MetaData(), name=name)  # type: ignore[attr-defined]
+    """``model``'s table under its name before revision 0008 (``tasks`` for ``Task``),
+    with the columns it had then."""
+    return at_0008(model, str(model.__tablename__).removeprefix("jobplane_"))
+
+
+def at_0008(model: type[Base], name: str | None = None) -> Table:
+    """``model``'s table (under ``name``) with the columns it had at revision 0008."""
+    return Table(
+        name or model.__tablename__,
+        MetaData(),
+        *(
+            Column(column.name, column.type, primary_key=column.primary_key)
+            for column in columns_at_0008(model.__table__)  # type: ignore[arg-type]
+        ),
+    )
 
 
 def make_legacy_deployment(url: str, revision: str = "0007") -> None:
@@ -119,6 +139,9 @@ def one_row_of_each(now: datetime) -> dict[str, list[dict[str, Any]]]:
         attempts=1,
         completed_at=now,
     ).columns()
+    for row in (task, done):
+        for name in ADDED_SINCE_0008[Task.__tablename__]:
+            del row[name]
     return {
         "tasks": [task, done],
         "outbox": [
@@ -155,7 +178,10 @@ def read_all(engine: Engine, tables: list[Table]) -> dict[str, list[tuple[Any, .
     with engine.connect() as conn:
         return {
             t.name.removeprefix("jobplane_"): [
-                tuple(row) for row in conn.execute(select(t).order_by(*t.primary_key.columns))
+                tuple(row)
+                for row in conn.execute(
+                    select(*columns_at_0008(t)).order_by(*t.primary_key.columns)
+                )
             ]
             for t in tables
         }
@@ -312,6 +338,40 @@ def test_the_runs_ledger_is_filled_from_the_scheduled_runs_kept_and_goes_on_down
     assert "schedule_runs" not in tables and len(tasks) == 3
     assert again == first
     command.check(config)
+
+
+def test_0010_counts_the_tasks_kept_and_the_triggers_go_on_counting(empty_database: str) -> None:
+    # Given a database at 0009 with tasks of two types, one a scheduled run, one retried
+    upgrade(empty_database, "0009")
+    engine = make_engine(empty_database)
+    now = datetime.now(UTC)
+    rows = [service.build_task(Submission(type="demo.noop"), Settings(), now) for _ in range(3)]
+    rows.append(service.build_task(Submission(type="demo.echo"), Settings(), now))
+    rows[0] = replace(rows[0], schedule_name="nightly", fire_time=FIRE, status="completed")
+    rows[1] = replace(rows[1], retry_count=2)
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(at_0008(Task)), [row.columns() for row in rows])
+
+        # When it is upgraded, and a task is added after
+        upgrade(empty_database)
+        with engine.begin() as conn:
+            store.tasks.insert_tasks(
+                conn, [service.build_task(Submission(type="demo.echo"), Settings(), now)]
+            )
+            counts = {
+                (r.type, r.schedule, r.status): (r.tasks, r.retries)
+                for r in store.counts.task_counts(conn)
+            }
+    finally:
+        engine.dispose()
+
+    # Then the counts hold the tasks that were there and the one added since
+    assert counts == {
+        ("demo.noop", "nightly", "completed"): (1, 0),
+        ("demo.noop", "", "pending"): (2, 2),
+        ("demo.echo", "", "pending"): (2, 0),
+    }
 
 
 USERS_TASKS = "CREATE TABLE tasks (id integer PRIMARY KEY, title text NOT NULL)"

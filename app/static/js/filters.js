@@ -42,7 +42,7 @@ export function matchesFilters(task) {
     (!f.status || task.status === f.status) &&
     (!f.type || task.taskType === f.type) &&
     (!f.queue || task.queue === f.queue) &&
-    (!f.search || task.taskId.toLowerCase().includes(f.search.toLowerCase()))
+    (!f.search || task.taskId.toLowerCase().startsWith(f.search.toLowerCase()))
   );
 }
 

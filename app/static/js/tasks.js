@@ -29,7 +29,10 @@ import { progressBar, setProgress, statusBadge, timeCell } from "./widgets.js";
  *   scheduleName: string | null, fireTime: string | null,
  * }} TaskDetail
  */
-/** @typedef {{ tasks: TaskSummary[], total: number, page: number, pageSize: number }} TaskPage */
+/**
+ * @typedef {{ tasks: TaskSummary[], total: number, totalIsEstimate: boolean, page: number,
+ *   pageSize: number }} TaskPage
+ */
 
 const PAGE_SIZE = 25;
 /** Changes that move rows in or out wait this long, so that a burst reloads once. */
@@ -67,9 +70,13 @@ export async function loadTasks() {
 function showPageInfo(answer) {
   const first = answer.total ? (answer.page - 1) * PAGE_SIZE + 1 : 0;
   const last = (answer.page - 1) * PAGE_SIZE + answer.tasks.length;
-  $("page-info").textContent = `${first}–${last} of ${answer.total}`;
+  const total = answer.totalIsEstimate ? `about ${answer.total}` : `${answer.total}`;
+  $("page-info").textContent = `${first}–${last} of ${total}`;
   $("prev-page", HTMLButtonElement).disabled = page <= 1;
-  $("next-page", HTMLButtonElement).disabled = last >= answer.total;
+  // An estimated total may be off: a full page means there may be more.
+  $("next-page", HTMLButtonElement).disabled = answer.totalIsEstimate
+    ? answer.tasks.length < PAGE_SIZE
+    : last >= answer.total;
 }
 
 /** Back to the newest tasks, e.g. after a submission or a filter change. */
