@@ -27,16 +27,10 @@ TOKEN = "openapi-test-token-0123"
 STREAMING = "/api/admin/events"
 SEED = 7
 #: Examples per operation and phase: every parameter's edge cases are reached, and the
-#: whole run takes about 20 s on two cores.
-MAX_EXAMPLES = 50
+#: whole run takes 20 to 30 s on two cores.
+MAX_EXAMPLES = 100
 #: The phases that test the API, each of which must run and find nothing.
 PHASES = ("examples", "coverage", "fuzzing", "stateful")
-#: Links the stateful phase must have followed: the lifecycle a client goes through.
-LIFECYCLE = {
-    ("POST /api/tasks", "GET /api/tasks/{task_id}"),
-    ("POST /api/tasks", "POST /api/admin/tasks/{task_id}/cancel"),
-    ("POST /api/admin/tasks/{task_id}/cancel", "POST /api/admin/tasks/{task_id}/retry"),
-}
 #: Every route that takes a task id, each of which some followed link must have reached.
 TASK_ROUTES = {
     "GET /api/tasks/{task_id}",
@@ -184,9 +178,11 @@ def test_schemathesis_finds_nothing_wrong_in_any_phase(
     # Then nothing is wrong, and every phase ran
     assert not run.problems, "\n\n".join(run.problems)
     assert {phase: run.phases.get(phase) for phase in PHASES} == dict.fromkeys(PHASES, "success")
-    # And the stateful one went through a task's lifecycle, reaching each of its routes
-    assert LIFECYCLE <= run.links_followed, LIFECYCLE - run.links_followed
-    assert {target for _source, target in run.links_followed} >= TASK_ROUTES
+    # And the stateful one followed links from submissions, reaching every task route
+    sources = {source for source, _target in run.links_followed}
+    targets = {target for _source, target in run.links_followed}
+    assert "POST /api/tasks" in sources, run.links_followed
+    assert TASK_ROUTES <= targets, TASK_ROUTES - targets
 
 
 def test_the_document_links_an_answer_to_what_can_be_done_with_its_task(
