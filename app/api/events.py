@@ -28,7 +28,7 @@ from jobplane import store
 from jobplane.api.auth import require_token
 from jobplane.api.schemas import Problem, TaskSummary
 from jobplane.api.slots import HeldStream, Slots
-from jobplane.api.stats import collect_stats
+from jobplane.api.stats import Stats, collect_stats
 from jobplane.api.tasks import EngineDep
 from jobplane.models import utcnow
 
@@ -71,6 +71,44 @@ Send the token in the `Authorization` header (read the stream with `fetch`, not
 300). An API process serves at most `JOBPLANE_MAX_EVENT_STREAMS` streams at once; one
 more is answered 503 `too_many_streams`, with `Retry-After`.
 """
+
+
+def _event_schema(name: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The schema of one Server-Sent Event ``name`` whose data is JSON described by ``data``."""
+    return {
+        "type": "object",
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"const": name},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": data,
+            },
+        },
+    }
+
+
+def _component(model: type[Any]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+#: Each event of the stream, as OpenAPI 3.2's ``itemSchema`` (which FastAPI's own SSE
+#: routes also write) describes the items of a ``text/event-stream``.
+EVENT_SCHEMA = {
+    "oneOf": [
+        _event_schema("stats", _component(Stats)),
+        _event_schema(
+            "tasks",
+            {
+                "type": "object",
+                "required": ["tasks"],
+                "properties": {"tasks": {"type": "array", "items": _component(TaskSummary)}},
+            },
+        ),
+        _event_schema("error", _component(Problem)),
+    ]
+}
 
 
 class TaskWatcher:
@@ -128,7 +166,7 @@ async def _stream(watcher: TaskWatcher, seconds: float) -> AsyncIterator[str]:
     responses={
         200: {
             "description": EVENTS_DESCRIPTION,
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {"text/event-stream": {"itemSchema": EVENT_SCHEMA}},
         }
     },
 )

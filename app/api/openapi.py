@@ -4,7 +4,8 @@ FastAPI describes each route from its own signature; what the app adds around th
 routes is added here once: the bearer token (so ``/docs`` has an "Authorize" button),
 the answers of the front door and the limits (400, 401, 403, 413, 503) every ``/api/``
 route may give, and the shape of a 422, which the error handler turns into a
-``Problem`` rather than FastAPI's default body.
+``Problem`` rather than FastAPI's default body. Then the links between operations
+(``openapi_links``) and the submissions the service accepts (``openapi_submissions``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,11 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+
+from jobplane import registry
+from jobplane.api.openapi_links import add_links
+from jobplane.api.openapi_submissions import describe_submissions
+from jobplane.api.stats import describe_job
 
 PROBLEM = {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
 
@@ -45,7 +51,12 @@ def install(app: FastAPI) -> None:
                 description=app.description,
                 routes=app.routes,
             )
-            app.openapi_schema = complete(document)
+            document = complete(document)
+            add_links(document)
+            settings = app.state.settings
+            jobs = [describe_job(spec, settings) for spec in registry.all_jobs()]
+            describe_submissions(document, jobs)
+            app.openapi_schema = document
         return app.openapi_schema
 
     app.openapi = build  # type: ignore[method-assign]

@@ -120,10 +120,11 @@ class JobTypes(Camel):
 def job_types(request: Request) -> JobTypes:
     """The job types this API accepts, with their parameters and defaults."""
     settings: Settings = request.app.state.settings
-    return JobTypes(job_types=[_job_type(spec, settings) for spec in registry.all_jobs()])
+    return JobTypes(job_types=[describe_job(spec, settings) for spec in registry.all_jobs()])
 
 
-def _job_type(spec: registry.JobSpec, settings: Settings) -> JobType:
+def describe_job(spec: registry.JobSpec, settings: Settings) -> JobType:
+    """``spec`` as the API describes it: its defaults and the keyword arguments it takes."""
     signature = inspect.signature(spec.fn)
     params = [
         JobParam(name=name, required=p.default is p.empty, default=_json_or_none(p.default))
