@@ -627,11 +627,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, help="jobs/s of the latency run (default 200)")
     parser.add_argument("--no-raw", action="store_true", help="skip the raw Dramatiq runs")
     parser.add_argument("--profile", type=Path, help="write py-spy profiles here")
-    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
-    parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
-    parser.add_argument(
-        "--check", action="store_true", help="exit 1 if a target is missed (default: report)"
-    )
+    add_report_options(parser)
     return parser.parse_args(argv)
 
 
@@ -686,6 +682,15 @@ def main(argv: list[str] | None = None) -> int:
         lambda procs: run_phases(procs, sizes, phases, args),
         report,
         log_prefix="jobplane-bench-",
+    )
+
+
+def add_report_options(parser: argparse.ArgumentParser) -> None:
+    """The options ``run_and_report`` reads: --json, --keep-logs, --check."""
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 if a target is missed (default: report)"
     )
 
 

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import harness as h  # noqa: E402
 from bench import scale_fill  # noqa: E402
-from bench.e2e import run_and_report  # noqa: E402
+from bench.e2e import add_report_options, run_and_report  # noqa: E402
 
 TOKEN = "bench-scale-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -273,6 +273,7 @@ def measure_size(procs: h.Procs, rows: int, sizes: Sizes, *, keep: bool) -> dict
     """Fill a database of its own with ``rows`` tasks and measure the API on it."""
     db = h.ScratchDatabase("jobplane_bench_scale")
     try:
+        # No Redis db: nothing is published, and the API's broker is memory://.
         platform = h.Platform(
             procs, db, 0, app_names=True, broker_url="memory://", settings=SETTINGS
         )
@@ -486,11 +487,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--keep-indexes", action="store_true", help="fill with the indexes in place (slower)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the filled databases")
-    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
-    parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
-    parser.add_argument(
-        "--check", action="store_true", help="exit 1 if a target is missed (default: report)"
-    )
+    add_report_options(parser)
     return parser.parse_args(argv)
 
 
