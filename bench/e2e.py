@@ -27,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -627,11 +627,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, help="jobs/s of the latency run (default 200)")
     parser.add_argument("--no-raw", action="store_true", help="skip the raw Dramatiq runs")
     parser.add_argument("--profile", type=Path, help="write py-spy profiles here")
-    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
-    parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
-    parser.add_argument(
-        "--check", action="store_true", help="exit 1 if a target is missed (default: report)"
-    )
+    add_report_options(parser)
     return parser.parse_args(argv)
 
 
@@ -689,6 +685,15 @@ def main(argv: list[str] | None = None) -> int:
     )
 
 
+def add_report_options(parser: argparse.ArgumentParser) -> None:
+    """The options ``run_and_report`` reads: --json, --keep-logs, --check."""
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 if a target is missed (default: report)"
+    )
+
+
 def run_and_report(
     args: argparse.Namespace,
     sizes: Sizes,
@@ -696,10 +701,12 @@ def run_and_report(
     report: Callable[[dict[str, Any]], list[str]],
     *,
     log_prefix: str,
+    redis_dbs: Sequence[int] = (PLATFORM_REDIS_DB, RAW_REDIS_DB),
 ) -> int:
-    """A bench's frame: the machine's facts, the Redis databases claimed, ``run`` (its
-    figures and the scratch database it made), ``report`` (the targets it missed), the
-    JSON file, then everything stopped, dropped and flushed, whatever happened."""
+    """A bench's frame: the machine's facts, the Redis databases claimed (``redis_dbs``),
+    ``run`` (its figures and the scratch database it made), ``report`` (the targets it
+    missed), the JSON file, then everything stopped, dropped and flushed, whatever
+    happened."""
     h.exit_on_sigterm()
     log_dir = Path(tempfile.mkdtemp(prefix=log_prefix))
     procs = h.Procs(log_dir)
@@ -708,10 +715,10 @@ def run_and_report(
     print("machine: " + ", ".join(f"{k} {v}" for k, v in results["machine"].items()))
     print(f"load average before: {h.loadavg()}; logs in {log_dir}")
     failed = True
-    redis_dbs: list[Any] = []
+    claimed: list[Any] = []
     try:
-        for index in (PLATFORM_REDIS_DB, RAW_REDIS_DB):
-            redis_dbs.append(h.claim_redis_db(index))
+        for index in redis_dbs:
+            claimed.append(h.claim_redis_db(index))
         figures, db = run(procs)
         results.update(figures)
         missed = report(results)
@@ -727,7 +734,7 @@ def run_and_report(
         procs.close()
         if db is not None:
             db.drop()
-        for client in redis_dbs:
+        for client in claimed:
             client.flushdb()
         if failed or args.keep_logs:
             print(f"process logs kept in {log_dir}", file=sys.stderr)

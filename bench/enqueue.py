@@ -37,6 +37,7 @@ from bench.e2e import (  # noqa: E402
     PlatformRun,
     RawRun,
     Sizes,
+    add_report_options,
     run_and_report,
     sizes_for,
     verdict,
@@ -180,11 +181,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, help="jobs of each throughput run (default 10,000)")
     parser.add_argument("--rate", type=float, help="jobs/s of the latency run (default 200)")
     parser.add_argument("--no-raw", action="store_true", help="skip the raw Dramatiq runs")
-    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
-    parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
-    parser.add_argument(
-        "--check", action="store_true", help="exit 1 if a target is missed (default: report)"
-    )
+    add_report_options(parser)
     return parser.parse_args(argv)
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import defaultdict
@@ -303,20 +305,36 @@ def server_versions() -> dict[str, str]:
 class Http:
     """A keep-alive HTTP/1.1 connection (stdlib: far less client CPU than httpx)."""
 
-    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, port: int, host: str = "127.0.0.1", headers: dict[str, str] | None = None
+    ) -> None:
+        """``headers`` go with every request (``Authorization``, say)."""
         self.host, self.port = host, port
+        self.headers = headers or {}
         self.conn = http.client.HTTPConnection(host, port, timeout=60)
         self.reconnects = 0
 
     def post(self, path: str, body: Any) -> tuple[int, Any]:
         payload = json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"}
+        status, data = self.request("POST", path, payload, {"Content-Type": "application/json"})
+        return status, json.loads(data) if data else None
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        """The status and the raw body of ``GET path``."""
+        return self.request("GET", path)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, bytes]:
         for attempt in (1, 2):
             try:
-                self.conn.request("POST", path, payload, headers)
+                self.conn.request(method, path, body, {**self.headers, **(headers or {})})
                 response = self.conn.getresponse()
-                data = response.read()
-                return response.status, json.loads(data) if data else None
+                return response.status, response.read()
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
                 # A keep-alive connection the server closed while idle: reconnect once.
                 self.conn.close()
@@ -344,21 +362,43 @@ class CpuSnapshot:
     total: int
 
 
+@dataclass(frozen=True)
+class ProcStat:
+    """What ``/proc/<pid>/stat`` says of a process's CPU, in seconds."""
+
+    comm: str
+    ppid: int
+    pgrp: int
+    cpu: float  #: its own user + system time
+    children_cpu: float  #: that of its children that exited and it waited for
+
+
+def proc_stat(pid: int) -> ProcStat | None:
+    """``pid``'s ``/proc/<pid>/stat``, or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            raw = stat.read().decode(errors="replace")
+    except OSError:
+        return None
+    comm = raw[raw.index("(") + 1 : raw.rindex(")")]
+    fields = raw[raw.rindex(")") + 2 :].split()
+    # fields[0] is state (field 3): ppid is field 4, pgrp 5, utime 14, stime 15, cutime
+    # 16, cstime 17
+    ticks = [int(value) for value in fields[11:15]]
+    return ProcStat(
+        comm,
+        int(fields[1]),
+        int(fields[2]),
+        (ticks[0] + ticks[1]) / CLOCK_TICKS,
+        (ticks[2] + ticks[3]) / CLOCK_TICKS,
+    )
+
+
 def cpu_snapshot() -> CpuSnapshot:
     procs: dict[int, tuple[str, int, float]] = {}
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as stat:
-                raw = stat.read().decode(errors="replace")
-        except OSError:
-            continue
-        comm = raw[raw.index("(") + 1 : raw.rindex(")")]
-        fields = raw[raw.rindex(")") + 2 :].split()
-        # fields[0] is state (field 3); pgrp is field 5, utime 14, stime 15
-        pgrp, utime, stime = int(fields[2]), int(fields[11]), int(fields[12])
-        procs[int(entry.name)] = (comm, pgrp, (utime + stime) / CLOCK_TICKS)
+        if entry.name.isdigit() and (stat := proc_stat(int(entry.name))):
+            procs[int(entry.name)] = (stat.comm, stat.pgrp, stat.cpu)
     with open("/proc/stat") as stat:
         values = [int(v) for v in stat.readline().split()[1:]]
     idle = values[3] + values[4]  # idle + iowait
@@ -425,6 +465,143 @@ def format_cpu(usage: CpuUsage, items: int, what: str = "job") -> str:
         top = sorted(usage.others.items(), key=lambda kv: -kv[1])[:4]
         lines.append("      other: " + ", ".join(f"{comm} {secs:.2f} s" for comm, secs in top))
     return "\n".join(lines)
+
+
+class BackendCpu:
+    """PostgreSQL's CPU over a window: of one application's connections to one database
+    (``application_name``), and of the whole server.
+
+    A query may hand part of its scan to parallel workers, processes that live a fraction
+    of a second: a thread lists the postmaster's children every ``interval`` s and follows
+    those that say ``parallel worker for PID <one of ours>``; each one's last sample is
+    its figure, so up to ``interval`` s of each is missed (``parallel`` is a floor). The
+    server's figure is exact: every postgres process's time, plus what the postmaster
+    collected from the children that exited (``cutime``/``cstime``), before and after.
+    It counts the other databases of the server too.
+    """
+
+    def __init__(self, db: ScratchDatabase, application_name: str, interval: float = 0.01):
+        self.db = db
+        self.application_name = application_name
+        self.interval = interval
+        backend = int(db.scalar("SELECT pg_backend_pid()"))
+        stat = proc_stat(backend)
+        if stat is None:
+            raise BenchError("PostgreSQL's processes are not visible in /proc (another host?)")
+        self.postmaster = stat.ppid
+        #: The postmaster's children seen: pid -> the backend it is a parallel worker for
+        #: (None: not one). A pid is forgotten when it exits: pids are reused.
+        self._roles: dict[int, int | None] = {}
+        self._first: dict[int, float] = {}  #: parallel worker -> CPU when first seen
+        self._last: dict[int, float] = {}  #: parallel worker -> CPU when last seen
+        self._done: list[tuple[int, float]] = []  #: (its leader, CPU in the window)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def backends(self) -> set[int]:
+        rows = self.db.query(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name = %s AND backend_type = 'client backend'",
+            (self.application_name,),
+        )
+        return {int(pid) for (pid,) in rows}
+
+    def measure(self, body: Callable[[], T]) -> tuple[T, BackendUsage]:
+        """Run ``body`` and say what PostgreSQL spent meanwhile."""
+        self._roles.clear()
+        self._first.clear()
+        self._last.clear()
+        self._done.clear()
+        self._sample(first=True)
+        ours = self.backends()
+        before, server_before, started = self._cpu(ours), self._server_cpu(), time.monotonic()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+        self._thread.start()
+        try:
+            result = body()
+        finally:
+            self._stop.set()
+            self._thread.join()
+        wall = time.monotonic() - started
+        ours |= self.backends()
+        after, server_after = self._cpu(ours), self._server_cpu()
+        own = sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+        self._forget(set())
+        parallel = [cpu for leader, cpu in self._done if leader in ours]
+        return result, BackendUsage(
+            wall, own, sum(parallel), len(parallel), server_after - server_before
+        )
+
+    def _follow(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def _sample(self, *, first: bool = False) -> None:
+        path = f"/proc/{self.postmaster}/task/{self.postmaster}/children"
+        try:
+            with open(path) as children:
+                pids = [int(pid) for pid in children.read().split()]
+        except OSError:
+            return
+        self._forget(set(pids))
+        for pid in pids:
+            if pid not in self._roles and (role := _role(pid)) is not None:
+                self._roles[pid] = role[0]
+            if self._roles.get(pid) is not None and (stat := proc_stat(pid)):
+                if first:
+                    self._first[pid] = stat.cpu
+                self._last[pid] = stat.cpu
+
+    def _forget(self, alive: set[int]) -> None:
+        """Close the accounts of the children no longer in ``alive``."""
+        for pid in [pid for pid in self._roles if pid not in alive]:
+            leader = self._roles.pop(pid)
+            if leader is not None and pid in self._last:
+                self._done.append((leader, self._last.pop(pid) - self._first.pop(pid, 0.0)))
+
+    def _cpu(self, pids: Iterable[int]) -> dict[int, float]:
+        return {pid: stat.cpu for pid in pids if (stat := proc_stat(pid))}
+
+    def _server_cpu(self) -> float:
+        snapshot = cpu_snapshot()
+        live = sum(cpu for comm, _, cpu in snapshot.procs.values() if comm == "postgres")
+        postmaster = proc_stat(self.postmaster)
+        return live + (postmaster.children_cpu if postmaster else 0.0)
+
+
+def _role(pid: int) -> tuple[int | None] | None:
+    """(the backend PID that ``pid`` is a parallel worker for, or None), or None while
+    ``pid`` has not named itself yet: a child of the postmaster sets its process title
+    (``postgres: …``) a moment after the fork."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            title = cmdline.read()
+    except OSError:
+        return (None,)
+    if not title.startswith(b"postgres:"):
+        return None
+    found = re.search(rb"parallel worker for PID (\d+)", title)
+    return (int(found.group(1)) if found else None,)
+
+
+@dataclass(frozen=True)
+class BackendUsage:
+    """CPU seconds PostgreSQL spent over ``wall`` seconds (``BackendCpu.measure``)."""
+
+    wall: float
+    own: float  #: the application's backends
+    parallel: float  #: the parallel workers they led (a floor, see ``BackendCpu``)
+    parallel_workers: int
+    server: float  #: every process of the server, other databases' included
+
+    @property
+    def application(self) -> float:
+        return self.own + self.parallel
+
+    def share(self, seconds: float) -> float:
+        """``seconds`` of CPU as a fraction of one core over the window."""
+        return seconds / self.wall if self.wall else 0.0
 
 
 # -- statistics ----------------------------------------------------------------------
