@@ -94,7 +94,7 @@ def tasks() -> None:
 @click.option("--status", default=None)
 @click.option("--type", "job_type", default=None)
 @click.option("--queue", default=None)
-@click.option("--search", default=None, help="part of a task id")
+@click.option("--search", default=None, help="the start of a task id")
 @click.option("--page", type=int, default=1, show_default=True)
 @click.option("--page-size", type=int, default=50, show_default=True)
 @_connection_options

@@ -131,7 +131,7 @@ class Client:
         page: int = 1,
         page_size: int = 50,
     ) -> TaskPage:
-        """One page (from 1) of tasks, newest first, filtered; ``search``: part of an id."""
+        """One page (from 1) of tasks, newest first, filtered; ``search``: the start of an id."""
         call = calls.list_tasks(
             status=status, type=type, queue=queue, search=search, page=page, page_size=page_size
         )
