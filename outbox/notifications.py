@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import psycopg
 from sqlalchemy import Engine
@@ -19,6 +20,8 @@ from jobplane.models import OUTBOX_CHANNEL
 logger = logging.getLogger(__name__)
 
 CHANNEL = OUTBOX_CHANNEL
+#: Longest a LISTEN wait goes without looking whether ``wake()`` was called, in s.
+WAKE_CHECK = 0.5
 
 
 class Wakeup:
@@ -77,16 +80,31 @@ class PostgresWakeup(Wakeup):
                 # A batch now, listening, sees its rows.
                 return
             assert self._conn is not None
-            # The first notification ends the wait; those already queued behind it are
-            # for rows the next batch takes too: a burst of commits is one wake-up.
-            for _ in self._conn.notifies(timeout=timeout, stop_after=1):
-                pass
+            self._wait_for_notification(self._conn, timeout)
+            # Those already queued behind the first notification are for rows the next
+            # batch takes too: a burst of commits is one wake-up.
             for _ in self._conn.notifies(timeout=0):
                 pass
         except psycopg.Error:
             logger.warning("LISTEN connection failed; polling until it is back", exc_info=True)
             self._conn = None
             super().wait(timeout)
+
+    def _wait_for_notification(
+        self, conn: psycopg.Connection[tuple[object, ...]], timeout: float
+    ) -> None:
+        """Until a notification, ``wake()`` or ``timeout`` s. ``wake()`` cannot cut a
+        wait inside the driver short, so the wait is taken in slices of ``WAKE_CHECK``
+        s: a stopping relay (its SIGTERM handler calls ``wake()``) is gone within one,
+        not after a whole poll interval."""
+        deadline = time.monotonic() + timeout
+        while not self._event.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            for _ in conn.notifies(timeout=min(left, WAKE_CHECK), stop_after=1):
+                return
+        self._event.clear()
 
     def close(self) -> None:
         super().close()

@@ -366,6 +366,26 @@ def test_a_row_committed_before_the_relay_first_listens_is_published_at_once(
         assert [m.kwargs["task_id"] for m in published_messages(redis_client)] == committed
     finally:
         relay.stop()
-        submit(pg_engine, pg_settings)  # its NOTIFY ends the relay's wait
         thread.join(timeout=10)
+        wakeup.close()
+
+
+def test_a_relay_waiting_for_notifications_stops_when_asked_not_at_its_next_poll(
+    pg_engine: Engine, pg_settings: Settings, new_broker: Any
+) -> None:
+    # Given a relay that polls only every 300 s, listening and idle
+    settings = pg_settings.model_copy(update={"relay_poll_interval": 300.0})
+    wakeup = PostgresWakeup(pg_engine)
+    relay = Relay(pg_engine, new_broker(), settings, wakeup=wakeup)
+    thread = threading.Thread(target=relay.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: wakeup._conn is not None, what="the relay to listen")
+        # When it is asked to stop (what its SIGTERM handler does)
+        relay.stop()
+        # Then it stops at once, not at its next poll
+        wait_until(lambda: not thread.is_alive(), timeout=10, what="the relay to stop")
+    finally:
+        relay.stop()
+        thread.join(timeout=1)
         wakeup.close()
