@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from jobplane import domain
 from jobplane.library import calls, http_errors
 from jobplane.library.long_poll import LongPoll, outcome
 from jobplane.library.results import LogPage, Task, TaskPage
@@ -92,11 +93,18 @@ class Client:
     def wait(self, task_id: str, timeout: float | None = None) -> Any:
         """Wait until the task is terminal: its result, or ``TaskFailed`` (carrying the
         error), ``TaskCancelled``; ``TimeoutError`` after ``timeout`` seconds (None: no
-        limit). The API holds each request until the task ends (up to 60 s a request)."""
+        limit). The API holds each request until the task ends (up to 60 s a request).
+        An API that answers 503 with ``Retry-After`` (it holds as many waits as it may)
+        is asked again after that long, while the timeout allows; ``ApiUnavailable``
+        otherwise."""
         poll = LongPoll(task_id, timeout)
         while True:
             started = time.monotonic()
-            task = self._send(poll.next_call())
+            try:
+                task = self._send(poll.next_call())
+            except domain.ApiUnavailable as error:
+                time.sleep(poll.pause_after(error))
+                continue
             if task.status.is_terminal:
                 return outcome(task)
             time.sleep(poll.pause(task, time.monotonic() - started))
@@ -240,7 +248,11 @@ class AsyncClient:
         poll = LongPoll(task_id, timeout)
         while True:
             started = time.monotonic()
-            task = await self._send(poll.next_call())
+            try:
+                task = await self._send(poll.next_call())
+            except domain.ApiUnavailable as error:
+                await asyncio.sleep(poll.pause_after(error))
+                continue
             if task.status.is_terminal:
                 return outcome(task)
             await asyncio.sleep(poll.pause(task, time.monotonic() - started))

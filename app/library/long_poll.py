@@ -24,7 +24,8 @@ class LongPoll:
 
     ``timeout``: seconds in all, None for no limit. ``next_call()`` gives the request to
     send, ``pause(took)`` the seconds to sleep after a non-terminal answer that took
-    ``took`` seconds, or raises ``TimeoutError`` once the time is up.
+    ``took`` seconds, or raises ``TimeoutError`` once the time is up; ``pause_after``
+    the seconds to sleep after the API said it cannot answer now.
     """
 
     def __init__(self, task_id: str, timeout: float | None) -> None:
@@ -48,6 +49,15 @@ class LongPoll:
             return 0.0  # the API held the request as long as asked: ask again at once
         pause, self._pause = self._pause, min(MAX_PAUSE, self._pause * 2)
         return min(pause, remaining)
+
+    def pause_after(self, error: domain.ApiUnavailable) -> float:
+        """An API that answered 503 with ``Retry-After`` (it holds as many waits as it
+        may, or its database is down for a moment) is asked again after that long, if
+        the wait's time allows it; otherwise ``error`` is raised."""
+        remaining = self._deadline - time.monotonic()
+        if error.retry_after is None or error.retry_after >= remaining:
+            raise error
+        return error.retry_after
 
 
 def outcome(task: Task) -> Any:

@@ -7,6 +7,7 @@ each of its calls to the end, so one test body speaks for both.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,7 @@ from jobplane.db import make_engine
 from jobplane.models import utcnow
 from jobplane.settings import Settings
 from jobplane.store.rows import NewLogLine
+from tests.conftest import wait_until
 
 TOKEN = "client-test-token-0123"
 READ_ONLY_TOKEN = "client-read-only-token-0123"
@@ -290,3 +292,47 @@ def store_engine(settings: Settings) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
+
+
+def test_a_wait_the_api_has_no_room_for_is_asked_again_after_retry_after(
+    api_factory: Callable[..., httpx.Client],
+    pg_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given an API that holds one long poll at most, holding one on a pending task
+    settings = pg_settings.model_copy(update={"api_token": TOKEN, "max_task_waits": 1})
+    api = api_factory(settings, token=TOKEN)
+    first, second = (api.post("/api/tasks", json={"type": "demo.noop"}).json() for _ in "ab")
+    engine = make_engine(settings.database_url)
+    refused = threading.Event()
+    real_sleep = time.sleep
+
+    def sleep(seconds: float) -> None:  # the client's pauses, watched
+        if seconds >= 1:
+            refused.set()
+        real_sleep(seconds)
+
+    monkeypatch.setattr("jobplane.library.client.time.sleep", sleep)
+    with ThreadPoolExecutor(2) as pool, jobplane.Client(str(api.base_url), TOKEN) as client:
+        held = pool.submit(api.get, f"/api/tasks/{first['taskId']}", params={"wait": 30})
+        wait_until(
+            lambda: (
+                api.get(f"/api/tasks/{second['taskId']}", params={"wait": 1}).status_code == 503
+            ),
+            what="the API to hold the first wait",
+        )
+
+        # When a client waits for the second task and is told to come back, and both
+        # tasks end meanwhile
+        def finish_both() -> None:
+            refused.wait(30)
+            run(engine, first["taskId"], result=1)
+            run(engine, second["taskId"], result=2)
+
+        finishing = pool.submit(finish_both)
+        # Then the client asked again after Retry-After and has the second's result
+        assert client.wait(second["taskId"], timeout=30) == 2
+        assert refused.is_set()
+        finishing.result(timeout=10)
+        assert held.result(timeout=10).json()["result"] == 1
+    engine.dispose()

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from jobplane.domain import ApiUnavailable
 from jobplane.library.long_poll import FIRST_PAUSE, MAX_HOLD, MAX_PAUSE, LongPoll
 from jobplane.library.results import Task
 
@@ -64,3 +65,17 @@ def test_the_timeout_raises_once_it_has_passed() -> None:
     poll.next_call()
     with pytest.raises(TimeoutError, match="task t1 is still pending after 0 s"):
         poll.pause(pending_task(), took=0.0)
+
+
+def test_a_503_with_retry_after_is_waited_out_only_while_the_timeout_allows() -> None:
+    busy = ApiUnavailable("too many waits", retry_after=5.0)
+    assert LongPoll("t1", timeout=30).pause_after(busy) == 5.0
+    assert LongPoll("t1", timeout=None).pause_after(busy) == 5.0
+    # Not when the wait would end first, nor when the API did not say how long
+    for poll, error in (
+        (LongPoll("t1", timeout=4), busy),
+        (LongPoll("t1", timeout=30), ApiUnavailable("database down")),
+    ):
+        with pytest.raises(ApiUnavailable) as raised:
+            poll.pause_after(error)
+        assert raised.value is error
