@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -342,11 +343,29 @@ def test_a_broker_that_loses_its_data_right_after_the_first_batch_gets_it_again(
     assert published == dict.fromkeys(task_ids, 2)
 
 
+@contextmanager
+def relay_running(
+    engine: Engine, settings: Settings, broker: dramatiq.Broker, wakeup: PostgresWakeup
+) -> Iterator[tuple[Relay, threading.Thread]]:
+    """A relay running in a thread of its own, which polls only every 300 s: NOTIFY
+    (through ``wakeup``) is what wakes it. Stopped, and its LISTEN closed, at the end."""
+    slow = settings.model_copy(update={"relay_poll_interval": 300.0})
+    relay = Relay(engine, broker, slow, wakeup=wakeup)
+    thread = threading.Thread(target=relay.run, daemon=True)
+    thread.start()
+    try:
+        yield relay, thread
+    finally:
+        relay.stop()
+        thread.join(timeout=10)
+        wakeup.close()
+
+
 def test_a_row_committed_before_the_relay_first_listens_is_published_at_once(
     pg_engine: Engine, pg_settings: Settings, new_broker: Any, redis_client: redis.Redis
 ) -> None:
-    # Given a relay that polls only every 300 s, woken by NOTIFY otherwise, and a
-    # submission committed between its first batch and its LISTEN (nobody was notified)
+    # Given a relay, and a submission committed between its first batch and its LISTEN
+    # (nobody was notified)
     committed: list[str] = []
 
     class LateListener(PostgresWakeup):
@@ -355,37 +374,20 @@ def test_a_row_committed_before_the_relay_first_listens_is_published_at_once(
                 committed.extend(submit(pg_engine, pg_settings))
             return super()._listen()
 
-    settings = pg_settings.model_copy(update={"relay_poll_interval": 300.0})
-    wakeup = LateListener(pg_engine)
-    relay = Relay(pg_engine, new_broker(), settings, wakeup=wakeup)
-    thread = threading.Thread(target=relay.run, daemon=True)
-    thread.start()
-    try:
+    with relay_running(pg_engine, pg_settings, new_broker(), LateListener(pg_engine)):
         # When the relay runs, then the row is published long before the next poll
         wait_until(lambda: committed and outbox_rows(pg_engine) == 0, what="the row published")
         assert [m.kwargs["task_id"] for m in published_messages(redis_client)] == committed
-    finally:
-        relay.stop()
-        thread.join(timeout=10)
-        wakeup.close()
 
 
 def test_a_relay_waiting_for_notifications_stops_when_asked_not_at_its_next_poll(
     pg_engine: Engine, pg_settings: Settings, new_broker: Any
 ) -> None:
-    # Given a relay that polls only every 300 s, listening and idle
-    settings = pg_settings.model_copy(update={"relay_poll_interval": 300.0})
+    # Given a relay, listening and idle
     wakeup = PostgresWakeup(pg_engine)
-    relay = Relay(pg_engine, new_broker(), settings, wakeup=wakeup)
-    thread = threading.Thread(target=relay.run, daemon=True)
-    thread.start()
-    try:
+    with relay_running(pg_engine, pg_settings, new_broker(), wakeup) as (relay, thread):
         wait_until(lambda: wakeup._conn is not None, what="the relay to listen")
         # When it is asked to stop (what its SIGTERM handler does)
         relay.stop()
         # Then it stops at once, not at its next poll
         wait_until(lambda: not thread.is_alive(), timeout=10, what="the relay to stop")
-    finally:
-        relay.stop()
-        thread.join(timeout=1)
-        wakeup.close()
