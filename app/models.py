@@ -50,6 +50,12 @@ NAMING = {
 ONLY_ON = "jobplane_only_on"
 
 
+#: Indexes Alembic's comparison skips, on either side: it cannot compare an index on an
+#: expression (a descending column) on every database, and would report it changed.
+#: ``tests/migrations`` checks them by name instead.
+NOT_COMPARED = frozenset({"jobplane_outbox_priority_id_idx"})
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A timezone-aware UTC timestamp, also on SQLite (which keeps no offset)."""
 
@@ -122,9 +128,29 @@ class Task(Base):
     #: Every statement that writes ``status`` sets it (``jobplane.store.guards``);
     #: null for rows older than the column.
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: The workflow this task is a step of (``Workflow``), or null for a task of its own.
+    workflow_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    #: How many of the steps before this one have still to complete. A pending step
+    #: waiting on any has no outbox row and no message; the transaction that completes
+    #: the last of them publishes it (``jobplane.store.workflows``).
+    waiting_on: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    #: For a step that takes the result before it (``pipeResult``): whose results, as a
+    #: tree of task ids (a list stands for the list of its members' results), set as
+    #: the ``result`` param when the step is published.
+    pipe_from: Mapped[Any | None] = mapped_column(JSONDocument, nullable=True)
+    #: The tasks to enqueue when this one ends: ``{"onSuccess": submission,
+    #: "onFailure": submission}``, either optional (``jobplane.callbacks``).
+    callbacks: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument, nullable=True)
 
     __table_args__ = (
         UniqueConstraint("schedule_name", "fire_time"),
+        # A workflow's steps.
+        Index(
+            "jobplane_tasks_workflow_id_idx",
+            "workflow_id",
+            postgresql_where=text("workflow_id IS NOT NULL"),
+            sqlite_where=text("workflow_id IS NOT NULL"),
+        ),
         # Admin list: newest first, optionally by status / type / queue.
         Index("jobplane_tasks_created_at_idx", "created_at"),
         Index("jobplane_tasks_status_created_at_idx", "status", "created_at"),
@@ -178,8 +204,14 @@ class Outbox(Base):
     type: Mapped[str] = mapped_column(String(200))
     queue: Mapped[str] = mapped_column(String(100))
     timeout_seconds: Mapped[int] = mapped_column(Integer)
+    #: The task's priority: the relay publishes higher ones first.
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
-    __table_args__ = (Index("jobplane_outbox_available_at_id_idx", "available_at", "id"),)
+    __table_args__ = (
+        Index("jobplane_outbox_available_at_id_idx", "available_at", "id"),
+        # The relay's take: the highest priority first, then the oldest.
+        Index("jobplane_outbox_priority_id_idx", text("priority DESC"), "id"),
+    )
 
 
 #: The relay's LISTEN channel: named apart from the table whose inserts it announces, as
@@ -398,6 +430,54 @@ class Worker(Base):
 
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Workflow(Base):
+    """Steps run in an order: a chain, a group, a group with a step after it, nested.
+
+    Each step is a task (``Task.workflow_id``); the order between them is kept as edges
+    (``WorkflowEdge``), and the count of steps a step still waits on on its row
+    (``Task.waiting_on``). The workflow's own status changes in the transactions of the
+    steps that decide it: the last step to complete, the first to fail.
+    """
+
+    __tablename__ = "jobplane_workflows"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    #: running, completed, failed or cancelled (``jobplane.workflows.WorkflowStatus``).
+    status: Mapped[str] = mapped_column(String(16))
+    #: The workflow as submitted, each step replaced by its task's id:
+    #: ``{"chain": [...]}``, ``{"group": [...], "then": ...}`` or a task id.
+    shape: Mapped[Any] = mapped_column(JSONDocument)
+    #: How many steps (tasks) it has.
+    steps: Mapped[int] = mapped_column(Integer)
+    #: Its last steps (those no step waits on) not completed yet: the completion that
+    #: brings it to zero completes the workflow.
+    ends_left: Mapped[int] = mapped_column(Integer)
+    #: Why it failed or was cancelled: the first step that did, and its error.
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    __table_args__ = (
+        Index("jobplane_workflows_created_at_idx", "created_at"),
+        Index("jobplane_workflows_status_created_at_idx", "status", "created_at"),
+    )
+
+
+class WorkflowEdge(Base):
+    """One step of a workflow waits for another one to complete."""
+
+    __tablename__ = "jobplane_workflow_edges"
+
+    #: The step that must complete first.
+    before_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    #: The step that waits for it.
+    after_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+
+    # What a step waits on (a retry counts them again).
+    __table_args__ = (Index("jobplane_workflow_edges_after_id_idx", "after_id"),)
 
 
 class TaskLog(Base):

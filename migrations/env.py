@@ -14,7 +14,7 @@ from typing import Any
 from alembic import context
 
 from jobplane.migrate import VERSION_TABLE, migration_engine
-from jobplane.models import ONLY_ON, PREFIX, Base
+from jobplane.models import NOT_COMPARED, ONLY_ON, PREFIX, Base
 from jobplane.settings import Settings, get_settings
 
 config = context.config
@@ -40,6 +40,8 @@ def include_object_on(dialect_name: str) -> Any:
     def include_object(
         item: Any, _name: str | None, _type: str, reflected: bool, _compare_to: Any
     ) -> bool:
+        if _type == "index" and _name in NOT_COMPARED:
+            return False
         only_on = None if reflected else getattr(item, "info", {}).get(ONLY_ON)
         return only_on is None or only_on == dialect_name
 

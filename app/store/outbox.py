@@ -38,6 +38,7 @@ OUTBOX_SOURCE = (
     Task.type,
     Task.queue,
     Task.timeout_seconds,
+    Task.priority,
 )
 
 
@@ -174,6 +175,7 @@ def write_with_outbox(conn: Connection, statement: Insert | Update, now: datetim
                     "type": row.type,
                     "queue": row.queue,
                     "timeout_seconds": row.timeout_seconds,
+                    "priority": row.priority,
                 }
                 for row in rows
             ],

@@ -57,6 +57,10 @@ class TaskRow:
     schedule_name: str | None
     fire_time: datetime | None
     updated_at: datetime | None
+    workflow_id: str | None = None
+    waiting_on: int = 0
+    pipe_from: Any = None  # a tree of task ids
+    callbacks: dict[str, Any] | None = None
 
     @classmethod
     def from_row(cls, row: Row[*tuple[Any, ...]]) -> TaskRow:

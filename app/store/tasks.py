@@ -21,6 +21,7 @@ from sqlalchemy import (
     column,
     func,
     insert,
+    literal_column,
     select,
     update,
 )
@@ -53,7 +54,8 @@ _SUBMITTED = created_in({TaskStatus.PENDING})
 
 
 def insert_tasks(conn: Connection, tasks: Sequence[TaskRow]) -> None:
-    """Insert pending tasks and one outbox row each (due at the task's ``run_after``).
+    """Insert pending tasks and one outbox row each (due at the task's ``run_after``), but
+    for a workflow's steps that wait on others (``waiting_on``): theirs comes later.
 
     Both inserts run in the caller's transaction: the relay can only see an outbox row
     whose task row is committed with it (invariant 1).
@@ -69,21 +71,24 @@ def insert_tasks(conn: Connection, tasks: Sequence[TaskRow]) -> None:
         return
     check_created(tasks, _SUBMITTED)
     conn.execute(insert(Task), [task.columns() for task in tasks])
-    conn.execute(
-        insert(Outbox),
-        [
-            {
-                "task_id": task.id,
-                "dispatch": task.dispatch,
-                "available_at": task.run_after,
-                "created_at": task.created_at,
-                "type": task.type,
-                "queue": task.queue,
-                "timeout_seconds": task.timeout_seconds,
-            }
-            for task in tasks
-        ],
-    )
+    ready = [task for task in tasks if task.waiting_on == 0]
+    if ready:
+        conn.execute(
+            insert(Outbox),
+            [
+                {
+                    "task_id": task.id,
+                    "dispatch": task.dispatch,
+                    "available_at": task.run_after,
+                    "created_at": task.created_at,
+                    "type": task.type,
+                    "queue": task.queue,
+                    "timeout_seconds": task.timeout_seconds,
+                    "priority": task.priority,
+                }
+                for task in ready
+            ],
+        )
 
 
 def _json_timestamp(value: object) -> str:
@@ -130,11 +135,21 @@ def _insert_tasks_with_outbox(columns: tuple[str, ...]) -> Insert:
     inserted = (
         insert(Task)
         .from_select(list(columns), select(*(new.c[name] for name in columns)))
-        .returning(*OUTBOX_SOURCE, Task.created_at)
+        .returning(*OUTBOX_SOURCE, Task.created_at, Task.waiting_on)
         .cte("new_task")
     )
+    # A workflow's step that waits on others gets its outbox row when they complete.
     return insert(Outbox).from_select(
-        ["task_id", "dispatch", "available_at", "created_at", "type", "queue", "timeout_seconds"],
+        [
+            "task_id",
+            "dispatch",
+            "available_at",
+            "created_at",
+            "type",
+            "queue",
+            "timeout_seconds",
+            "priority",
+        ],
         select(
             inserted.c.id,
             inserted.c.dispatch,
@@ -143,7 +158,8 @@ def _insert_tasks_with_outbox(columns: tuple[str, ...]) -> Insert:
             inserted.c.type,
             inserted.c.queue,
             inserted.c.timeout_seconds,
-        ),
+            inserted.c.priority,
+        ).where(inserted.c.waiting_on == literal_column("0")),
     )
 
 

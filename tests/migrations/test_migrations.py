@@ -47,7 +47,12 @@ NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 HEAD = ScriptDirectory(str(MIGRATIONS)).get_current_head()
 MODELS = (Task, Outbox, TaskLog, ScheduleState, ScheduleRun, MetricCounter, KeyValue)
 #: Columns of those tables that revisions after 0008 added, by table.
-ADDED_SINCE_0008 = {"jobplane_tasks": frozenset({"updated_at"})}
+ADDED_SINCE_0008 = {
+    "jobplane_tasks": frozenset(
+        {"updated_at", "workflow_id", "waiting_on", "pipe_from", "callbacks"}
+    ),
+    "jobplane_outbox": frozenset({"priority"}),
+}
 
 
 def columns_at_0008(table: Table) -> list[Column[Any]]:
