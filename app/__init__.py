@@ -27,18 +27,25 @@ from jobplane.domain import (
     TaskNotFound,
     Unauthorized,
     UnknownJobType,
+    WorkflowFailed,
+    WorkflowNotFound,
 )
 from jobplane.library.client import AsyncClient, Client
 from jobplane.library.enqueue import NewTask, enqueue, enqueue_async, enqueue_many
 from jobplane.library.handles import TaskHandle, task
 from jobplane.library.jobs import Job
 from jobplane.library.results import LogLine, LogPage, Task, TaskPage, TaskSummary
+from jobplane.library.workflow_handles import WorkflowHandle, workflow
+from jobplane.library.workflows import Chain, Group, Step, chain, group
 from jobplane.schedules import ScheduleNotFound
 from jobplane.workers.context import JobContext, current_job
 from jobplane.workers.decorator import job
 
 __all__ = [
     "ApiUnavailable",
+    "Chain",
+    "Group",
+    "Step",
     "AsyncClient",
     "Client",
     "IdempotencyConflict",
@@ -63,10 +70,16 @@ __all__ = [
     "TaskSummary",
     "Unauthorized",
     "UnknownJobType",
+    "WorkflowFailed",
+    "WorkflowHandle",
+    "WorkflowNotFound",
+    "chain",
     "current_job",
     "enqueue",
     "enqueue_async",
     "enqueue_many",
+    "group",
     "job",
     "task",
+    "workflow",
 ]

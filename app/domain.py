@@ -80,6 +80,20 @@ def can_transition(current: TaskStatus, target: TaskStatus) -> bool:
     return current in ALLOWED_FROM[target]
 
 
+class WorkflowStatus(enum.StrEnum):
+    """The life of a workflow (``jobplane.chain``, ``jobplane.group``): decided by its
+    steps' ends, in their transactions."""
+
+    RUNNING = "running"  #: it has steps still to run
+    COMPLETED = "completed"  #: every step completed
+    FAILED = "failed"  #: a step failed after its retries; the steps after it were cancelled
+    CANCELLED = "cancelled"  #: cancelled, or a step of it was; the steps after it too
+
+    @property
+    def is_terminal(self) -> bool:
+        return self is not WorkflowStatus.RUNNING
+
+
 class JobplaneError(Exception):
     """Something went wrong in jobplane."""
 
@@ -94,6 +108,20 @@ class JobplaneError(Exception):
 
 class TaskNotFound(JobplaneError):
     """No task has that id."""
+
+
+class WorkflowNotFound(JobplaneError):
+    """No workflow has that id."""
+
+
+class WorkflowFailed(JobplaneError):
+    """The workflow ended failed (or cancelled): ``error`` names the step that did."""
+
+    def __init__(self, message: str, *, workflow_id: str, status: str, error: str | None) -> None:
+        super().__init__(message)
+        self.workflow_id = workflow_id
+        self.status = status
+        self.error = error
 
 
 class InvalidTransition(JobplaneError):

@@ -76,6 +76,11 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 JSONDocument = JSON().with_variant(JSONB(), "postgresql")
+#: A JSON document or SQL NULL: None is stored as NULL, not as JSON ``null``, so that
+#: ``IS NULL`` says whether there is one (on SQLite too).
+OptionalJSONDocument = JSON(none_as_null=True).with_variant(
+    JSONB(none_as_null=True), "postgresql"
+)
 # SQLite only auto-increments an INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -137,10 +142,12 @@ class Task(Base):
     #: For a step that takes the result before it (``pipeResult``): whose results, as a
     #: tree of task ids (a list stands for the list of its members' results), set as
     #: the ``result`` param when the step is published.
-    pipe_from: Mapped[Any | None] = mapped_column(JSONDocument, nullable=True)
+    pipe_from: Mapped[Any | None] = mapped_column(OptionalJSONDocument, nullable=True)
     #: The tasks to enqueue when this one ends: ``{"onSuccess": submission,
     #: "onFailure": submission}``, either optional (``jobplane.callbacks``).
-    callbacks: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument, nullable=True)
+    callbacks: Mapped[dict[str, Any] | None] = mapped_column(
+        OptionalJSONDocument, nullable=True
+    )
 
     __table_args__ = (
         UniqueConstraint("schedule_name", "fire_time"),

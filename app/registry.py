@@ -36,6 +36,11 @@ class JobSpec:
     #: Backoff of the first retry and the cap, in seconds.
     min_backoff: float = 1.0
     max_backoff: float = 300.0
+    #: Job types to enqueue when a task of this type completes (with ``task_id`` and
+    #: ``result``) or fails (with ``task_id`` and ``error``), unless its submission
+    #: names its own (None: none).
+    on_success: str | None = None
+    on_failure: str | None = None
     #: Most tasks of this type running at once, across every worker (None: no limit).
     concurrency: int | None = None
     options: dict[str, Any] = field(default_factory=dict)

@@ -13,7 +13,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,7 +28,6 @@ from jobplane.domain import (
     InvalidParams,
     JobplaneError,
     ParamsTooLarge,
-    TaskStatus,
     UnknownJobType,
 )
 from jobplane.settings import Settings
@@ -55,6 +54,10 @@ class Submission:
     delay_seconds: float = 0
     max_retries: int | None = None
     timeout_seconds: int | None = None
+    #: A task to enqueue when this one completes, or fails after its retries (None: the
+    #: job type's, if it has one). Its params get ``task_id`` and ``result`` (``error``).
+    on_success: Submission | None = None
+    on_failure: Submission | None = None
 
     def fingerprint(self) -> str:
         """A digest of the submission, to tell a repeated request from a different one."""
@@ -91,19 +94,12 @@ def build_task(
     if not QUEUE_NAME.match(queue):
         raise InvalidParams(f"invalid queue name {queue!r}: use letters, digits, '.', '_', '-'")
     _check_bounds(submission)
-    return TaskRow(
+    return TaskRow.new(
         id=new_task_id(),
         type=submission.type,
         queue=queue,
         priority=_pick(submission.priority, spec.priority if spec else None, 0),
         params=submission.params,
-        status=TaskStatus.PENDING.value,
-        progress=0,
-        total=0,
-        result=None,
-        error=None,
-        attempts=0,
-        retry_count=0,
         max_retries=_pick(
             submission.max_retries, spec.max_retries if spec else None, settings.default_max_retries
         ),
@@ -111,20 +107,10 @@ def build_task(
             submission.timeout_seconds, spec.timeout if spec else None, settings.default_timeout
         ),
         run_after=now + timedelta(seconds=submission.delay_seconds),
-        dispatch=1,
+        now=now,
         idempotency_key=idempotency_key,
         request_hash=submission.fingerprint() if idempotency_key is not None else None,
-        cancel_requested=False,
-        waiting_since=None,
-        heartbeat_at=None,
-        worker=None,
-        created_at=now,
-        started_at=None,
-        completed_at=None,
-        cancelled_at=None,
-        schedule_name=None,
-        fire_time=None,
-        updated_at=now,
+        callbacks=_callbacks(submission, spec, settings, now, registered_only),
     )
 
 
@@ -207,6 +193,56 @@ def _same_submission(existing: TaskRow, task: TaskRow) -> TaskRow:
             task_id=existing.id,
         )
     return existing
+
+
+#: What a callback's params get, beside its own, by the event it follows.
+CALLBACK_PARAMS = {"onSuccess": ("task_id", "result"), "onFailure": ("task_id", "error")}
+
+
+def _callbacks(
+    submission: Submission,
+    spec: registry.JobSpec | None,
+    settings: Settings,
+    now: datetime,
+    registered_only: bool,
+) -> dict[str, Any] | None:
+    """The task's callbacks as its row keeps them: each one's row, its defaults filled
+    in (``TaskRow.callbacks``); None without any."""
+    chosen = {
+        "onSuccess": submission.on_success or _by_type(spec.on_success if spec else None),
+        "onFailure": submission.on_failure or _by_type(spec.on_failure if spec else None),
+    }
+    kept: dict[str, Any] = {}
+    for event, callback in chosen.items():
+        if callback is None:
+            continue
+        if callback.on_success or callback.on_failure:
+            raise InvalidParams(f"{event}: a callback cannot have callbacks of its own")
+        added = CALLBACK_PARAMS[event]
+        if clash := sorted(set(added) & set(callback.params)):
+            raise InvalidParams(f"{event}: params {clash} are set by jobplane when it runs")
+        # Checked with the params it will be called with: the job may require them.
+        probe = replace(callback, params={**callback.params, **dict.fromkeys(added, "")})
+        try:
+            row = build_task(probe, settings, now, registered_only=registered_only)
+        except UnknownJobType as error:
+            message = f"{event}: {error.message}"
+            raise UnknownJobType(callback.type, error.known, message=message) from None
+        except (InvalidParams, ParamsTooLarge) as error:
+            raise type(error)(f"{event}: {error.message}") from None
+        kept[event] = {
+            "type": row.type,
+            "queue": row.queue,
+            "priority": row.priority,
+            "params": callback.params,
+            "max_retries": row.max_retries,
+            "timeout_seconds": row.timeout_seconds,
+        }
+    return kept or None
+
+
+def _by_type(job_type: str | None) -> Submission | None:
+    return None if job_type is None else Submission(type=job_type)
 
 
 def check_idempotency_key(key: str) -> None:

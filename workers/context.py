@@ -76,6 +76,9 @@ class JobContext:
     #: The worker's settings: ``cancelled`` reads the database at most every
     #: ``cancel_check_interval`` seconds; built-in jobs read theirs (the retention).
     settings: Settings = field(repr=False)
+    #: Whether the task's end has follow-ups to write with its outcome (a workflow's
+    #: next step, a callback): its completion is then not group-committed.
+    follow_ups: bool = field(default=False, repr=False)
     #: Called when the body ends, so the cancellation monitor stops targeting its thread.
     on_body_end: Callable[[], None] = field(default=lambda: None, repr=False)
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)

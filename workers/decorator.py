@@ -35,6 +35,8 @@ def job(
     misfire: str = "all",
     max_lateness: float | None = None,
     catch_up_window: float | None = None,
+    on_success: str | Job[..., Any] | None = None,
+    on_failure: str | Job[..., Any] | None = None,
 ) -> Callable[[Callable[P, R]], Job[P, R]]:
     """Register the decorated function as job type ``name``.
 
@@ -57,6 +59,10 @@ def job(
       max_lateness: seconds; a run later than this is recorded skipped, whatever the policy.
       catch_up_window: seconds catch-up looks back (default 24 h, never before the
         platform first saw the schedule).
+      on_success, on_failure: a job (or job type's name) to enqueue as a task of its
+        own when a task of this type completes (called with ``task_id`` and
+        ``result``) or fails after its retries (``task_id`` and ``error``); a
+        submission's own ``onSuccess`` / ``onFailure`` replaces it.
 
     Returns a ``Job`` (``jobplane.Job``): calling it calls the function itself (in
     your own tests), with its name, docstring and signature; ``.enqueue(session, …)``,
@@ -87,9 +93,15 @@ def job(
                 min_backoff=min_backoff,
                 max_backoff=max_backoff,
                 concurrency=concurrency,
+                on_success=_name_of(on_success),
+                on_failure=_name_of(on_failure),
                 options=options,
             )
         )
         return Job(spec)
 
     return decorate
+
+
+def _name_of(callback: str | Job[..., Any] | None) -> str | None:
+    return callback if callback is None or isinstance(callback, str) else callback.name

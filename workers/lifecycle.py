@@ -160,6 +160,7 @@ class TaskLifecycle(Middleware):
             dispatch=dispatch,
             engine=self.engine,
             settings=self.settings,
+            follow_ups=row.follow_ups,
             on_body_end=(lambda: monitor.end_body(run)) if monitor else (lambda: None),
         )
         context.bind(ctx)
@@ -247,8 +248,15 @@ class TaskLifecycle(Middleware):
             if settled:
                 self._release(ctx)
                 return
-        if exception is None and limit is None and outcomes.result_error(ctx.result) is None:
-            # The common case, committed together with other threads' completions.
+        if (
+            exception is None
+            and limit is None
+            and not ctx.follow_ups
+            and outcomes.result_error(ctx.result) is None
+        ):
+            # The common case, committed together with other threads' completions (whose
+            # statement commits as it runs: a workflow's next step or a callback must
+            # commit with its completion, hence in a transaction of its own).
             completion = self.writes.complete(ctx.task_id, ctx.dispatch, ctx.result)
             completion.add_done_callback(partial(self._completed, ctx))
             if not ack_after(broker, message, completion):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -19,7 +19,10 @@ from sqlalchemy.orm import Session
 from jobplane import service, store
 from jobplane.db import jobplane_schema
 from jobplane.domain import JobplaneError
+from jobplane.library import workflows
 from jobplane.library.engine import library_settings
+from jobplane.library.workflow_handles import WorkflowHandle
+from jobplane.library.workflows import Chain, Group, Node, Step
 from jobplane.models import utcnow
 from jobplane.service import Submission
 
@@ -58,6 +61,11 @@ class NewTask:
         )
 
 
+@overload
+def enqueue(db: Session | Connection, type: Node, /) -> WorkflowHandle: ...
+
+
+@overload
 def enqueue(
     db: Session | Connection,
     type: str | Job[..., Any],
@@ -69,8 +77,24 @@ def enqueue(
     max_retries: int | None = None,
     timeout: int | None = None,
     idempotency_key: str | None = None,
-) -> str:
-    """Add a task to ``db``'s open transaction (a Session or Connection); its id.
+) -> str: ...
+
+
+def enqueue(
+    db: Session | Connection,
+    type: str | Job[..., Any] | Node,
+    params: Mapping[str, Any] | None = None,
+    *,
+    queue: str | None = None,
+    priority: int | None = None,
+    delay: float | timedelta | None = None,
+    max_retries: int | None = None,
+    timeout: int | None = None,
+    idempotency_key: str | None = None,
+) -> str | WorkflowHandle:
+    """Add a task to ``db``'s open transaction (a Session or Connection); its id. Or,
+    given a workflow (``jobplane.chain``, ``jobplane.group``, ``job.s()``), add it with
+    all of its steps; a ``WorkflowHandle`` on it.
 
     Commits nothing: the task exists, and its job runs, once the caller commits; a
     rollback leaves no trace of it. Everything is checked before anything is written,
@@ -88,9 +112,15 @@ def enqueue(
     seconds one attempt may run. With ``JOBPLANE_DB_SCHEMA``, jobplane's tables are
     found in that schema; the caller's own statements keep theirs.
     """
-    submission = NewTask(type, params, queue, priority, delay, max_retries, timeout).submission()
     settings = library_settings()
     conn = _connection(db)
+    if isinstance(type, Step | Chain | Group):
+        if params is not None or idempotency_key is not None:
+            raise TypeError("a workflow is enqueued alone: its steps carry their own params")
+        with jobplane_schema(conn, settings.db_schema):
+            planned = workflows.submit(conn, type, settings, utcnow(), registered_only=False)
+        return WorkflowHandle(planned.workflow_id, engine=conn.engine)
+    submission = NewTask(type, params, queue, priority, delay, max_retries, timeout).submission()
     if idempotency_key is None:
         task = service.build_task(submission, settings, utcnow(), registered_only=False)
         with jobplane_schema(conn, settings.db_schema):

@@ -16,7 +16,9 @@ from jobplane.domain import InvalidParams
 from jobplane.library.engine import default_engine
 from jobplane.library.enqueue import NewTask, enqueue
 from jobplane.library.handles import TaskHandle
+from jobplane.library.workflows import Step
 from jobplane.registry import JobSpec
+from jobplane.service import Submission
 
 P = ParamSpec("P")
 R = TypeVar("R", covariant=True)
@@ -83,6 +85,12 @@ class Job(Generic[P, R]):
                 idempotency_key=idempotency_key,
             )
         return TaskHandle(task_id, engine=engine)
+
+    def s(self, *args: P.args, **kwargs: P.kwargs) -> Step:
+        """A step of a workflow running this job with these params (Celery's
+        signature): ``jobplane.chain(fetch.s(day=d), store.s().set(pipe_result=True))``.
+        ``.set(...)`` gives it options (queue, priority, retries, timeout, pipe_result)."""
+        return Step(Submission(type=self.name, params=self.params(*args, **kwargs)))
 
     def new_task(self, *args: P.args, **kwargs: P.kwargs) -> NewTask:
         """A task of this job for ``jobplane.enqueue_many``, its params checked by mypy."""

@@ -42,6 +42,8 @@ DEFAULT_PASS_BUDGET = 2.0
 DEFAULT_STATEMENT_TIMEOUT = 600.0
 #: A worker not seen for this long is forgotten: its name (host:pid) will not come back.
 WORKER_MEMORY = timedelta(days=1)
+#: Workflows one retention transaction deletes, each with all of its steps.
+WORKFLOWS_PER_BATCH = 20
 
 
 @dataclass(frozen=True)
@@ -125,14 +127,29 @@ class Cleaner(Service):
                 return True
         return False
 
+    def _delete_expired_workflows(self, cutoff: datetime) -> int:
+        """Delete the workflows that ended before ``cutoff``, a few per transaction (each
+        goes with up to ``MAX_STEPS`` steps)."""
+        deleted = 0
+        while True:
+            with self.engine.begin() as conn:
+                local_statement_timeout(conn, self.statement_timeout)
+                batch = store.workflows.delete_finished_before(conn, cutoff, WORKFLOWS_PER_BATCH)
+            deleted += batch
+            if batch < WORKFLOWS_PER_BATCH:
+                return deleted
+
     def _finish(self) -> Cleaned:
         """Trim the runs ledger, log, and start the count of the next clean-up afresh."""
         now = self.clock()
         # Independent of the retention: the ledger keeps what catch-up may still look at.
         runs_cutoff = catchup.ledger_cutoff(self.schedules, now)
+        workflows = self._delete_expired_workflows(self.clock() - self.retention)
         with self.engine.begin() as conn:
             forgotten = store.schedules.forget_runs_before(conn, runs_cutoff, now)
             store.workers.forget_before(conn, now - WORKER_MEMORY)
+        if workflows:
+            logger.info("retention: deleted %d workflow(s) with their steps", workflows)
         cleaned, self._deleted = Cleaned(self._deleted, forgotten), 0
         log = logger.info if cleaned.deleted_tasks or forgotten else logger.debug
         log(

@@ -12,6 +12,7 @@ from jobplane.store import (
     claims,
     concurrency,
     counts,
+    followups,
     guards,
     logs,
     outbox,
@@ -25,12 +26,14 @@ from jobplane.store import (
     stats,
     tasks,
     workers,
+    workflows,
 )
 
 __all__ = [
     "claims",
     "concurrency",
     "counts",
+    "followups",
     "guards",
     "logs",
     "outbox",
@@ -44,4 +47,5 @@ __all__ = [
     "stats",
     "tasks",
     "workers",
+    "workflows",
 ]

@@ -31,6 +31,7 @@ from jobplane.domain import TaskStatus
 from jobplane.models import (
     Task,
 )
+from jobplane.store.followups import HAS_FOLLOW_UPS, after_finished
 from jobplane.store.guards import (
     PENDING,
     RUNNING,
@@ -60,6 +61,7 @@ _CLAIMED_COLUMNS = (
     Task.params,
     Task.attempts,
     Task.timeout_seconds,
+    HAS_FOLLOW_UPS,
 )
 
 
@@ -197,15 +199,22 @@ _COMPLETE = (
         result=bindparam("b_result", type_=Task.__table__.c.result.type),
         error=None,
     )
+    .returning(HAS_FOLLOW_UPS)
 )
 
 
 def complete_task(
     conn: Connection, task_id: str, dispatch: int, *, result: Any, now: datetime
 ) -> bool:
-    """Record a finished body; False if the task is no longer this attempt's."""
+    """Record a finished body, and its follow-ups (``jobplane.store.followups``); False
+    if the task is no longer this attempt's."""
     params = {"b_task_id": task_id, "b_dispatch": dispatch, "b_now": now, "b_result": result}
-    return conn.execute(_COMPLETE, params).rowcount == 1
+    completed = conn.execute(_COMPLETE, params).first()
+    if completed is None:
+        return False
+    if completed.follow_ups:
+        after_finished(conn, [task_id], now)
+    return True
 
 
 _completions = unnested("done", id=String, dispatch=Integer, result=Text)
@@ -225,7 +234,7 @@ _COMPLETE_MANY = _Precompiled(
         result=cast(_completions.c.result, postgresql.JSONB),
         error=None,
     )
-    .returning(Task.id, Task.dispatch)
+    .returning(Task.id, Task.dispatch, HAS_FOLLOW_UPS)
 )
 
 
@@ -233,7 +242,10 @@ def complete_tasks(
     conn: Connection, completions: Sequence[tuple[str, int, Any]], now: datetime
 ) -> list[bool]:
     """``complete_task`` for several (task id, dispatch, result): one statement on
-    PostgreSQL. One flag per completion, in order; results must be JSON-serializable."""
+    PostgreSQL. One flag per completion, in order; results must be JSON-serializable.
+
+    Tasks with follow-ups need them in the same transaction: a caller running this
+    in autocommit (the worker's group commit) gives it none of those."""
     if conn.dialect.name != "postgresql":
         return [
             complete_task(conn, task_id, dispatch, result=result, now=now)
@@ -249,7 +261,9 @@ def complete_tasks(
         "b_done_result": [json.dumps(results[key]) for key in ordered],
         "b_now": now,
     }
-    done = {(row.id, row.dispatch) for row in _COMPLETE_MANY.execute(conn, params)}
+    rows = _COMPLETE_MANY.execute(conn, params).all()
+    done = {(row.id, row.dispatch) for row in rows}
+    after_finished(conn, [row.id for row in rows if row.follow_ups], now)
     flags = []
     for task_id, dispatch, _ in completions:
         flags.append((task_id, dispatch) in done)
@@ -272,9 +286,12 @@ def is_current_run(conn: Connection, task_id: str, dispatch: int) -> bool:
 
 
 def fail_task(conn: Connection, task_id: str, dispatch: int, *, error: str, now: datetime) -> bool:
-    """Record a failed last attempt."""
+    """Record a failed last attempt, and its follow-ups."""
     values = {"error": error, "completed_at": now}
-    return guarded_update(conn, task_id, dispatch, TaskStatus.FAILED, values, now)
+    if not guarded_update(conn, task_id, dispatch, TaskStatus.FAILED, values, now):
+        return False
+    after_finished(conn, [task_id], now)
+    return True
 
 
 def retry_task(

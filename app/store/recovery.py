@@ -25,6 +25,7 @@ from jobplane.models import (
     Outbox,
     Task,
 )
+from jobplane.store.followups import after_finished
 from jobplane.store.guards import PENDING, may_become
 from jobplane.store.requeue import requeue
 
@@ -54,7 +55,7 @@ def recover_stale_running(conn: Connection, stale_before: datetime, now: datetim
         return Recovery([], [])
     stale = Task.heartbeat_at < stale_before
     error = "worker lost: no heartbeat since before " + stale_before.isoformat()
-    conn.execute(
+    cancelled = conn.execute(
         update(Task)
         .where(
             may_become(TaskStatus.CANCELLED, _FROM_RUNNING),
@@ -62,7 +63,9 @@ def recover_stale_running(conn: Connection, stale_before: datetime, now: datetim
             Task.cancel_requested.is_(True),
         )
         .values(status=TaskStatus.CANCELLED.value, updated_at=now, cancelled_at=now, error=error)
-    )
+        .returning(Task.id)
+    ).scalars()
+    after_finished(conn, list(cancelled), now)
     retried = requeue(
         conn,
         only=_FROM_RUNNING,
@@ -86,7 +89,9 @@ def recover_stale_running(conn: Connection, stale_before: datetime, now: datetim
         .values(status=TaskStatus.FAILED.value, updated_at=now, error=error, completed_at=now)
         .returning(Task.id)
     ).scalars()
-    return Recovery(retried, list(failed))
+    failed_ids = list(failed)
+    after_finished(conn, failed_ids, now)
+    return Recovery(retried, failed_ids)
 
 
 def database_up_since(conn: Connection) -> datetime | None:

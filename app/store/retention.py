@@ -37,7 +37,13 @@ def delete_finished_before(conn: Connection, cutoff: datetime, limit: int) -> in
     # A task ends after it was created: the bound on created_at lets the (status,
     # created_at) index find the candidates, so a clean-up with nothing to delete
     # reads no more than that.
-    finished = and_(Task.status.in_(FINISHED), Task.created_at < cutoff, ended < cutoff)
+    # A workflow's steps go with their workflow (``store.workflows.delete_finished_before``).
+    finished = and_(
+        Task.status.in_(FINISHED),
+        Task.created_at < cutoff,
+        ended < cutoff,
+        Task.workflow_id.is_(None),
+    )
     batch = select(Task.id).where(finished).limit(limit)
     if conn.dialect.name == "postgresql":
         return _delete_finished_postgres(conn, finished, batch)

@@ -63,6 +63,57 @@ class TaskRow:
     callbacks: dict[str, Any] | None = None
 
     @classmethod
+    def new(
+        cls,
+        *,
+        id: str,
+        type: str,
+        queue: str,
+        priority: int,
+        params: dict[str, Any],
+        max_retries: int,
+        timeout_seconds: int,
+        run_after: datetime,
+        now: datetime,
+        **columns: Any,
+    ) -> TaskRow:
+        """A new pending task, not started yet; ``columns`` sets any other column."""
+        fresh: dict[str, Any] = {
+            "status": "pending",
+            "progress": 0,
+            "total": 0,
+            "result": None,
+            "error": None,
+            "attempts": 0,
+            "retry_count": 0,
+            "dispatch": 1,
+            "idempotency_key": None,
+            "request_hash": None,
+            "cancel_requested": False,
+            "waiting_since": None,
+            "heartbeat_at": None,
+            "worker": None,
+            "started_at": None,
+            "completed_at": None,
+            "cancelled_at": None,
+            "schedule_name": None,
+            "fire_time": None,
+        }
+        return cls(
+            id=id,
+            type=type,
+            queue=queue,
+            priority=priority,
+            params=params,
+            max_retries=max_retries,
+            timeout_seconds=timeout_seconds,
+            run_after=run_after,
+            created_at=now,
+            updated_at=now,
+            **{**fresh, **columns},
+        )
+
+    @classmethod
     def from_row(cls, row: Row[*tuple[Any, ...]]) -> TaskRow:
         """The task of a row of ``TASK_COLUMNS``."""
         return cls(*row)
@@ -94,6 +145,9 @@ class ClaimedTask:
     #: Which start of the body this is (1 for the first).
     attempts: int
     timeout_seconds: int
+    #: Whether its end has follow-ups (it is a workflow's step, or has callbacks), which
+    #: must be written in the transaction that records its outcome.
+    follow_ups: bool = False
 
 
 @dataclass(frozen=True, slots=True)

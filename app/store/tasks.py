@@ -37,6 +37,7 @@ from jobplane.models import (
     Task,
 )
 from jobplane.store import counts
+from jobplane.store.followups import after_finished
 from jobplane.store.guards import (
     RUNNING,
     check_created,
@@ -299,11 +300,13 @@ def cancel_task(conn: Connection, task_id: str, now: datetime) -> TaskRow:
     running_asked_to_stop = (
         update(Task).where(Task.id == task_id, Task.status == RUNNING).values(cancel_requested=True)
     )
-    for statement in (pending_to_cancelled, running_asked_to_stop):
-        if conn.execute(statement).rowcount == 1:
-            row = get_task(conn, task_id)
-            assert row is not None
-            return row
+    cancelled = conn.execute(pending_to_cancelled).rowcount == 1
+    if cancelled:
+        after_finished(conn, [task_id], now)
+    if cancelled or conn.execute(running_asked_to_stop).rowcount == 1:
+        row = get_task(conn, task_id)
+        assert row is not None
+        return row
     current = get_task(conn, task_id)
     if current is None:
         raise TaskNotFound(f"no task with id {task_id!r}")
@@ -311,9 +314,12 @@ def cancel_task(conn: Connection, task_id: str, now: datetime) -> TaskRow:
 
 
 def mark_cancelled(conn: Connection, task_id: str, dispatch: int, now: datetime) -> bool:
-    """A running task whose body stopped after a cancel request."""
+    """A running task whose body stopped after a cancel request, and its follow-ups."""
     values = {"cancelled_at": now, "completed_at": None}
-    return guarded_update(conn, task_id, dispatch, TaskStatus.CANCELLED, values, now)
+    if not guarded_update(conn, task_id, dispatch, TaskStatus.CANCELLED, values, now):
+        return False
+    after_finished(conn, [task_id], now)
+    return True
 
 
 def cancel_requested(conn: Connection, task_ids: Iterable[str]) -> list[str]:

@@ -1,0 +1,145 @@
+"""``WorkflowHandle``: a submitted workflow, read again on demand, and waited for."""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import AbstractContextManager
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from jobplane import store
+from jobplane.db import jobplane_schema
+from jobplane.domain import (
+    TaskStatus,
+    WorkflowFailed,
+    WorkflowNotFound,
+    WorkflowStatus,
+)
+from jobplane.library import engine as library_engine
+from jobplane.library.waiting import watching
+from jobplane.models import utcnow
+from jobplane.store.rows import TaskRow
+from jobplane.store.workflows import WorkflowRow, workflow_result
+
+#: Longest a waiter sleeps between two reads of the workflow: a failure may end it at
+#: any step, and only its last steps are watched.
+_RECHECK_S = 1.0
+
+
+class WorkflowHandle:
+    """A submitted workflow: ``.id`` now, its state on demand.
+
+    ``engine``: the database it is in (default: ``JOBPLANE_DATABASE_URL``'s).
+    ``.status`` is that of the last read (the first use reads it); ``wait()`` waits
+    until it ended. ``steps()`` reads its steps, in the order they appear in it.
+    """
+
+    def __init__(self, workflow_id: str, *, engine: Engine | None = None) -> None:
+        self.id = workflow_id
+        self._engine = engine
+        self._row: WorkflowRow | None = None
+
+    def __repr__(self) -> str:
+        status = "not read" if self._row is None else self._row.status
+        return f"<WorkflowHandle {self.id} ({status})>"
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = library_engine.default_engine()
+        return self._engine
+
+    @property
+    def status(self) -> str:
+        """``running``, ``completed``, ``failed`` or ``cancelled``."""
+        return self._last_read().status
+
+    @property
+    def error(self) -> str | None:
+        """Why it failed or was cancelled: the step that did, and its error."""
+        return self._last_read().error
+
+    def refresh(self) -> WorkflowHandle:
+        self._read()
+        return self
+
+    def steps(self) -> list[TaskRow]:
+        """Its steps' tasks, in the order they appear in the workflow."""
+        with self.engine.connect() as conn, self._in_schema(conn):
+            return store.workflows.workflow_steps(conn, self.id)
+
+    def cancel(self) -> WorkflowHandle:
+        """Cancel every step not finished yet (running ones once their bodies stop)."""
+        with self.engine.begin() as conn, self._in_schema(conn):
+            self._row = store.workflows.cancel_workflow(conn, self.id, utcnow())
+        return self
+
+    def retry(self) -> WorkflowHandle:
+        """Run a failed or cancelled workflow again from the steps that did not complete."""
+        with self.engine.begin() as conn, self._in_schema(conn):
+            self._row = store.workflows.retry_workflow(conn, self.id, utcnow())
+        return self
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """The workflow's result once it completed: that of its last step (a chain's),
+        or the list of its members' (a group's). Waits at most ``timeout`` s.
+
+        Raises ``WorkflowFailed`` (failed or cancelled; ``error`` names the step),
+        ``TimeoutError`` if it is still running then, ``WorkflowNotFound``.
+        """
+        deadline = math.inf if timeout is None else time.monotonic() + timeout
+        while True:
+            row = self._read()
+            if WorkflowStatus(row.status).is_terminal:
+                return self._outcome(row)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"workflow {self.id} is still running after {timeout} s")
+            self._pause(min(remaining, _RECHECK_S))
+
+    def _pause(self, seconds: float) -> None:
+        """Until one of its last unfinished steps finishes, or ``seconds`` passed."""
+        with self.engine.connect() as conn, self._in_schema(conn):
+            steps = store.workflows.workflow_steps(conn, self.id)
+        last = [s for s in steps if not TaskStatus(s.status).is_terminal]
+        if not last:
+            return
+        with watching(self.engine, last[-1].id) as watch:
+            with self.engine.connect() as conn, self._in_schema(conn):
+                task = store.tasks.get_task(conn, last[-1].id)
+            if task is not None and not TaskStatus(task.status).is_terminal:
+                watch.pause(seconds)
+
+    def _outcome(self, row: WorkflowRow) -> Any:
+        if row.status == WorkflowStatus.COMPLETED:
+            with self.engine.connect() as conn, self._in_schema(conn):
+                return workflow_result(conn, row.shape)
+        verb = "failed" if row.status == WorkflowStatus.FAILED else "was cancelled"
+        raise WorkflowFailed(
+            f"workflow {self.id} {verb}: {row.error}",
+            workflow_id=self.id,
+            status=row.status,
+            error=row.error,
+        )
+
+    @staticmethod
+    def _in_schema(conn: Connection) -> AbstractContextManager[Connection]:
+        return jobplane_schema(conn, library_engine.library_settings().db_schema)
+
+    def _last_read(self) -> WorkflowRow:
+        return self._row if self._row is not None else self._read()
+
+    def _read(self) -> WorkflowRow:
+        with self.engine.connect() as conn, self._in_schema(conn):
+            row = store.workflows.get_workflow(conn, self.id)
+        if row is None:
+            raise WorkflowNotFound(f"no workflow with id {self.id!r}")
+        self._row = row
+        return row
+
+
+def workflow(workflow_id: str, *, engine: Engine | None = None) -> WorkflowHandle:
+    """A handle on the workflow ``workflow_id`` (nothing is read until it is used)."""
+    return WorkflowHandle(workflow_id, engine=engine)
