@@ -31,7 +31,7 @@ from jobplane.domain import TaskStatus
 from jobplane.models import (
     Task,
 )
-from jobplane.store.followups import HAS_FOLLOW_UPS, after_finished
+from jobplane.store.followups import FOLLOW_UP_COLUMNS, after_finished, has_follow_ups
 from jobplane.store.guards import (
     PENDING,
     RUNNING,
@@ -61,7 +61,7 @@ _CLAIMED_COLUMNS = (
     Task.params,
     Task.attempts,
     Task.timeout_seconds,
-    HAS_FOLLOW_UPS,
+    *FOLLOW_UP_COLUMNS,
 )
 
 
@@ -79,6 +79,11 @@ _CLAIM = (
 )
 
 
+def _claimed(row: Any) -> ClaimedTask:
+    *claimed, workflow_id, callbacks = row
+    return ClaimedTask(*claimed, follow_ups=has_follow_ups(workflow_id, callbacks))
+
+
 def claim_task(
     conn: Connection, task_id: str, dispatch: int, *, worker: str, now: datetime
 ) -> ClaimedTask | None:
@@ -90,7 +95,7 @@ def claim_task(
     """
     params = {"b_task_id": task_id, "b_dispatch": dispatch, "b_now": now, "b_worker": worker}
     row = conn.execute(_CLAIM, params).first()
-    return None if row is None else ClaimedTask(*row)
+    return None if row is None else _claimed(row)
 
 
 class _Precompiled:
@@ -164,7 +169,7 @@ def claim_tasks(
         "b_worker": worker,
     }
     claimed = {
-        (row.id, row.dispatch): ClaimedTask(*row) for row in _CLAIM_MANY.execute(conn, params)
+        (row.id, row.dispatch): _claimed(row) for row in _CLAIM_MANY.execute(conn, params)
     }
     return [claimed.pop(claim, None) for claim in claims]
 
@@ -199,7 +204,7 @@ _COMPLETE = (
         result=bindparam("b_result", type_=Task.__table__.c.result.type),
         error=None,
     )
-    .returning(HAS_FOLLOW_UPS)
+    .returning(*FOLLOW_UP_COLUMNS)
 )
 
 
@@ -212,7 +217,7 @@ def complete_task(
     completed = conn.execute(_COMPLETE, params).first()
     if completed is None:
         return False
-    if completed.follow_ups:
+    if has_follow_ups(*completed):
         after_finished(conn, [task_id], now)
     return True
 
@@ -234,7 +239,7 @@ _COMPLETE_MANY = _Precompiled(
         result=cast(_completions.c.result, postgresql.JSONB),
         error=None,
     )
-    .returning(Task.id, Task.dispatch, HAS_FOLLOW_UPS)
+    .returning(Task.id, Task.dispatch, *FOLLOW_UP_COLUMNS)
 )
 
 
@@ -263,7 +268,7 @@ def complete_tasks(
     }
     rows = _COMPLETE_MANY.execute(conn, params).all()
     done = {(row.id, row.dispatch) for row in rows}
-    after_finished(conn, [row.id for row in rows if row.follow_ups], now)
+    after_finished(conn, [row.id for row in rows if has_follow_ups(*row[2:])], now)
     flags = []
     for task_id, dispatch, _ in completions:
         flags.append((task_id, dispatch) in done)

@@ -2,7 +2,7 @@
 and the steps of its workflow that come after it.
 
 Every statement that finishes tasks returns whether they have follow-ups
-(``HAS_FOLLOW_UPS``: a workflow's step, or a task with callbacks) and, if so, calls
+(``FOLLOW_UP_COLUMNS``: a workflow's step, or a task with callbacks) and, if so, calls
 ``after_finished`` with their ids on the same connection. The follow-ups therefore
 commit with the outcome or not at all: a worker killed after its step's completion
 committed has already published the next step, and one killed before has published
@@ -39,9 +39,17 @@ from jobplane.store.outbox import write_with_outbox
 from jobplane.store.requeue import requeue
 from jobplane.store.rows import TaskRow
 
-#: Returned by every statement that finishes tasks: whether ``after_finished`` must
-#: follow for the task.
-HAS_FOLLOW_UPS = (Task.workflow_id.is_not(None) | Task.callbacks.is_not(None)).label("follow_ups")
+#: Returned by every statement that claims or finishes tasks: whether ``after_finished``
+#: must follow for a task (``has_follow_ups``). The columns themselves, not ``IS NOT
+#: NULL`` of them: SQLite (3.40) answers that wrongly in an UPDATE's RETURNING when the
+#: table has triggers (``jobplane_tasks`` has the counting ones).
+FOLLOW_UP_COLUMNS = (Task.workflow_id, Task.callbacks)
+
+
+def has_follow_ups(workflow_id: str | None, callbacks: object) -> bool:
+    """Whether a task of this workflow (None: none) and callbacks has follow-ups."""
+    return workflow_id is not None or callbacks is not None
+
 
 COMPLETED = TaskStatus.COMPLETED.value
 FAILED = TaskStatus.FAILED.value
