@@ -13,13 +13,15 @@ import { whenTaskRead, whenWorkflowLinked, wirePanel } from "./task-panel.js";
 import { applyTaskChanges, showFirstPage, showTask, wireTasks } from "./tasks.js";
 import { whenWorkflowChanged } from "./workflow-actions.js";
 import { openWorkflow, showWorkflow, wireWorkflowPanel } from "./workflow-panel.js";
-import { loadWorkflows, wireWorkflows } from "./workflows.js";
+import { loadWorkflows, wireWorkflows, workflowTasksChanged } from "./workflows.js";
 
 // Any request the API answers 401: back to the form.
 whenTokenRefused(() => loggedOut("The API refused the token: log in again."));
-// Cancel or Retry changed a task: its row (or the list) and the counts catch up.
+// Cancel or Retry changed a task: its row (or the list), the counts and its workflow
+// catch up.
 whenTaskChanged((task) => {
   applyTaskChanges([task]);
+  workflowTasksChanged([task]);
   loadStats();
 });
 // The open task was read afresh: so is its row.

@@ -102,9 +102,11 @@ export function workflowTasksChanged(tasks) {
  * @param {WorkflowSummary[]} workflows
  */
 function showRows(workflows) {
+  /** @type {Map<string, HTMLElement>} */
   const bars = new Map();
   for (const row of $("workflow-rows").querySelectorAll("tr")) {
-    bars.set(row.dataset.workflowId, row.querySelector(".progress"));
+    const bar = row.querySelector(".progress");
+    if (row.dataset.workflowId && bar instanceof HTMLElement) bars.set(row.dataset.workflowId, bar);
   }
   $("workflow-rows").replaceChildren(
     ...workflows.map((workflow) => workflowRow(workflow, bars.get(workflow.workflowId))),
