@@ -346,3 +346,21 @@ def test_a_task_of_its_own_has_no_follow_ups_and_a_step_has(any_engine: Engine) 
         with any_engine.begin() as conn:
             claimed = store.claims.claim_task(conn, task_id, dispatch, worker="w:1", now=utcnow())
         assert claimed is not None and claimed.follow_ups is expected
+
+
+def test_a_broker_loss_republishes_published_steps_only_never_a_waiting_one(
+    any_engine: Engine,
+) -> None:
+    # Given a chain whose first step was published (its outbox row taken)
+    plan = submit(any_engine, chain(step(1), takes()))
+    first, second = ids(plan)
+    take(any_engine, first)
+
+    # When maintenance republishes every published task (the broker lost its data)
+    with any_engine.begin() as conn:
+        republished = store.recovery.republish_pending(conn, now=utcnow())
+
+    # Then the first step is published again; the second still waits for it
+    assert republished == [first]
+    assert set(published(any_engine)) == {first}
+    assert task(any_engine, second).waiting_on == 1
