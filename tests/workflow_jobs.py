@@ -67,3 +67,15 @@ def email(to: str) -> str:
 @job("wf.quant", queue="quant")
 def quant(symbol: str) -> str:
     return f"priced {symbol}"
+
+
+@job("wf.notify")
+def notify(task_id: str, result: Any = None, error: str | None = None, channel: str = "") -> str:
+    """A callback: says which task ended, and how."""
+    return f"{channel}:{task_id}:{'failed' if error else 'done'}"
+
+
+@job("wf.report", on_success=notify, on_failure="wf.notify")
+def report(month: str) -> dict[str, str]:
+    """A job whose type names its callbacks."""
+    return {"month": month}

@@ -20,6 +20,7 @@ from jobplane.library import workflows
 from jobplane.library.workflow_handles import WorkflowHandle
 from jobplane.library.workflows import Step, chain, group
 from jobplane.models import Outbox, Task, Workflow, WorkflowEdge, utcnow
+from jobplane.registry import load_jobs
 from jobplane.service import Submission
 from jobplane.settings import Settings
 
@@ -391,3 +392,30 @@ def test_retention_deletes_ended_workflows_whole_and_never_a_live_ones_steps(
     with any_engine.connect() as conn:
         edges = conn.execute(select(WorkflowEdge.before_id)).scalars().all()
     assert edges == [ids(live)[0]]
+
+
+def test_a_job_types_callbacks_apply_unless_the_submission_names_its_own() -> None:
+    load_jobs(["tests.workflow_jobs"])
+    now = utcnow()
+    by_type = jobplane.service.build_task(Submission("wf.report", {"month": "11"}), SETTINGS, now)
+    assert by_type.callbacks is not None
+    assert by_type.callbacks["onSuccess"]["type"] == "wf.notify"
+    assert by_type.callbacks["onFailure"]["type"] == "wf.notify"
+    own = Submission("wf.notify", {"channel": "ops"})
+    chosen = jobplane.service.build_task(
+        Submission("wf.report", {"month": "11"}, on_success=own), SETTINGS, now
+    )
+    assert chosen.callbacks is not None
+    assert chosen.callbacks["onSuccess"]["params"] == {"channel": "ops"}
+
+    # A callback whose job cannot take what it is called with is refused at submission
+    with pytest.raises(InvalidParams, match="onSuccess: "):
+        jobplane.service.build_task(
+            Submission("demo.echo", on_success=Submission("demo.noop")), SETTINGS, now
+        )
+    with pytest.raises(InvalidParams, match="set by jobplane"):
+        jobplane.service.build_task(
+            Submission("demo.echo", on_success=Submission("wf.notify", {"task_id": "x"})),
+            SETTINGS,
+            now,
+        )
