@@ -1,10 +1,13 @@
 """The outbox relay: publishes committed outbox rows to the broker, then deletes them.
 
-One batch is one transaction: delete due rows (locked with SKIP LOCKED) returning what
-their messages need, publish a message per row, commit. A crash between publishing and
-committing leaves the rows in place and they are published again; the worker's claim
-drops the duplicate (invariant 2). A broker that is down makes the transaction roll
-back, and the relay backs off and tries again, losing nothing.
+One batch is one transaction: lock due rows (SKIP LOCKED), highest priority first, then
+oldest; keep those their queue's window has room for (``jobplane.outbox.window``), delete
+them, publish a message per row, commit. A crash between publishing and committing
+leaves the rows in place and they are published again; the worker's claim drops the
+duplicate (invariant 2). A broker that is down makes the transaction roll back, and the
+relay backs off and tries again, losing nothing. Rows a full window holds back stay in
+the outbox, and the relay looks again after ``relay_window_interval`` seconds, as
+workers make room.
 
 A batch commits only under the broker epoch the database records: if the broker lost
 its data before the batch's messages were enqueued, or the maintenance leader is
@@ -32,12 +35,16 @@ from jobplane.domain import JobplaneError
 from jobplane.models import utcnow
 from jobplane.outbox.notifications import Wakeup, wakeup_for
 from jobplane.outbox.publisher import publish
+from jobplane.outbox.window import Window
 from jobplane.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 #: Test hook: kill the relay with SIGKILL after publishing a batch, before its commit.
 CRASH_AFTER_PUBLISH_ENV = "JOBPLANE_TEST_CRASH_AFTER_PUBLISH"
+#: Looks at the outbox one batch takes at most: each after the first goes on past the
+#: rows of queues whose window is full, so that one full queue does not starve another.
+MAX_LOOKS = 4
 
 
 class BrokerEpochChanged(JobplaneError):
@@ -64,6 +71,7 @@ class Relay:
         self.broker = broker
         self.settings = settings
         self.wakeup = wakeup or wakeup_for(engine)
+        self.window = Window(broker, size=settings.relay_window)
         self.clock = clock
         # Batches run on one connection kept between them; a dead one fails its batch
         # (which backs off, as any failed batch) and is replaced for the next.
@@ -73,6 +81,8 @@ class Relay:
         self._epoch_known = False
         #: When the earliest row not due yet becomes due, as of the last partial batch.
         self._next_due: datetime | None = None
+        #: Whether the last batch left due rows behind for want of room in a window.
+        self._held_back = False
         self._crash_after_publish = os.environ.get(CRASH_AFTER_PUBLISH_ENV) == "1"
 
     def relay_once(self) -> int:
@@ -92,19 +102,53 @@ class Relay:
 
     def _relay_batch(self, conn: Connection, now: datetime) -> int:
         limit = self.settings.relay_batch_size
-        messages, next_due = store.outbox.take_outbox_batch(conn, now, limit)
-        if messages:
+        rows, next_due = self._take(conn, now, limit)
+        if rows:
             if not self._epoch_known:
                 raise _EpochFirst  # rolls the batch back, before anything is published
-            epoch = self._publish(messages)
+            store.outbox.delete_outbox_rows(conn, [row.id for row in rows])
+            epoch = self._publish([row.message for row in rows])
             if self._crash_after_publish:
                 os.kill(os.getpid(), signal.SIGKILL)
             # After the publish, so that the counter's row (which every relay updates)
             # and the recorded epoch are locked for as short a time as possible.
-            self._count_under_epoch(conn, len(messages), epoch)
+            self._count_under_epoch(conn, len(rows), epoch)
         # For the wait after a partial batch: until the next row not yet due is due.
-        self._next_due = next_due if len(messages) < limit else None
-        return len(messages)
+        self._next_due = next_due if len(rows) < limit else None
+        return len(rows)
+
+    def _take(
+        self, conn: Connection, now: datetime, limit: int
+    ) -> tuple[list[store.outbox.DueRow], datetime | None]:
+        """Up to ``limit`` due rows, locked, highest priority first, that their queues'
+        windows have room for; and when the next row not yet due is due.
+
+        The broker is read once for the queues of each look, and not at all when the
+        outbox has nothing due. ``_held_back`` says whether due rows were left behind.
+        """
+        rooms: dict[str, int] = {}
+        taken: list[store.outbox.DueRow] = []
+        after: store.outbox.After | None = None
+        self._held_back = False
+        next_due = None
+        for look in range(MAX_LOOKS):
+            wanted = limit - len(taken)
+            full = [queue for queue, room in rooms.items() if room <= 0]
+            batch = store.outbox.lock_outbox_batch(conn, now, wanted, after=after, skip_queues=full)
+            if look == 0:
+                next_due = batch.next_due
+            if new := {row.message.queue for row in batch.rows} - rooms.keys():
+                rooms.update(self.window.room(new))
+            for row in batch.rows:
+                if rooms[row.message.queue] > 0:
+                    rooms[row.message.queue] -= 1
+                    taken.append(row)
+                else:
+                    self._held_back = True
+            if len(batch.rows) < wanted or len(taken) == limit:
+                break
+            after = (batch.rows[-1].priority, batch.rows[-1].id)
+        return taken, next_due
 
     def _record_first_epoch(self) -> None:
         """Record the broker's epoch if the database has none yet (a new platform).
@@ -140,7 +184,8 @@ class Relay:
         return publish(self.broker, *rows)
 
     def drain(self) -> int:
-        """Publish every due row now; returns how many rows were taken."""
+        """Publish every due row now that the windows have room for; returns how many
+        rows were taken."""
         total = 0
         try:
             while taken := self.relay_once():
@@ -174,8 +219,11 @@ class Relay:
         self.close()
 
     def _idle_wait(self) -> float:
-        """Seconds to wait: until the next delayed row is due, at most the poll interval."""
+        """Seconds to wait: until the next delayed row is due, at most the poll interval;
+        while rows wait for room in a window, at most the window's interval."""
         wait = self.settings.relay_poll_interval
+        if self._held_back:
+            wait = min(wait, self.settings.relay_window_interval)
         if self._next_due is not None:
             wait = min(wait, max(0.0, (self._next_due - self.clock()).total_seconds()))
         return wait

@@ -209,19 +209,20 @@ def test_a_batch_says_when_the_next_row_not_yet_due_is_due(
     submit(pg_engine, pg_settings, delay_seconds=60, now=now)
     with pg_engine.connect() as other_relay:
         other_relay.begin()
-        held = store.outbox.take_outbox_batch(other_relay, now, 1)
-        assert len(held.messages) == 1
+        held = store.outbox.lock_outbox_batch(other_relay, now, 1)
+        assert len(held.rows) == 1
 
-        # When a relay takes a batch, and then another with nothing left it may take
+        # When a relay locks a batch, and then (past it) another with nothing left
         with pg_engine.begin() as conn:
-            batch = store.outbox.take_outbox_batch(conn, now, 10)
-            empty = store.outbox.take_outbox_batch(conn, now, 10)
+            batch = store.outbox.lock_outbox_batch(conn, now, 10)
+            last = batch.rows[-1]
+            empty = store.outbox.lock_outbox_batch(conn, now, 10, after=(last.priority, last.id))
         other_relay.rollback()
 
     # Then both say the delayed row's time: the held row is not waited for (that wait
     # would be 0: the relay would spin until the other relay commits)
-    assert len(batch.messages) == 2
-    assert empty.messages == []
+    assert len(batch.rows) == 2
+    assert empty.rows == []
     assert batch.next_due == empty.next_due == now + timedelta(seconds=60)
 
 
