@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     #: publishes to a queue only below this, and leaves the rest in the outbox, highest
     #: priority first. A task waits behind at most this many lower-priority tasks that
     #: were published before it (plus what the workers prefetched).
-    relay_window: int = Field(1000, gt=0)
+    relay_window: int = Field(500, gt=0)
     #: Seconds between the relay's looks while rows wait for room in a queue's window.
     relay_window_interval: float = Field(0.05, gt=0)
     #: Seconds between the maintenance leader's recovery passes (lost workers, lost

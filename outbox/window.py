@@ -19,7 +19,7 @@ from jobplane.broker.backlog import unfetched_counts
 class Window:
     """At most ``size`` messages of a queue on the broker that no worker has fetched.
 
-    ``size`` is ``Settings.relay_window`` (default 1,000). Every queue has the same
+    ``size`` is ``Settings.relay_window`` (default 500). Every queue has the same
     window; a paused queue would be one whose window is 0.
     """
 
