@@ -1,13 +1,14 @@
-"""Priority in a backlog: how many low-priority tasks start before each urgent one.
+"""Priority in a backlog: how many low-priority tasks start while each urgent one waits.
 
 Real processes (1 API, 1 relay, 1 worker process x 8 threads) on a fresh database: 1,500
 ``demo.noop`` tasks of priority 0 submitted on one queue (``POST /api/tasks/batch``),
-then, once 100 of them have started, 10 of priority 9, the workers running throughout. For each urgent task it prints
-how many of the low-priority ones (all submitted before it) started no later than it
-(by ``started_at``; a tie counts as before), beside the bound the README states
-(window + prefetch), and the backlog's throughput (first submission -> last
-completion). One run per ``--windows`` entry, each on a database of its own; a window
-larger than the backlog is what the relay did before it had one. See bench/README.md.
+then, once 100 of them have started, 10 of priority 9, the workers running throughout.
+For each urgent task it prints how many low-priority tasks started while it waited (by
+``started_at``, from its submission to its start; a tie counts), beside the bound the
+README states (window + prefetch), and the backlog's throughput (first submission ->
+last completion). One run per ``--windows`` entry, each on a database of its own; a
+window larger than the backlog is what the relay did before it had one. See
+bench/README.md.
 """
 
 from __future__ import annotations
