@@ -215,15 +215,23 @@ class Relay:
                 self._stopped.wait(backoff)
                 continue
             if taken < self.settings.relay_batch_size:
-                self.wakeup.wait(self._idle_wait())
+                self._wait()
         self.close()
 
-    def _idle_wait(self) -> float:
-        """Seconds to wait: until the next delayed row is due, at most the poll interval;
-        while rows wait for room in a window, at most the window's interval."""
-        wait = self.settings.relay_poll_interval
+    def _wait(self) -> None:
+        """Until a commit notifies, or the next delayed row is due, at most the poll
+        interval. While rows wait for room in a window, the next look comes after the
+        window's interval, and a notification does not cut that short: a stream of
+        commits behind a full window would otherwise make a look of each (a row of
+        higher priority committed meanwhile waits at most the interval)."""
         if self._held_back:
-            wait = min(wait, self.settings.relay_window_interval)
+            self._stopped.wait(min(self._idle_wait(), self.settings.relay_window_interval))
+        else:
+            self.wakeup.wait(self._idle_wait())
+
+    def _idle_wait(self) -> float:
+        """Seconds to wait: until the next delayed row is due, at most the poll interval."""
+        wait = self.settings.relay_poll_interval
         if self._next_due is not None:
             wait = min(wait, max(0.0, (self._next_due - self.clock()).total_seconds()))
         return wait

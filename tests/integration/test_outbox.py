@@ -167,9 +167,10 @@ def test_a_delayed_submission_is_not_published_before_it_is_due(
 def test_two_relays_draining_the_same_table_at_once_publish_each_row_once(
     pg_engine: Engine, pg_settings: Settings, new_broker: Any, redis_client: redis.Redis
 ) -> None:
-    # Given 1,000 committed submissions and two relays taking small batches
+    # Given 1,000 committed submissions and two relays taking small batches (with a
+    # window that holds them all: no worker fetches)
     task_ids = submit(pg_engine, pg_settings, 1000)
-    settings = pg_settings.model_copy(update={"relay_batch_size": 20})
+    settings = pg_settings.model_copy(update={"relay_batch_size": 20, "relay_window": 1000})
     relays = [Relay(pg_engine, new_broker(), settings) for _ in range(2)]
     start = threading.Barrier(len(relays))
     errors: list[BaseException] = []
