@@ -17,6 +17,7 @@ from typing import Any
 import dramatiq
 import pytest
 import redis
+from dramatiq.brokers.stub import StubBroker
 from sqlalchemy import Engine, select
 
 from jobplane import service, store
@@ -189,3 +190,22 @@ def test_a_freed_slot_wakes_the_waiting_task_of_highest_priority_then_the_longes
     assert woken == [task_ids[3], task_ids[1], task_ids[2], task_ids[0], task_ids[4]]
     with any_engine.connect() as conn:
         assert conn.execute(select(Task.waiting_since)).scalars().all() == [None] * 5
+
+
+def test_on_sqlite_and_the_in_memory_broker_the_order_and_the_window_hold_as_well(
+    sqlite_engine: Engine, pg_settings: Settings
+) -> None:
+    # Given a window of 3 on the in-memory broker (``jobplane dev``), 4 tasks of
+    # priority 0 and then an urgent one
+    broker = StubBroker()
+    low = submit(sqlite_engine, pg_settings, 4)
+    urgent = submit(sqlite_engine, pg_settings, priority=9)
+
+    # When a relay publishes what it may
+    assert Relay(sqlite_engine, broker, with_window(pg_settings, 3)).drain() == 3
+
+    # Then the urgent task goes first, and the outbox keeps the other 2
+    queue = broker.queues["default"]
+    messages = [dramatiq.Message.decode(queue.get_nowait()) for _ in range(queue.qsize())]
+    assert [m.kwargs["task_id"] for m in messages] == urgent + low[:2]
+    assert outbox_rows(sqlite_engine) == 2
