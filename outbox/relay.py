@@ -22,6 +22,7 @@ import logging
 import os
 import signal
 import threading
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 
@@ -106,13 +107,13 @@ class Relay:
         if rows:
             if not self._epoch_known:
                 raise _EpochFirst  # rolls the batch back, before anything is published
-            store.outbox.delete_outbox_rows(conn, [row.id for row in rows])
             epoch = self._publish([row.message for row in rows])
             if self._crash_after_publish:
                 os.kill(os.getpid(), signal.SIGKILL)
             # After the publish, so that the counter's row (which every relay updates)
-            # and the recorded epoch are locked for as short a time as possible.
-            self._count_under_epoch(conn, len(rows), epoch)
+            # and the recorded epoch are locked for as short a time as possible. The
+            # rows are deleted there too: until then this batch's lock keeps them its own.
+            self._count_under_epoch(conn, [row.id for row in rows], epoch)
         # For the wait after a partial batch: until the next row not yet due is due.
         self._next_due = next_due if len(rows) < limit else None
         return len(rows)
@@ -123,8 +124,9 @@ class Relay:
         """Up to ``limit`` due rows, locked, highest priority first, that their queues'
         windows have room for; and when the next row not yet due is due.
 
-        The broker is read once for the queues of each look, and not at all when the
-        outbox has nothing due. ``_held_back`` says whether due rows were left behind.
+        The broker is read at most once a look, for the queues whose count as last seen
+        leaves too little room (``Window.room``), and not at all when the outbox has
+        nothing due. ``_held_back`` says whether due rows were left behind.
         """
         rooms: dict[str, int] = {}
         taken: list[store.outbox.DueRow] = []
@@ -132,23 +134,33 @@ class Relay:
         self._held_back = False
         next_due = None
         for look in range(MAX_LOOKS):
-            wanted = limit - len(taken)
+            asked = limit - len(taken)
             full = [queue for queue, room in rooms.items() if room <= 0]
-            batch = store.outbox.lock_outbox_batch(conn, now, wanted, after=after, skip_queues=full)
+            batch = store.outbox.lock_outbox_batch(conn, now, asked, after=after, skip_queues=full)
             if look == 0:
                 next_due = batch.next_due
-            if new := {row.message.queue for row in batch.rows} - rooms.keys():
-                rooms.update(self.window.room(new))
-            for row in batch.rows:
-                if rooms[row.message.queue] > 0:
-                    rooms[row.message.queue] -= 1
-                    taken.append(row)
-                else:
-                    self._held_back = True
-            if len(batch.rows) < wanted or len(taken) == limit:
+            taken += self._fitting(batch.rows, rooms)
+            if len(batch.rows) < asked or len(taken) == limit:
                 break
             after = (batch.rows[-1].priority, batch.rows[-1].id)
         return taken, next_due
+
+    def _fitting(
+        self, rows: list[store.outbox.DueRow], rooms: dict[str, int]
+    ) -> list[store.outbox.DueRow]:
+        """Those of ``rows`` their queues' windows have room for, in order; ``rooms``
+        (each queue's room left in this batch) is read for new queues and drawn down."""
+        wanted = Counter(row.message.queue for row in rows if row.message.queue not in rooms)
+        if wanted:
+            rooms.update(self.window.room(wanted))
+        fitting = []
+        for row in rows:
+            if rooms[row.message.queue] > 0:
+                rooms[row.message.queue] -= 1
+                fitting.append(row)
+            else:
+                self._held_back = True
+        return fitting
 
     def _record_first_epoch(self) -> None:
         """Record the broker's epoch if the database has none yet (a new platform).
@@ -165,23 +177,26 @@ class Relay:
             store.state.swap_state(conn, store.state.BROKER_EPOCH_KEY, None, epoch, self.clock())
         self._epoch_known = True
 
-    def _count_under_epoch(self, conn: Connection, published: int, epoch: str | None) -> None:
-        """Count the batch; raise ``BrokerEpochChanged`` (the batch rolls back) unless its
-        messages were enqueued under the epoch the database records."""
-        recorded = store.outbox.count_published_batch(
-            conn, published, counters.RELAY_PUBLISHED.name
-        )
+    def _count_under_epoch(self, conn: Connection, ids: list[int], epoch: str | None) -> None:
+        """Delete the published rows ``ids`` and count them; raise ``BrokerEpochChanged``
+        (the batch rolls back) unless their messages were enqueued under the epoch the
+        database records."""
+        recorded = store.outbox.count_published_batch(conn, ids, counters.RELAY_PUBLISHED.name)
         # None recorded: the epoch was lost from the database, or removed by hand; the
         # first to record one takes the broker as it finds it, these messages included.
         if recorded is not None and recorded != epoch:
             raise BrokerEpochChanged(
                 f"the broker's epoch is {epoch}, the database's {recorded}:"
-                f" {published} row(s) stay in the outbox"
+                f" {len(ids)} row(s) stay in the outbox"
             )
 
     def _publish(self, rows: list[store.outbox.OutboxMessage]) -> str | None:
         """Publish ``rows``; returns the broker's epoch as of their enqueues."""
-        return publish(self.broker, *rows)
+        unfetched: dict[str, int] = {}
+        self.window.forget()  # until the publish is known to have gone through
+        epoch = publish(self.broker, *rows, unfetched=unfetched)
+        self.window.seen(unfetched)
+        return epoch
 
     def drain(self) -> int:
         """Publish every due row now that the windows have room for; returns how many

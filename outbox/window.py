@@ -9,7 +9,7 @@ what the workers prefetched), however long the backlog.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Mapping
 
 import dramatiq
 
@@ -21,18 +21,43 @@ class Window:
 
     ``size`` is ``Settings.relay_window`` (default 500). Every queue has the same
     window; a paused queue would be one whose window is 0.
+
+    Counts come from the broker: read with the batch's enqueues (no round trip of their
+    own), and read again only when the count last seen leaves less room than a batch
+    wants. Workers only lower a count; another relay's publishes raise it unseen, which
+    is why the bound with R relays is R windows.
     """
 
     def __init__(self, broker: dramatiq.Broker, *, size: int) -> None:
         self.broker = broker
         self.size = size
+        #: Per queue, its unfetched messages as last seen (None: not known).
+        self._seen: dict[str, int] = {}
 
     def size_for(self, queue: str) -> int:
         """The window of ``queue``, in messages."""
         return self.size
 
-    def room(self, queues: Collection[str]) -> dict[str, int]:
-        """How many more messages each of ``queues`` may be given now: one read of the
-        broker for all of them."""
-        held = unfetched_counts(self.broker, queues)
-        return {queue: max(0, self.size_for(queue) - held[queue]) for queue in queues}
+    def room(self, wanted: Mapping[str, int]) -> dict[str, int]:
+        """How many more messages each queue of ``wanted`` may be given now.
+
+        ``wanted``: how many rows of each queue the batch has. The broker is read (one
+        round trip for all of them) for the queues whose last seen count leaves less
+        room than that, or none was seen.
+        """
+        stale = [
+            queue
+            for queue, count in wanted.items()
+            if queue not in self._seen or self._seen[queue] + count > self.size_for(queue)
+        ]
+        self._seen.update(unfetched_counts(self.broker, stale))
+        return {queue: max(0, self.size_for(queue) - self._seen[queue]) for queue in wanted}
+
+    def seen(self, counts: Mapping[str, int]) -> None:
+        """Record ``counts``, read right after a publish."""
+        self._seen.update(counts)
+
+    def forget(self) -> None:
+        """Read every count afresh (after a batch that failed: its publish may or may not
+        have reached the broker)."""
+        self._seen.clear()

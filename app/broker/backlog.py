@@ -32,9 +32,14 @@ def unfetched_counts(broker: dramatiq.Broker, queues: Collection[str]) -> dict[s
         names = list(queues)
         pipeline = broker.client.pipeline(transaction=False)
         for queue in names:
-            pipeline.llen(f"{broker.namespace}:{queue}")
+            pipeline.llen(queue_key(broker, queue))
         return dict(zip(names, map(int, pipeline.execute()), strict=True))
     if isinstance(broker, StubBroker):
         return {q: broker.queues[q].qsize() if q in broker.queues else 0 for q in queues}
     counts = broker.get_queue_message_counts  # type: ignore[attr-defined]
     return {queue: int(counts(queue)[0]) for queue in queues}
+
+
+def queue_key(broker: RedisBroker, queue: str) -> str:
+    """The Redis list of ``queue``'s message ids not yet fetched (Dramatiq's layout)."""
+    return f"{broker.namespace}:{queue}"

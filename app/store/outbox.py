@@ -158,43 +158,51 @@ def delete_outbox_rows(conn: Connection, ids: Collection[int]) -> None:
         conn.execute(_DELETE_OUTBOX_ROWS, {"b_ids": list(ids)})
 
 
-def count_published_batch(conn: Connection, published: int, counter: str) -> str | None:
-    """Add ``published`` to the relay's ``counter``; returns the broker epoch the
-    database records (None: none yet), locked until the batch's transaction ends.
+def count_published_batch(conn: Connection, ids: Collection[int], counter: str) -> str | None:
+    """Delete the published outbox rows ``ids`` (locked by ``lock_outbox_batch``) and add
+    their number to the relay's ``counter``; returns the broker epoch the database
+    records (None: none yet), locked until the batch's transaction ends.
 
     The lock (FOR SHARE) conflicts with the sweeper's swap of the epoch (an UPDATE), so
     that a sweeper handling a broker loss either waits for this batch's commit, and then
     republishes its tasks as well, or has swapped the epoch before, and this batch sees
-    the new one and rolls back. Both ride on the counter's upsert, which every batch
-    runs anyway: no round trip of their own. (SQLite has no row locks and needs none:
-    its writers take turns, the relay's transaction holding the write lock throughout.)
+    the new one and rolls back. The delete, the lock and the count are one statement on
+    PostgreSQL: no round trip of their own beside the counter's upsert, which every batch
+    runs anyway. (SQLite deletes first, in a statement of its own; it has no row locks
+    and needs none: its writers take turns, the relay's transaction holding the write
+    lock from its delete on.)
     """
+    postgres = conn.dialect.name == "postgresql"
+    if not postgres:
+        delete_outbox_rows(conn, ids)
     row = conn.execute(
-        _count_published_batch(conn.dialect.name),
-        {"b_name": counter, "b_value": published},
+        _count_published_batch(postgres),
+        {"b_name": counter, "b_value": len(ids), "b_ids": list(ids)},
     ).one()
     return row.epoch  # type: ignore[no-any-return]
 
 
 @lru_cache(maxsize=2)
-def _count_published_batch(dialect_name: str) -> Any:
+def _count_published_batch(postgres: bool) -> Any:
     epoch = (
         select(KeyValue.value)
         .where(KeyValue.key == BROKER_EPOCH_KEY)
         .with_for_update(read=True)
         .cte("recorded_epoch")
     )
-    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    dialect = postgresql if postgres else sqlite
     statement = dialect.insert(MetricCounter).values(
         name=bindparam("b_name"), label="", value=bindparam("b_value")
     )
-    return (
-        statement.on_conflict_do_update(
-            index_elements=["name", "label"],
-            set_={"value": MetricCounter.value + statement.excluded.value},
-        )
-        .returning(select(epoch.c.value).scalar_subquery().label("epoch"))
-        .add_cte(epoch)
+    statement = statement.on_conflict_do_update(
+        index_elements=["name", "label"],
+        set_={"value": MetricCounter.value + statement.excluded.value},
+    )
+    if postgres:
+        # A data-modifying CTE runs whether or not the statement reads it.
+        statement = statement.add_cte(_DELETE_OUTBOX_ROWS.cte("published_rows"))
+    return statement.returning(select(epoch.c.value).scalar_subquery().label("epoch")).add_cte(
+        epoch
     )
 
 

@@ -160,6 +160,23 @@ def test_redis_counts_a_queues_messages_until_a_worker_fetches_them(
     assert unfetched_counts(redis_broker, ["default"]) == {"default": 1}
 
 
+def test_a_pipelined_batch_says_how_many_messages_each_queue_holds_after_it(
+    redis_broker: dramatiq.Broker,
+) -> None:
+    # Given a message already on "default"
+    enqueue(redis_broker)
+
+    # When two more go to "default" and one to "reports" in one round trip
+    unfetched: dict[str, int] = {}
+    batch = [noop_message(), noop_message(), noop_message("reports")]
+    redis_broker.declare_queue("reports")
+    enqueue_all(redis_broker, batch, unfetched=unfetched)
+
+    # Then it says what a separate read says
+    assert unfetched == {"default": 3, "reports": 1}
+    assert unfetched_counts(redis_broker, ["default", "reports"]) == unfetched
+
+
 def test_a_stub_queue_counts_its_messages_until_a_worker_fetches_them() -> None:
     # Given an in-memory broker with two messages on "default"
     broker = StubBroker()
