@@ -11,6 +11,7 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
+    BigInteger,
     Connection,
     Integer,
     Select,
@@ -98,7 +99,8 @@ def _lock_outbox_batch(after: bool, skip: bool) -> Select[Any]:
     ).where(Outbox.available_at <= NOW)
     if after:
         # Rows after the last one taken, in the same order (priority down, then id up).
-        priority, last_id = bindparam("b_priority"), bindparam("b_id")
+        priority = bindparam("b_priority", type_=Integer)
+        last_id = bindparam("b_id", type_=BigInteger)
         statement = statement.where(
             or_(Outbox.priority < priority, and_(Outbox.priority == priority, Outbox.id > last_id))
         )
