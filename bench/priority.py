@@ -107,7 +107,7 @@ def figures(db: h.ScratchDatabase, window: int, prefetch: int) -> dict[str, Any]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--windows", default="100000,1000,100", help="relay windows, one run each")
+    parser.add_argument("--windows", default="100000,500,100", help="relay windows, one run each")
     parser.add_argument("--low", type=int, default=1500, help="priority-0 tasks (default 1,500)")
     parser.add_argument("--high", type=int, default=10, help="priority-9 tasks (default 10)")
     parser.add_argument(
