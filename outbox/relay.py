@@ -1,8 +1,8 @@
 """The outbox relay: publishes committed outbox rows to the broker, then deletes them.
 
 One batch is one transaction: lock due rows (SKIP LOCKED), highest priority first, then
-oldest; keep those their queue's window has room for (``jobplane.outbox.window``), delete
-them, publish a message per row, commit. A crash between publishing and committing
+oldest; keep those their queue's window has room for (``jobplane.outbox.window``),
+publish a message per row, delete and count them, commit. A crash between publishing and committing
 leaves the rows in place and they are published again; the worker's claim drops the
 duplicate (invariant 2). A broker that is down makes the transaction roll back, and the
 relay backs off and tries again, losing nothing. Rows a full window holds back stay in
