@@ -38,6 +38,7 @@ test: install $(CHROMIUM)
 bench: install
 	$(BIN)/python bench/e2e.py
 	$(BIN)/python bench/enqueue.py
+	$(BIN)/python bench/priority.py
 
 ## The fault suite (kills, PostgreSQL and Redis restarts, Redis read-only, half a queue
 ## lost, on private servers), then the partition proof (network namespaces; needs root).

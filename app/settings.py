@@ -83,6 +83,13 @@ class Settings(BaseSettings):
     relay_poll_interval: float = Field(1.0, gt=0)
     #: Longest back-off, in seconds, of a relay whose broker is down.
     relay_max_backoff: float = Field(10.0, gt=0)
+    #: Messages of one queue the broker may hold not yet fetched by a worker: the relay
+    #: publishes to a queue only below this, and leaves the rest in the outbox, highest
+    #: priority first. A task waits behind at most this many lower-priority tasks that
+    #: were published before it (plus what the workers prefetched).
+    relay_window: int = Field(500, gt=0)
+    #: Seconds between the relay's looks while rows wait for room in a queue's window.
+    relay_window_interval: float = Field(0.05, gt=0)
     #: Seconds between the maintenance leader's recovery passes (lost workers, lost
     #: messages).
     sweep_interval: float = Field(5.0, gt=0)

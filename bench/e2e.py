@@ -344,6 +344,8 @@ class PlatformRun:
             raise h.BenchError(f"expected {rows} outbox rows, found {filled}")
         before = h.cpu_snapshot()
         spawned = time.time()
+        # With no worker fetching, the relay's window must hold the whole outbox.
+        self.platform.settings["relay_window"] = str(rows)
         self.relay = self.platform.start_relay(wait=False)
         h.wait_for(
             lambda: self.relay.check_alive() or self.platform.outbox_count() == 0,  # type: ignore[union-attr]

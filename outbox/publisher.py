@@ -12,9 +12,12 @@ from jobplane.broker.enqueue import enqueue_all
 from jobplane.store.outbox import OutboxMessage
 
 
-def publish(broker: dramatiq.Broker, *rows: OutboxMessage) -> str | None:
+def publish(
+    broker: dramatiq.Broker, *rows: OutboxMessage, unfetched: dict[str, int] | None = None
+) -> str | None:
     """Enqueue one message per outbox row, on its task's queue; returns the broker's
-    epoch as of the enqueues (``jobplane.broker.enqueue.enqueue_all``).
+    epoch as of the enqueues (``jobplane.broker.enqueue.enqueue_all``, which fills
+    ``unfetched`` with its queues' counts right after them).
 
     A message carries only the task id and the dispatch number; the worker reads
     everything else from the row. The task's time limit travels in the message's
@@ -38,6 +41,7 @@ def publish(broker: dramatiq.Broker, *rows: OutboxMessage) -> str | None:
             )
             for row in rows
         ],
+        unfetched=unfetched,
     )
 
 

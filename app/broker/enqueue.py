@@ -14,14 +14,22 @@ import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from redis.client import Pipeline
 
-from jobplane.broker import redis_dispatch, state
+from jobplane.broker import backlog, redis_dispatch, state
 from jobplane.broker.channels import wake_channel
 from jobplane.broker.redis_dispatch import dispatch
 
 
-def enqueue_all(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message[Any]]) -> str | None:
+def enqueue_all(
+    broker: dramatiq.Broker,
+    messages: Sequence[dramatiq.Message[Any]],
+    *,
+    unfetched: dict[str, int] | None = None,
+) -> str | None:
     """Enqueue ``messages`` (no delay); returns the broker's epoch as of the enqueues
     (None: Redis has none, it lost its data and no sweeper has set a new one yet).
+    ``unfetched``, if given, is filled with how many messages of each of their queues no
+    worker has fetched right after the enqueues (``backlog.unfetched_counts``), read in
+    the same round trip on Redis.
 
     ``RedisBroker.enqueue`` costs one round trip per message, which caps a relay at a
     few thousand messages a second. Dramatiq has no public batch enqueue, so this does
@@ -35,9 +43,12 @@ def enqueue_all(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message[Any
     A message keeps the ``redis_message_id`` its options give (``state.redis_message_id``);
     one without gets a fresh one, as ``RedisBroker.enqueue`` gives it.
     """
+    queues = list(dict.fromkeys(message.queue_name for message in messages))
     if not isinstance(broker, RedisBroker):
         for message in messages:
             broker.enqueue(message)
+        if unfetched is not None:
+            unfetched.update(backlog.unfetched_counts(broker, queues))
         return state.broker_epoch(broker)
     sent = []
     for message in messages:
@@ -51,11 +62,17 @@ def enqueue_all(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message[Any
             redis_id = message.options["redis_message_id"]
             dispatch(broker, pipeline, "enqueue", message.queue_name, redis_id, message.encode())
         # After the enqueues, in pipeline order: a woken worker's fetch finds the messages.
-        for queue in dict.fromkeys(message.queue_name for message in sent):
+        for queue in queues:
             pipeline.publish(wake_channel(broker.namespace), queue)
+        if unfetched is not None:
+            for queue in queues:
+                pipeline.llen(backlog.queue_key(broker, queue))
         pipeline.get(state.EPOCH_KEY)
 
     replies = redis_dispatch.execute(broker, fill, transaction=True)
     for message in sent:
         broker.emit_after("enqueue", message, None)
+    if unfetched is not None:
+        lengths = replies[-1 - len(queues) : -1]
+        unfetched.update(zip(queues, map(int, lengths), strict=True))
     return state.decoded(replies[-1])

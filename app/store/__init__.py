@@ -5,7 +5,7 @@ and never commits. State changes are guarded UPDATEs (``WHERE status IN …``), 
 status guard built from the transition table (``guards``); the number of rows they
 touch says whether the transition happened, and every way back to pending is one
 primitive (``requeue``). Rows come back as frozen dataclasses (``rows``). Callers name
-the role: ``store.claims.claim_task(conn, …)``, ``store.outbox.take_outbox_batch(conn, …)``.
+the role: ``store.claims.claim_task(conn, …)``, ``store.outbox.lock_outbox_batch(conn, …)``.
 """
 
 from jobplane.store import (

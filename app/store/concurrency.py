@@ -1,5 +1,5 @@
 """Per-job-type concurrency limits: parking a task that would exceed its limit, waking the
-longest-waiting when a slot frees up.
+one of highest priority (then the longest-waiting) when a slot frees up.
 
 Callers own the transaction: each function takes ``conn`` and never commits.
 """
@@ -56,13 +56,14 @@ def park_task(conn: Connection, task_id: str, dispatch: int, now: datetime) -> b
 
 
 def wake_waiting(conn: Connection, job_type: str, count: int, now: datetime) -> list[str]:
-    """Publish again the ``count`` longest-waiting tasks of ``job_type``."""
+    """Publish again ``count`` waiting tasks of ``job_type``: the highest priority first,
+    then the longest-waiting."""
     if count <= 0:
         return []
     oldest = (
         select(Task.id)
         .where(Task.type == job_type, Task.waiting_since.is_not(None), Task.status == PENDING)
-        .order_by(Task.waiting_since, Task.created_at)
+        .order_by(Task.priority.desc(), Task.waiting_since, Task.created_at)
         .limit(count)
         .scalar_subquery()
     )

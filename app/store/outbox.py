@@ -5,17 +5,22 @@ Callers own the transaction: each function takes ``conn`` and never commits.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
+    BigInteger,
     Connection,
     Integer,
+    Select,
+    and_,
     bindparam,
     delete,
     func,
     insert,
+    or_,
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -52,22 +57,24 @@ class OutboxMessage(NamedTuple):
     timeout_seconds: int
 
 
-class OutboxBatch(NamedTuple):
-    """The messages of the outbox rows a relay took, and when to look again."""
+class DueRow(NamedTuple):
+    """A due outbox row a relay has locked: its place in the take order, and its message."""
 
-    messages: list[OutboxMessage]
+    id: int
+    priority: int
+    message: OutboxMessage
+
+
+class OutboxBatch(NamedTuple):
+    """The due outbox rows a relay locked, in the take order, and when to look again."""
+
+    rows: list[DueRow]
     #: When the earliest row that was not due yet becomes due (None: there is none).
     next_due: datetime | None
 
 
-_due_outbox_ids = (
-    select(Outbox.id)
-    .where(Outbox.available_at <= NOW)
-    .order_by(Outbox.id)
-    .limit(bindparam("b_limit", type_=Integer))
-    .with_for_update(skip_locked=True)
-    .scalar_subquery()
-)
+#: Where a look at the outbox goes on from: the (priority, id) of the last row it took.
+After = tuple[int, int]
 
 
 # Not "the earliest row": a due row another relay holds (SKIP LOCKED) is that relay's to
@@ -78,80 +85,126 @@ _later = Outbox.__table__.alias("later")
 _NEXT_DUE = select(func.min(_later.c.available_at)).where(_later.c.available_at > NOW)
 
 
-_TAKE_OUTBOX = (
-    delete(Outbox)
-    .where(Outbox.id.in_(_due_outbox_ids))
-    .returning(
+@lru_cache(maxsize=4)
+def _lock_outbox_batch(after: bool, skip: bool) -> Select[Any]:
+    statement = select(
         Outbox.id,
+        Outbox.priority,
         Outbox.task_id,
         Outbox.dispatch,
         Outbox.type,
         Outbox.queue,
         Outbox.timeout_seconds,
         _NEXT_DUE.scalar_subquery().label("next_due"),
+    ).where(Outbox.available_at <= NOW)
+    if after:
+        # Rows after the last one taken, in the same order (priority down, then id up).
+        priority = bindparam("b_priority", type_=Integer)
+        last_id = bindparam("b_id", type_=BigInteger)
+        statement = statement.where(
+            or_(Outbox.priority < priority, and_(Outbox.priority == priority, Outbox.id > last_id))
+        )
+    if skip:
+        statement = statement.where(Outbox.queue.not_in(bindparam("b_skip", expanding=True)))
+    return (
+        statement.order_by(Outbox.priority.desc(), Outbox.id)
+        .limit(bindparam("b_limit", type_=Integer))
+        .with_for_update(skip_locked=True)
     )
-)
 
 
-def take_outbox_batch(conn: Connection, now: datetime, limit: int) -> OutboxBatch:
-    """Delete up to ``limit`` due outbox rows, oldest first; returns their messages.
+def lock_outbox_batch(
+    conn: Connection,
+    now: datetime,
+    limit: int,
+    *,
+    after: After | None = None,
+    skip_queues: Collection[str] = (),
+) -> OutboxBatch:
+    """Lock up to ``limit`` due outbox rows, highest priority first, then oldest; returns
+    them with their messages, in that order.
 
-    One statement, which reads nothing from ``tasks``: the row carries what its message
-    needs. The caller publishes, then commits; if it fails or dies before the commit,
-    the rows are back (and published again: a duplicate, which the claim drops).
-    ``SKIP LOCKED`` lets several relays share the table on PostgreSQL (SQLAlchemy drops
-    it on SQLite, where one relay is the rule). A row whose task was cancelled or
-    deleted meanwhile is published all the same; the worker drops its message.
+    ``after`` goes on from a row an earlier call returned; rows of ``skip_queues`` are
+    left alone (neither returned nor locked). One statement, which reads nothing from
+    ``tasks``: the row carries what its message needs. The caller publishes the rows it
+    chooses, deletes them (``delete_outbox_rows``), then commits; the others stay, and
+    so do all of them if it fails or dies before the commit (and are published again:
+    a duplicate, which the claim drops). ``SKIP LOCKED`` lets several relays share the
+    table on PostgreSQL (SQLAlchemy drops it on SQLite, where one relay is the rule).
+    A row whose task was cancelled or deleted meanwhile is published all the same; the
+    worker drops its message.
 
     Nothing is written on the tasks: a pending task without an outbox row is one whose
     message the broker was given (see ``_published``). The same statement says when the
-    next row not yet due becomes due (a second one asks when it took nothing).
+    next row not yet due becomes due (a second one asks when it found nothing).
     """
-    params = {"b_now": now, "b_limit": limit}
-    rows = conn.execute(_TAKE_OUTBOX, params).all()
-    if not rows:
+    params: dict[str, Any] = {"b_now": now, "b_limit": limit}
+    if after is not None:
+        params["b_priority"], params["b_id"] = after
+    if skip_queues:
+        params["b_skip"] = list(skip_queues)
+    statement = _lock_outbox_batch(after is not None, bool(skip_queues))
+    found = conn.execute(statement, params).all()
+    if not found:
         return OutboxBatch([], conn.execute(_NEXT_DUE, params).scalar_one())
-    messages = [OutboxMessage(*row[1:-1]) for row in sorted(rows, key=lambda row: row.id)]
-    return OutboxBatch(messages, rows[0].next_due)
+    rows = [DueRow(row.id, row.priority, OutboxMessage(*row[2:-1])) for row in found]
+    return OutboxBatch(rows, found[0].next_due)
 
 
-def count_published_batch(conn: Connection, published: int, counter: str) -> str | None:
-    """Add ``published`` to the relay's ``counter``; returns the broker epoch the
-    database records (None: none yet), locked until the batch's transaction ends.
+_DELETE_OUTBOX_ROWS = delete(Outbox).where(Outbox.id.in_(bindparam("b_ids", expanding=True)))
+
+
+def delete_outbox_rows(conn: Connection, ids: Collection[int]) -> None:
+    """Delete the outbox rows ``ids`` (locked by ``lock_outbox_batch``): published."""
+    if ids:
+        conn.execute(_DELETE_OUTBOX_ROWS, {"b_ids": list(ids)})
+
+
+def count_published_batch(conn: Connection, ids: Collection[int], counter: str) -> str | None:
+    """Delete the published outbox rows ``ids`` (locked by ``lock_outbox_batch``) and add
+    their number to the relay's ``counter``; returns the broker epoch the database
+    records (None: none yet), locked until the batch's transaction ends.
 
     The lock (FOR SHARE) conflicts with the sweeper's swap of the epoch (an UPDATE), so
     that a sweeper handling a broker loss either waits for this batch's commit, and then
     republishes its tasks as well, or has swapped the epoch before, and this batch sees
-    the new one and rolls back. Both ride on the counter's upsert, which every batch
-    runs anyway: no round trip of their own. (SQLite has no row locks and needs none:
-    its writers take turns, the relay's transaction holding the write lock throughout.)
+    the new one and rolls back. The delete, the lock and the count are one statement on
+    PostgreSQL: no round trip of their own beside the counter's upsert, which every batch
+    runs anyway. (SQLite deletes first, in a statement of its own; it has no row locks
+    and needs none: its writers take turns, the relay's transaction holding the write
+    lock from its delete on.)
     """
+    postgres = conn.dialect.name == "postgresql"
+    if not postgres:
+        delete_outbox_rows(conn, ids)
     row = conn.execute(
-        _count_published_batch(conn.dialect.name),
-        {"b_name": counter, "b_value": published},
+        _count_published_batch(postgres),
+        {"b_name": counter, "b_value": len(ids), "b_ids": list(ids)},
     ).one()
     return row.epoch  # type: ignore[no-any-return]
 
 
 @lru_cache(maxsize=2)
-def _count_published_batch(dialect_name: str) -> Any:
+def _count_published_batch(postgres: bool) -> Any:
     epoch = (
         select(KeyValue.value)
         .where(KeyValue.key == BROKER_EPOCH_KEY)
         .with_for_update(read=True)
         .cte("recorded_epoch")
     )
-    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    dialect = postgresql if postgres else sqlite
     statement = dialect.insert(MetricCounter).values(
         name=bindparam("b_name"), label="", value=bindparam("b_value")
     )
-    return (
-        statement.on_conflict_do_update(
-            index_elements=["name", "label"],
-            set_={"value": MetricCounter.value + statement.excluded.value},
-        )
-        .returning(select(epoch.c.value).scalar_subquery().label("epoch"))
-        .add_cte(epoch)
+    statement = statement.on_conflict_do_update(
+        index_elements=["name", "label"],
+        set_={"value": MetricCounter.value + statement.excluded.value},
+    )
+    if postgres:
+        # A data-modifying CTE runs whether or not the statement reads it.
+        statement = statement.add_cte(_DELETE_OUTBOX_ROWS.cte("published_rows"))
+    return statement.returning(select(epoch.c.value).scalar_subquery().label("epoch")).add_cte(
+        epoch
     )
 
 

@@ -16,6 +16,7 @@ from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.brokers.stub import StubBroker
 
 from jobplane.broker import state as broker_state
+from jobplane.broker.backlog import unfetched_counts
 from jobplane.broker.consumer_wakeup import flush_acks
 from jobplane.broker.enqueue import enqueue_all
 from jobplane.broker.factory import make_broker
@@ -129,6 +130,72 @@ def test_a_stub_queue_holds_a_message_from_enqueue_until_it_is_acked() -> None:
 
     # Then the queue holds nothing
     assert broker_state.queue_holds_messages(broker, "default") is False
+
+
+def test_redis_counts_a_queues_messages_until_a_worker_fetches_them(
+    redis_broker: dramatiq.Broker,
+) -> None:
+    # Given three messages on "default", one on "reports", and a queue never used
+    for queue in ("default", "default", "default", "reports"):
+        enqueue(redis_broker, queue)
+
+    # Then each queue counts its own, in one read
+    assert unfetched_counts(redis_broker, ["default", "reports", "never-used"]) == {
+        "default": 3,
+        "reports": 1,
+        "never-used": 0,
+    }
+
+    # When a consumer fetches two of "default" (not yet acked)
+    consumer = redis_broker.consume("default", prefetch=2, timeout=100)
+    try:
+        fetched = [receive(consumer) for _ in range(2)]
+
+        # Then only the one no worker has fetched counts
+        assert unfetched_counts(redis_broker, ["default"]) == {"default": 1}
+        for message in fetched:
+            consumer.ack(message)
+    finally:
+        consumer.close()
+    assert unfetched_counts(redis_broker, ["default"]) == {"default": 1}
+
+
+def test_a_pipelined_batch_says_how_many_messages_each_queue_holds_after_it(
+    redis_broker: dramatiq.Broker,
+) -> None:
+    # Given a message already on "default"
+    enqueue(redis_broker)
+
+    # When two more go to "default" and one to "reports" in one round trip
+    unfetched: dict[str, int] = {}
+    batch = [noop_message(), noop_message(), noop_message("reports")]
+    redis_broker.declare_queue("reports")
+    enqueue_all(redis_broker, batch, unfetched=unfetched)
+
+    # Then it says what a separate read says
+    assert unfetched == {"default": 3, "reports": 1}
+    assert unfetched_counts(redis_broker, ["default", "reports"]) == unfetched
+
+
+def test_a_stub_queue_counts_its_messages_until_a_worker_fetches_them() -> None:
+    # Given an in-memory broker with two messages on "default"
+    broker = StubBroker()
+    enqueue(broker)
+    enqueue(broker)
+    assert unfetched_counts(broker, ["default", "never-declared"]) == {
+        "default": 2,
+        "never-declared": 0,
+    }
+
+    # When a consumer fetches one
+    consumer = broker.consume("default", timeout=100)
+    try:
+        consumer.ack(receive(consumer))
+    finally:
+        consumer.close()
+
+    # Then one counts
+    assert unfetched_counts(broker, ["default"]) == {"default": 1}
 
 
 def test_the_stub_epoch_is_one_per_broker_object() -> None:

@@ -143,8 +143,8 @@ class SteppedRelay(Relay):
         self._stop("published")
         return epoch
 
-    def _count_under_epoch(self, conn: Connection, published: int, epoch: str | None) -> None:
-        super()._count_under_epoch(conn, published, epoch)
+    def _count_under_epoch(self, conn: Connection, ids: list[int], epoch: str | None) -> None:
+        super()._count_under_epoch(conn, ids, epoch)
         self._stop("checked")
 
     def drain_in_thread(self) -> threading.Thread:

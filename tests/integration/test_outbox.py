@@ -167,9 +167,10 @@ def test_a_delayed_submission_is_not_published_before_it_is_due(
 def test_two_relays_draining_the_same_table_at_once_publish_each_row_once(
     pg_engine: Engine, pg_settings: Settings, new_broker: Any, redis_client: redis.Redis
 ) -> None:
-    # Given 1,000 committed submissions and two relays taking small batches
+    # Given 1,000 committed submissions and two relays taking small batches (with a
+    # window that holds them all: no worker fetches)
     task_ids = submit(pg_engine, pg_settings, 1000)
-    settings = pg_settings.model_copy(update={"relay_batch_size": 20})
+    settings = pg_settings.model_copy(update={"relay_batch_size": 20, "relay_window": 1000})
     relays = [Relay(pg_engine, new_broker(), settings) for _ in range(2)]
     start = threading.Barrier(len(relays))
     errors: list[BaseException] = []
@@ -209,19 +210,20 @@ def test_a_batch_says_when_the_next_row_not_yet_due_is_due(
     submit(pg_engine, pg_settings, delay_seconds=60, now=now)
     with pg_engine.connect() as other_relay:
         other_relay.begin()
-        held = store.outbox.take_outbox_batch(other_relay, now, 1)
-        assert len(held.messages) == 1
+        held = store.outbox.lock_outbox_batch(other_relay, now, 1)
+        assert len(held.rows) == 1
 
-        # When a relay takes a batch, and then another with nothing left it may take
+        # When a relay locks a batch, and then (past it) another with nothing left
         with pg_engine.begin() as conn:
-            batch = store.outbox.take_outbox_batch(conn, now, 10)
-            empty = store.outbox.take_outbox_batch(conn, now, 10)
+            batch = store.outbox.lock_outbox_batch(conn, now, 10)
+            last = batch.rows[-1]
+            empty = store.outbox.lock_outbox_batch(conn, now, 10, after=(last.priority, last.id))
         other_relay.rollback()
 
     # Then both say the delayed row's time: the held row is not waited for (that wait
     # would be 0: the relay would spin until the other relay commits)
-    assert len(batch.messages) == 2
-    assert empty.messages == []
+    assert len(batch.rows) == 2
+    assert empty.rows == []
     assert batch.next_due == empty.next_due == now + timedelta(seconds=60)
 
 
