@@ -168,7 +168,9 @@ def claim_tasks(
         "b_now": now,
         "b_worker": worker,
     }
-    claimed = {(row.id, row.dispatch): _claimed(row) for row in _CLAIM_MANY.execute(conn, params)}
+    claimed = {
+        (row.id, row.dispatch): _claimed(row) for row in _CLAIM_MANY.execute(conn, params)
+    }
     return [claimed.pop(claim, None) for claim in claims]
 
 
