@@ -21,7 +21,7 @@ from pydantic import TypeAdapter
 
 from jobplane.api.openapi_submissions import QUEUE_PATTERN, string_branch, variant
 from jobplane.api.stats import JobType
-from jobplane.api.workflow_schemas import MAX_NESTING, SubmitWorkflow
+from jobplane.api.workflow_schemas import MAX_NESTING, SubmitStep
 from jobplane.library.workflows import MAX_STEPS, RESULT_PARAM
 from jobplane.service import CALLBACK_PARAMS
 
@@ -39,25 +39,80 @@ def describe_workflows(document: dict[str, Any], job_types: list[JobType]) -> No
     """Add ``SubmitWorkflow`` and its parts to ``document``; narrow steps and callbacks
     to the registered job types."""
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
-    workflow = TypeAdapter(SubmitWorkflow).json_schema(ref_template=REF)
-    for name, schema in workflow.pop("$defs", {}).items():
+    step = TypeAdapter(SubmitStep).json_schema(ref_template=REF)
+    for name, schema in step.pop("$defs", {}).items():
         schemas.setdefault(name, schema)
-    schemas["SubmitWorkflow"] = {
-        "title": "SubmitWorkflow",
-        "description": WORKFLOW_DESCRIPTION,
-        **workflow,
-    }
-    for name in ("SubmitStep", *CALLBACKS):
-        string_branch(schemas[name]["properties"]["queue"])["pattern"] = QUEUE_PATTERN
-    step = schemas["SubmitStep"]
+    for schema in (step, *(schemas[name] for name in CALLBACKS)):
+        string_branch(schema["properties"]["queue"])["pattern"] = QUEUE_PATTERN
+    schemas["SubmitStep"] = step
     if job_types:  # with none registered, every workflow is refused anyway
         schemas["SubmitStep"] = {
             "title": "SubmitStep",
             "description": "A step: a job to run, one of the registered job types.",
             "oneOf": [_step_variant(step, job) for job in job_types],
         }
+    schemas.update(_tree())
     for name, event in CALLBACKS.items():
         schemas[name] = _callback(schemas[name], name, CALLBACK_PARAMS[event], job_types)
+
+
+def _tree() -> dict[str, Any]:
+    """The workflow's nodes, two levels of them: a tree with references to itself
+    costs a generator of examples far more than it shows (schemathesis takes minutes
+    over it), so a member nested in a member is only said to be an object, which the
+    API validates as a node like the others."""
+    deeper = {
+        "type": "object",
+        "description": "a step, chain or group, as above (nested at most "
+        f"{MAX_NESTING} levels in all)",
+    }
+    return {
+        "SubmitWorkflow": {
+            "title": "SubmitWorkflow",
+            "description": WORKFLOW_DESCRIPTION,
+            "oneOf": [_chain(MEMBER), _group(MEMBER)],
+        },
+        "WorkflowMember": {
+            "title": "WorkflowMember",
+            "description": "A member of a chain or group: a step, or a chain or group",
+            "oneOf": [{"$ref": REF.format(model="SubmitStep")}, NESTED],
+        },
+        "NestedNode": {
+            "title": "NestedNode",
+            "description": "A chain or group inside a chain or group",
+            "oneOf": [_chain(deeper), _group(deeper)],
+        },
+    }
+
+
+NESTED = {"$ref": REF.format(model="NestedNode")}
+MEMBER = {"$ref": REF.format(model="WorkflowMember")}
+
+
+def _chain(member: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "title": "Chain",
+        "description": "members that run one after the other",
+        "type": "object",
+        "properties": {"chain": {"type": "array", "items": member, "minItems": 1}},
+        "required": ["chain"],
+        "additionalProperties": False,
+    }
+
+
+def _group(member: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "title": "Group",
+        "description": "members that run side by side; `then` once they all completed, "
+        "with their results in order",
+        "type": "object",
+        "properties": {
+            "group": {"type": "array", "items": member, "minItems": 1},
+            "then": {"anyOf": [member, {"type": "null"}]},
+        },
+        "required": ["group"],
+        "additionalProperties": False,
+    }
 
 
 def _step_variant(step: dict[str, Any], job: JobType) -> dict[str, Any]:
