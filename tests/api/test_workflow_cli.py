@@ -25,6 +25,7 @@ def jobplane(*args: str, url: str, token: str) -> Result:
     env = {"JOBPLANE_URL": url, "JOBPLANE_API_TOKEN": token}
     return CliRunner().invoke(cli, list(args), env=env)
 
+
 WORKFLOW = {
     "chain": [
         {"type": "demo.echo", "params": {"n": 1}},
@@ -74,9 +75,12 @@ def test_submit_list_show_cancel_and_retry_a_workflow(
     assert lines[at[steps[1]]].startswith("      ")  # indented under the group
     assert "  1. " in lines[at[steps[0]]] and "demo.noop" in lines[at[steps[2]]]
     assert "pending" in lines[at[steps[3]]] and "waiting on 2" in lines[at[steps[3]]]
-    assert json.loads(jobplane("workflows", "show", wid, "--json", url=url, token=CLI_TOKEN).stdout)[
-        "shape"
-    ] == workflow["shape"]
+    assert (
+        json.loads(jobplane("workflows", "show", wid, "--json", url=url, token=CLI_TOKEN).stdout)[
+            "shape"
+        ]
+        == workflow["shape"]
+    )
 
     # cancel, then retry; a second cancel is refused with the API's message
     cancelled = jobplane("workflows", "cancel", wid, url=url, token=CLI_TOKEN)
