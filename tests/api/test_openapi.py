@@ -30,6 +30,8 @@ SEED = 7
 #: Examples per operation and phase: every parameter's edge cases are reached, and the
 #: whole run takes 20 to 30 s on two cores.
 MAX_EXAMPLES = 100
+#: Examples of POST /api/workflows per phase (see schemathesis_config).
+WORKFLOW_EXAMPLES = 30
 #: The phases that test the API, each of which must run and find nothing.
 PHASES = ("examples", "coverage", "fuzzing", "stateful")
 #: Every route that takes a task id, each of which some followed link must have reached.
@@ -87,6 +89,12 @@ def schemathesis_config() -> schemathesis.Config:
                     # in the tree, which no schema says: a valid body may be refused.
                     "include-name": "POST /api/workflows",
                     "phases": {"coverage": {"enabled": False}},
+                    # Each body is a tree of steps: fewer of them say as much.
+                    "generation": {
+                        "max-examples": WORKFLOW_EXAMPLES,
+                        "codec": "utf-8",
+                        "allow-x00": False,
+                    },
                     "checks": {"positive_data_acceptance": {"enabled": False}},
                 },
                 {
