@@ -1,11 +1,14 @@
 """The workflow and callback schemas of the OpenAPI document, as exact as a schema can be.
 
 ``POST /api/workflows`` reads its body itself (``jobplane.api.workflows``), so its
-schema, a tree of ``SubmitChain``, ``SubmitGroup`` and ``SubmitStep`` that refer to
-each other, is added here. As ``SubmitTask`` (``jobplane.api.openapi_submissions``),
-a step becomes one variant per registered job type. A callback (``onSuccess``,
-``onFailure``) is one variant per job type that can take the params jobplane adds to
-it (``task_id`` and ``result`` or ``error``), without them in its own.
+schema is added here: ``SubmitWorkflow``, a chain or a group whose members
+(``WorkflowMember``) are steps or chains and groups (``NestedNode``), whose own members
+are only said to be objects. A tree that refers to itself would be exact, but a
+generator of examples (schemathesis) takes minutes over one; two levels show every
+kind of node. As ``SubmitTask`` (``jobplane.api.openapi_submissions``), a step is one
+variant per registered job type. A callback (``onSuccess``, ``onFailure``) is one
+variant per job type that can take the params jobplane adds to it (``task_id`` and
+``result`` or ``error``), without them in its own.
 
 What no schema here says: a step that takes a result (``pipeResult``) needs a step
 before it, and its own params must not set ``result``; the nesting depth (at most
@@ -28,6 +31,8 @@ from jobplane.service import CALLBACK_PARAMS
 REF = "#/components/schemas/{model}"
 #: The callback components, by the event whose added params they must take.
 CALLBACKS = {"SuccessCallback": "onSuccess", "FailureCallback": "onFailure"}
+NESTED = {"$ref": REF.format(model="NestedNode")}
+MEMBER = {"$ref": REF.format(model="WorkflowMember")}
 WORKFLOW_DESCRIPTION = (
     "A workflow: a chain (`chain`: members one after the other) or a group (`group`: "
     "members side by side, `then`: a member after them all), whose members are steps, "
@@ -57,10 +62,9 @@ def describe_workflows(document: dict[str, Any], job_types: list[JobType]) -> No
 
 
 def _tree() -> dict[str, Any]:
-    """The workflow's nodes, two levels of them: a tree with references to itself
-    costs a generator of examples far more than it shows (schemathesis takes minutes
-    over it), so a member nested in a member is only said to be an object, which the
-    API validates as a node like the others."""
+    """The workflow's nodes, two levels of them (see the module's docstring): a member
+    of a nested chain or group is only said to be an object, which the API validates
+    as a node like the others."""
     deeper = {
         "type": "object",
         "description": "a step, chain or group, as above (nested at most "
@@ -83,10 +87,6 @@ def _tree() -> dict[str, Any]:
             "oneOf": [_chain(deeper), _group(deeper)],
         },
     }
-
-
-NESTED = {"$ref": REF.format(model="NestedNode")}
-MEMBER = {"$ref": REF.format(model="WorkflowMember")}
 
 
 def _chain(member: dict[str, Any]) -> dict[str, Any]:

@@ -258,3 +258,30 @@ def test_a_task_takes_callbacks_and_says_it_has_no_workflow(
         answer = client.post("/api/tasks", json=bad)
         assert answer.status_code == 422, bad
         assert where in answer.json()["message"]
+
+
+def test_the_document_describes_workflows_steps_and_callbacks(
+    api_on: Callable[[str], tuple[httpx.Client, Engine]], sqlite_url: str
+) -> None:
+    client, _engine = api_on(sqlite_url)
+    spec = client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    body = spec["paths"]["/api/workflows"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"]["$ref"] == "#/components/schemas/SubmitWorkflow"
+    assert [kind["required"] for kind in schemas["SubmitWorkflow"]["oneOf"]] == [
+        ["chain"],
+        ["group"],
+    ]
+    # A step per job type; only a job that takes `result` may take one
+    steps = {variant["title"]: variant for variant in schemas["SubmitStep"]["oneOf"]}
+    assert steps["demo.sleep"]["properties"]["pipeResult"]["const"] is False
+    assert steps["demo.echo"]["properties"]["pipeResult"]["type"] == "boolean"
+    # A callback only of a job that takes the params jobplane adds (demo.echo: **params)
+    callbacks = schemas["SuccessCallback"]["oneOf"]
+    assert "demo.echo" in {variant["title"] for variant in callbacks}
+    assert "demo.sleep" not in {variant["title"] for variant in callbacks}
+    echo = next(variant for variant in callbacks if variant["title"] == "demo.echo")
+    assert echo["properties"]["params"]["propertyNames"] == {"not": {"enum": ["task_id", "result"]}}
+    # And the workflow routes link to each other
+    links = spec["paths"]["/api/workflows"]["post"]["responses"]["201"]["links"]
+    assert set(links) == {"GetWorkflow", "CancelWorkflow", "RetryWorkflow"}
