@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from pydantic import Discriminator, Field, Tag
 
 from jobplane.api.schemas import Camel, FailureCallback, SuccessCallback, TaskSummary
-from jobplane.domain import MAX_RETRIES, TaskStatus
+from jobplane.domain import MAX_RETRIES, TaskStatus, WorkflowStatus
 from jobplane.library import workflows
 from jobplane.service import MAX_PRIORITY, MAX_TIMEOUT_SECONDS, MAX_TYPE_LENGTH, Submission
 from jobplane.store.rows import TaskRow
@@ -127,7 +127,7 @@ class WorkflowSummary(Camel):
     """A workflow as the admin list shows it."""
 
     workflow_id: str
-    status: str = Field(description="running | completed | failed | cancelled")
+    status: WorkflowStatus
     step_count: int
     steps_by_status: dict[str, int] = Field(description="how many steps are in each status")
     percent: int = Field(description="completed steps, in whole percent of all steps")
