@@ -78,9 +78,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 JSONDocument = JSON().with_variant(JSONB(), "postgresql")
 #: A JSON document or SQL NULL: None is stored as NULL, not as JSON ``null``, so that
 #: ``IS NULL`` says whether there is one (on SQLite too).
-OptionalJSONDocument = JSON(none_as_null=True).with_variant(
-    JSONB(none_as_null=True), "postgresql"
-)
+OptionalJSONDocument = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 # SQLite only auto-increments an INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -145,9 +143,7 @@ class Task(Base):
     pipe_from: Mapped[Any | None] = mapped_column(OptionalJSONDocument, nullable=True)
     #: The tasks to enqueue when this one ends: ``{"onSuccess": submission,
     #: "onFailure": submission}``, either optional (``jobplane.callbacks``).
-    callbacks: Mapped[dict[str, Any] | None] = mapped_column(
-        OptionalJSONDocument, nullable=True
-    )
+    callbacks: Mapped[dict[str, Any] | None] = mapped_column(OptionalJSONDocument, nullable=True)
 
     __table_args__ = (
         UniqueConstraint("schedule_name", "fire_time"),

@@ -248,16 +248,12 @@ class TaskLifecycle(Middleware):
             if settled:
                 self._release(ctx)
                 return
-        if (
-            exception is None
-            and limit is None
-            and not ctx.follow_ups
-            and outcomes.result_error(ctx.result) is None
-        ):
-            # The common case, committed together with other threads' completions (whose
-            # statement commits as it runs: a workflow's next step or a callback must
-            # commit with its completion, hence in a transaction of its own).
-            completion = self.writes.complete(ctx.task_id, ctx.dispatch, ctx.result)
+        if exception is None and limit is None and outcomes.result_error(ctx.result) is None:
+            # The common case, committed together with other threads' completions (and
+            # with their follow-ups: a workflow's next step, a callback).
+            completion = self.writes.complete(
+                ctx.task_id, ctx.dispatch, ctx.result, follow_ups=ctx.follow_ups
+            )
             completion.add_done_callback(partial(self._completed, ctx))
             if not ack_after(broker, message, completion):
                 completion.result()  # the message is acked as this returns

@@ -73,6 +73,16 @@ class TaskWrites:
             retry_until=self.completions_stopped,
         )
 
+        # A workflow's step or a task with callbacks: its follow-ups must commit with its
+        # completion, so its batches are transactions of their own (never autocommit).
+        self._completions_with_follow_ups: GroupCommit[Completion, bool] = GroupCommit(
+            engine,
+            self._complete_batch,
+            name="jobplane-completions-with-follow-ups",
+            disconnect_retries=DISCONNECT_RETRIES,
+            retry_until=self.completions_stopped,
+        )
+
     def claim(self, task_id: str, dispatch: int) -> ClaimedTask | None:
         """The claimed row (pending → running), or None if this message may not run it.
 
@@ -80,10 +90,14 @@ class TaskWrites:
         for an error that is not an outage's."""
         return self._claims.run((task_id, dispatch))
 
-    def complete(self, task_id: str, dispatch: int, result: Any) -> Future[bool]:
+    def complete(
+        self, task_id: str, dispatch: int, result: Any, *, follow_ups: bool = False
+    ) -> Future[bool]:
         """Record the result; the future says False if the task is no longer this
-        attempt's. Resolved once committed."""
-        return self._completions.submit((task_id, dispatch, result))
+        attempt's. Resolved once committed, with the task's ``follow_ups`` if it has any
+        (``ClaimedTask.follow_ups``: they are written in the same transaction)."""
+        writer = self._completions_with_follow_ups if follow_ups else self._completions
+        return writer.submit((task_id, dispatch, result))
 
     def stop_claiming(self) -> None:
         """Claims waiting out an outage give up (their messages go back to the broker)."""
@@ -99,6 +113,7 @@ class TaskWrites:
         try:
             self._claims.close()
             self._completions.close()
+            self._completions_with_follow_ups.close()
         finally:
             timer.cancel()
             self.completions_stopped.set()

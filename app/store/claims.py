@@ -80,8 +80,16 @@ _CLAIM = (
 
 
 def _claimed(row: Any) -> ClaimedTask:
-    *claimed, workflow_id, callbacks = row
-    return ClaimedTask(*claimed, follow_ups=has_follow_ups(workflow_id, callbacks))
+    task_id, dispatch, task_type, params, attempts, timeout_seconds, workflow_id, callbacks = row
+    return ClaimedTask(
+        task_id,
+        dispatch,
+        task_type,
+        params,
+        attempts,
+        timeout_seconds,
+        follow_ups=has_follow_ups(workflow_id, callbacks),
+    )
 
 
 def claim_task(
@@ -168,9 +176,7 @@ def claim_tasks(
         "b_now": now,
         "b_worker": worker,
     }
-    claimed = {
-        (row.id, row.dispatch): _claimed(row) for row in _CLAIM_MANY.execute(conn, params)
-    }
+    claimed = {(row.id, row.dispatch): _claimed(row) for row in _CLAIM_MANY.execute(conn, params)}
     return [claimed.pop(claim, None) for claim in claims]
 
 

@@ -104,13 +104,14 @@ def database_up_since(conn: Connection) -> datetime | None:
 
 def _published() -> ColumnElement[bool]:
     """Of the pending tasks, those whose message the broker was given: no outbox row left
-    to publish, and not parked waiting for a concurrency slot (those have no message on
-    purpose). The caller says they are pending (a read, or a status guard)."""
+    to publish, not parked waiting for a concurrency slot, and not a workflow's step
+    waiting for the steps before it (those have no message on purpose). The caller says
+    they are pending (a read, or a status guard)."""
     # NOT IN, not NOT EXISTS: PostgreSQL hashes the outbox's task ids once. With no index
     # on outbox.task_id, an anti-join planned from stale statistics loops over the whole
     # outbox per pending task (seen: 16 s for 20,000 of each, the relay stalled behind it).
     unpublished = Task.id.in_(select(Outbox.task_id))
-    return Task.waiting_since.is_(None) & ~unpublished
+    return Task.waiting_since.is_(None) & (Task.waiting_on == 0) & ~unpublished
 
 
 class Publication(NamedTuple):

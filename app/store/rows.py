@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Row
 
+from jobplane.domain import TaskStatus
 from jobplane.models import Task
 
 
@@ -79,7 +80,6 @@ class TaskRow:
     ) -> TaskRow:
         """A new pending task, not started yet; ``columns`` sets any other column."""
         fresh: dict[str, Any] = {
-            "status": "pending",
             "progress": 0,
             "total": 0,
             "result": None,
@@ -101,6 +101,7 @@ class TaskRow:
         }
         return cls(
             id=id,
+            status=TaskStatus.PENDING.value,
             type=type,
             queue=queue,
             priority=priority,

@@ -26,6 +26,9 @@ JAVASCRIPT = ("text/javascript", "application/javascript")
 PAGE_FILES = re.compile(r'<(?:link rel="stylesheet" href|script type="module" src)="([^"]+)"')
 #: A static import at the start of a line (not an `@import` of types inside a comment).
 IMPORT = re.compile(r"""^import\b[^"';]*["']([^"']+)["']""", re.MULTILINE)
+#: An element a module looks up by id (dom.js's `$`), and one a module creates with an id.
+LOOKUP = re.compile(r'\$\("([^"]+)"')
+CREATED_ID = re.compile(r'\bid: "([^"]+)"')
 
 
 @pytest.fixture
@@ -62,7 +65,13 @@ def test_every_module_the_page_loads_is_served_as_javascript(api: httpx.Client) 
     files = page_files(api)
     # Then main.js and the modules it imports, transitively, are all there
     modules = {path for path in files if path.endswith(".js")}
-    assert {"/static/js/main.js", "/static/js/api.js", "/static/js/live.js"} <= modules
+    assert {
+        "/static/js/main.js",
+        "/static/js/api.js",
+        "/static/js/live.js",
+        "/static/js/workflows.js",
+        "/static/js/workflow-panel.js",
+    } <= modules
     # And each one answers 200 as JavaScript, the stylesheet as CSS
     for path, answer in files.items():
         assert answer.status_code == 200, path
@@ -76,3 +85,16 @@ def test_the_wheel_ships_exactly_the_files_the_page_loads(api: httpx.Client) -> 
     # Then the wheel's static files are those: none missing from the package-data globs,
     # and none more (the type checker's package.json and tsconfig.json stay out)
     assert shipped_static_files() == loaded
+
+
+def test_every_element_the_modules_look_up_is_on_the_page(api: httpx.Client) -> None:
+    # Given the page and its modules, as served
+    files = page_files(api)
+    page = api.get("/").text
+    scripts = "".join(answer.text for path, answer in files.items() if path.endswith(".js"))
+    # Then every id a module looks up (a missing one stops the whole page at start-up) is
+    # in index.html, or made by a module: the workflows view's list and panel among them
+    wanted = set(LOOKUP.findall(scripts))
+    present = set(re.findall(r'\bid="([^"]+)"', page)) | set(CREATED_ID.findall(scripts))
+    assert {"workflows", "workflow-rows", "wf-filter-status", "wf-panel", "wf-panel-body"} <= wanted
+    assert wanted - present == set()

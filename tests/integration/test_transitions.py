@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from jobplane import service, store
 from jobplane.domain import ALLOWED_FROM, INITIAL_STATES, InvalidTransition, TaskStatus
-from jobplane.models import Outbox, Task, utcnow
+from jobplane.models import Outbox, Task, Workflow, WorkflowEdge, utcnow
 from jobplane.settings import Settings
 from jobplane.store import guards
 from jobplane.store.recovery import Publication
@@ -73,6 +73,24 @@ RUNNING = frozenset({TaskStatus.RUNNING})
 PENDING = frozenset({TaskStatus.PENDING})
 STALE = {"heartbeat_at": datetime(2000, 1, 1).astimezone()}
 WAITING = {"waiting_since": datetime(2000, 1, 1).astimezone()}
+
+WORKFLOW = "workflow-of-the-test"
+
+
+def in_workflow(conn: Connection, status: str, now: datetime) -> None:
+    """The test's task is a step of a workflow in ``status``, with no other step."""
+    conn.execute(
+        insert(Workflow).values(
+            id=WORKFLOW,
+            status=status,
+            shape="",
+            steps=1,
+            ends_left=1,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+
 
 #: Every status-changing statement, by module.function (variants after a space).
 STATEMENTS: dict[str, Statement] = {
@@ -177,10 +195,59 @@ STATEMENTS: dict[str, Statement] = {
         PENDING,
         WAITING,
     ),
+    # A workflow's steps: those waiting on a step that failed or was cancelled.
+    "followups.cancel_after": Statement(
+        lambda conn, t, now: (
+            conn.execute(insert(WorkflowEdge).values(before_id="step-before", after_id=t.id)),
+            store.followups.cancel_after(conn, ["step-before"], now),
+        ),
+        TaskStatus.CANCELLED,
+        PENDING,
+        publishes=False,
+    ),
+    # Published once the steps before it completed: a pending step only.
+    "followups.publish_ready": Statement(
+        lambda conn, t, now: store.followups.publish_ready(
+            conn, [t.id], only={TaskStatus.PENDING}, now=now
+        ),
+        TaskStatus.PENDING,
+        PENDING,
+    ),
+    # Pending steps at once; a running one is asked to stop (as tasks.cancel_task).
+    "workflows.cancel_workflow": Statement(
+        _refused(
+            lambda conn, _t, now: (
+                in_workflow(conn, "running", now),
+                store.workflows.cancel_workflow(conn, WORKFLOW, now),
+            )
+        ),
+        TaskStatus.CANCELLED,
+        PENDING,
+        {"workflow_id": WORKFLOW},
+        publishes=False,
+    ),
+    # Its failed and cancelled steps start again; a workflow with a step running is refused.
+    "workflows.retry_workflow": Statement(
+        _refused(
+            lambda conn, _t, now: (
+                in_workflow(conn, "failed", now),
+                store.workflows.retry_workflow(conn, WORKFLOW, now),
+            )
+        ),
+        TaskStatus.PENDING,
+        frozenset({TaskStatus.FAILED, TaskStatus.CANCELLED}),
+        {"workflow_id": WORKFLOW},
+    ),
 }
 
-#: The inserts, which create a task in a state (``INITIAL_STATES``), tested below.
-INSERTS = {"tasks.insert_tasks", "tasks.insert_tasks_async", "schedules.insert_scheduled_run"}
+#: The inserts, which create a task in a state (``INITIAL_STATES``), tested below (a
+#: workflow's steps through ``insert_tasks``).
+INSERTS = {
+    "tasks.insert_tasks",
+    "tasks.insert_tasks_async",
+    "schedules.insert_scheduled_run",
+    "workflows.insert_workflow",
+}
 
 #: The building blocks the statements above are made of, tested through them.
 PRIMITIVES = {
@@ -188,6 +255,9 @@ PRIMITIVES = {
     "guards.guarded_update",
     "guards.may_become",
     "guards.may_become_in_batch",
+    # What a task's end sets off: made of cancel_after, publish_ready and the workflow's
+    # own status, tested through the statements that end tasks and in test_workflows.py.
+    "followups.after_finished",
 }
 
 #: Statements that write a ``status`` column of another table than the tasks': the fold

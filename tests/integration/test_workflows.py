@@ -7,6 +7,7 @@ take the step's outbox row (the relay), claim it, complete or fail it.
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -18,7 +19,8 @@ from jobplane.domain import InvalidParams, InvalidTransition, WorkflowFailed
 from jobplane.library import workflows
 from jobplane.library.workflow_handles import WorkflowHandle
 from jobplane.library.workflows import Step, chain, group
-from jobplane.models import Outbox, Task, Workflow, utcnow
+from jobplane.models import Outbox, Task, Workflow, WorkflowEdge, utcnow
+from jobplane.registry import load_jobs
 from jobplane.service import Submission
 from jobplane.settings import Settings
 
@@ -346,3 +348,74 @@ def test_a_task_of_its_own_has_no_follow_ups_and_a_step_has(any_engine: Engine) 
         with any_engine.begin() as conn:
             claimed = store.claims.claim_task(conn, task_id, dispatch, worker="w:1", now=utcnow())
         assert claimed is not None and claimed.follow_ups is expected
+
+
+def test_a_broker_loss_republishes_published_steps_only_never_a_waiting_one(
+    any_engine: Engine,
+) -> None:
+    # Given a chain whose first step was published (its outbox row taken)
+    plan = submit(any_engine, chain(step(1), takes()))
+    first, second = ids(plan)
+    take(any_engine, first)
+
+    # When maintenance republishes every published task (the broker lost its data)
+    with any_engine.begin() as conn:
+        republished = store.recovery.republish_pending(conn, now=utcnow())
+
+    # Then the first step is published again; the second still waits for it
+    assert republished == [first]
+    assert set(published(any_engine)) == {first}
+    assert task(any_engine, second).waiting_on == 1
+
+
+def test_retention_deletes_ended_workflows_whole_and_never_a_live_ones_steps(
+    any_engine: Engine,
+) -> None:
+    # Given an ended workflow and a running one, both long finished steps
+    ended = submit(any_engine, chain(step(1), step(2)))
+    for task_id in ids(ended):
+        run(any_engine, task_id, 1)
+    live = submit(any_engine, chain(step(3), step(4)))
+    run(any_engine, ids(live)[0], 3)
+    later = utcnow() + timedelta(days=30)
+
+    # When retention runs as if a month had passed
+    with any_engine.begin() as conn:
+        tasks_deleted = store.retention.delete_finished_before(conn, later, 1000)
+        workflows_deleted = store.workflows.delete_finished_before(conn, later, 10)
+
+    # Then the ended workflow went with its steps and edges; the running one is whole
+    assert (tasks_deleted, workflows_deleted) == (0, 1)
+    assert workflow(any_engine, ended.workflow_id) is None
+    assert all(task(any_engine, task_id) is None for task_id in ids(ended))
+    assert [task(any_engine, task_id).status for task_id in ids(live)] == ["completed", "pending"]
+    with any_engine.connect() as conn:
+        edges = conn.execute(select(WorkflowEdge.before_id)).scalars().all()
+    assert edges == [ids(live)[0]]
+
+
+def test_a_job_types_callbacks_apply_unless_the_submission_names_its_own() -> None:
+    load_jobs(["tests.workflow_jobs"])
+    now = utcnow()
+    by_type = jobplane.service.build_task(Submission("wf.report", {"month": "11"}), SETTINGS, now)
+    assert by_type.callbacks is not None
+    assert by_type.callbacks["onSuccess"]["type"] == "wf.notify"
+    assert by_type.callbacks["onFailure"]["type"] == "wf.notify"
+    own = Submission("wf.notify", {"channel": "ops"})
+    chosen = jobplane.service.build_task(
+        Submission("wf.report", {"month": "11"}, on_success=own), SETTINGS, now
+    )
+    assert chosen.callbacks is not None
+    assert chosen.callbacks["onSuccess"]["params"] == {"channel": "ops"}
+
+    # A callback whose job cannot take what it is called with is refused at submission
+    with pytest.raises(InvalidParams, match="onSuccess: "):
+        jobplane.service.build_task(
+            Submission("demo.echo", on_success=Submission("demo.noop")), SETTINGS, now
+        )
+    with pytest.raises(InvalidParams, match="set by jobplane"):
+        jobplane.service.build_task(
+            Submission("demo.echo", on_success=Submission("wf.notify", {"task_id": "x"})),
+            SETTINGS,
+            now,
+        )

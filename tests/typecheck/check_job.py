@@ -29,3 +29,16 @@ def calls(session: Session) -> None:
     add.delay(a="one")  # type: ignore[arg-type]
     add.enqueue(session, c=1)  # type: ignore[call-arg]
     add("1")  # type: ignore[arg-type]
+
+
+def workflows(session: Session) -> None:
+    flow = jobplane.chain(add.s(1), add.s(a=2).set(pipe_result=True))
+    assert_type(flow, jobplane.Chain)
+    assert_type(
+        jobplane.group(add.s(a=n) for n in range(3)).then(add.s(a=0)),
+        jobplane.Group | jobplane.Chain,
+    )
+    assert_type(jobplane.enqueue(session, flow), jobplane.WorkflowHandle)
+    assert_type(jobplane.enqueue(session, add, {"a": 1}), str)
+    assert_type(flow.delay(), jobplane.WorkflowHandle)
+    add.s(a="one")  # type: ignore[arg-type]

@@ -155,3 +155,9 @@ export function statusOf(error) {
  * @returns {string}
  */
 export const taskPath = (id) => `api/admin/tasks/${encodeURIComponent(id)}`;
+
+/**
+ * @param {string} id
+ * @returns {string}
+ */
+export const workflowPath = (id) => `api/admin/workflows/${encodeURIComponent(id)}`;

@@ -1,6 +1,6 @@
 // @ts-check
 // Logging in and out, and starting and stopping everything the page does meanwhile
-// (the live stream, the periodic refreshes, the open task).
+// (the live stream, the periodic refreshes, the open task and workflow).
 
 import {
   api,
@@ -20,12 +20,15 @@ import { loadStats, renderStats } from "./stats.js";
 import { loadJobTypes } from "./submit.js";
 import { closePanel, openTaskFromHash } from "./task-panel.js";
 import { applyTaskChanges, loadTasks } from "./tasks.js";
+import { closeWorkflow, openWorkflowFromHash } from "./workflow-panel.js";
+import { loadWorkflows, refreshWorkflows, workflowTasksChanged } from "./workflows.js";
 
 /** @import { Stats } from "./stats.js" */
 
 /** The whole table again, in ms, whatever the stream says (it sends changes only). */
 const REFRESH_MS = 15000;
 const SCHEDULES_MS = 10000;
+const WORKFLOWS_MS = 5000;
 /** After the API could not be reached, try again this much later, in ms. */
 const RETRY_MS = 5000;
 
@@ -59,9 +62,13 @@ function enterApp(stats) {
   loadJobTypes();
   loadTasks();
   loadSchedules();
+  loadWorkflows();
   startLive({
     stats: renderStats,
-    tasks: applyTaskChanges,
+    tasks: (tasks) => {
+      applyTaskChanges(tasks);
+      workflowTasksChanged(tasks);
+    },
     poll: () => {
       loadStats();
       loadTasks();
@@ -69,7 +76,9 @@ function enterApp(stats) {
   });
   timers.push(setInterval(loadTasks, REFRESH_MS));
   timers.push(setInterval(refreshSchedules, SCHEDULES_MS));
+  timers.push(setInterval(refreshWorkflows, WORKFLOWS_MS));
   openTaskFromHash();
+  openWorkflowFromHash();
 }
 
 function stopEverything() {
@@ -78,6 +87,7 @@ function stopEverything() {
   for (const timer of timers) clearTimeout(timer);
   timers = [];
   closePanel();
+  closeWorkflow();
 }
 
 /** @param {string} message */
@@ -117,5 +127,6 @@ export function wireSession() {
       return;
     }
     openTaskFromHash();
+    openWorkflowFromHash();
   });
 }

@@ -33,6 +33,14 @@ export function whenTaskRead(handler) {
   onRead = handler;
 }
 
+/** What a task's "Workflow" link does: that workflow's panel opens (set by main.js). */
+let onWorkflowLink = /** @type {(workflowId: string) => void} */ (() => {});
+
+/** @param {(workflowId: string) => void} handler */
+export function whenWorkflowLinked(handler) {
+  onWorkflowLink = handler;
+}
+
 /** The open task's id, or null. */
 export const openTaskId = () => panel.id;
 
@@ -136,10 +144,25 @@ function fields(task) {
     ["Cancelled", timeCell(task.cancelledAt)],
   ];
   if (task.cancelRequested && task.status === "running") lines.push(["Cancel", "requested"]);
+  if (task.workflowId) lines.push(["Workflow", workflowLink(task.workflowId)]);
   if (task.scheduleName) {
     lines.push(["Schedule", `${task.scheduleName} @ ${task.fireTime || "run now"}`]);
   }
   return lines;
+}
+
+/**
+ * A link to the workflow the task is a step of.
+ * @param {string} workflowId
+ */
+function workflowLink(workflowId) {
+  const href = `#workflow=${encodeURIComponent(workflowId)}`;
+  const onclick = (/** @type {Event} */ event) => {
+    event.preventDefault();
+    onWorkflowLink(workflowId);
+  };
+  const props = { href, class: "workflow-link mono", title: workflowId, onclick };
+  return el("a", props, shortId(workflowId));
 }
 
 /** Opens the task a "#task=…" address names, unless it is open already. */
@@ -155,6 +178,8 @@ export function wirePanel() {
   document.addEventListener("keydown", (event) => {
     if (event.key === "Escape" && !$("panel").hidden && !document.querySelector("dialog[open]")) {
       closePanel();
+      // Handled: a workflow's panel under this one stays open for the next Escape.
+      event.preventDefault();
     }
   });
 }

@@ -11,13 +11,14 @@ import { openTask, openTaskId, refreshPanel } from "./task-panel.js";
 import { progressBar, setProgress, statusBadge, timeCell } from "./widgets.js";
 
 /**
- * A task as lists and the live stream send it (the API's TaskSummary).
+ * A task as lists and the live stream send it (the API's TaskSummary); `workflowId`
+ * names the workflow it is a step of (null for a task of its own).
  * @typedef {{
  *   taskId: string, taskType: string, queue: string, priority: number, status: string,
  *   progress: number, total: number, percent: number, attempts: number, retryCount: number,
  *   error: string | null, createdAt: string, startedAt: string | null,
  *   completedAt: string | null, cancelledAt: string | null,
- *   cancelRequested?: boolean,
+ *   cancelRequested?: boolean, workflowId?: string | null,
  * }} TaskSummary
  */
 /**

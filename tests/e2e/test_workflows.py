@@ -1,0 +1,269 @@
+"""Workflows on real processes: a relay, workers, PostgreSQL and Redis, killed and flushed.
+
+The workflow's state is in the database only: its steps are task rows, and the next
+step's outbox row commits with the completion of the one before it. So neither a
+worker's SIGKILL nor a Redis flush can lose a workflow halfway or start a step twice.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+from sqlalchemy import Engine, func, select
+
+from jobplane import store
+from jobplane.library import workflows
+from jobplane.library.workflow_handles import WorkflowHandle
+from jobplane.library.workflows import chain, group
+from jobplane.models import Task, utcnow
+from jobplane.registry import load_jobs
+from jobplane.settings import Settings
+from jobplane.store.rows import TaskRow
+from tests.conftest import wait_until
+from tests.workflow_jobs import Base, CallbackRun, add, collect, email, quant, square, unless_file
+
+JOBS = "tests.workflow_jobs"
+#: Times the group of a thousand loses its workers (each costs a heartbeat timeout).
+KILLS = 2
+
+
+def submit(engine: Engine, settings: Settings, node: workflows.Node) -> WorkflowHandle:
+    with engine.begin() as conn:
+        planned = workflows.submit(conn, node, settings, utcnow())
+    return WorkflowHandle(planned.workflow_id, engine=engine)
+
+
+def steps(handle: WorkflowHandle) -> list[TaskRow]:
+    return handle.steps()
+
+
+def finished(handle: WorkflowHandle, timeout: float = 60) -> str:
+    """The workflow's status once it is not running any more."""
+    return wait_until(
+        lambda: (status := handle.refresh().status) != "running" and status,
+        timeout=timeout,
+        what=f"workflow {handle.id} to end",
+    )
+
+
+def prepared(
+    pg_url: str, redis_url: str, pg_engine: Engine, platform_factory: Callable[..., Any]
+) -> Any:
+    load_jobs([JOBS])
+    Base.metadata.create_all(pg_engine)
+    return platform_factory(pg_url, redis_url, jobs=JOBS)
+
+
+def test_a_chain_survives_a_killed_worker_and_a_flushed_redis_each_step_running_once(
+    pg_url: str,
+    redis_url: str,
+    redis_client: redis.Redis,
+    pg_engine: Engine,
+    pg_settings: Settings,
+    platform_factory: Callable[..., Any],
+) -> None:
+    # Given a chain of three steps passing their results, its first step running
+    platform = prepared(pg_url, redis_url, pg_engine, platform_factory)
+    relay = platform.start_relay()
+    worker = platform.start_worker(processes=1, threads=2)
+    handle = submit(
+        pg_engine,
+        pg_settings,
+        chain(
+            add.s(n=1, seconds=1.0),
+            add.s(n=2).set(pipe_result=True),
+            add.s(n=3).set(pipe_result=True),
+        ),
+    )
+    first, second, third = (step.id for step in steps(handle))
+    wait_until(
+        lambda: store_task(pg_engine, first).status == "running",
+        timeout=30,
+        what="step 1 to start",
+    )
+    # (The relay goes first, so that step 2, published by step 1's completion, waits in
+    # the outbox for the platform to come back rather than reach the doomed worker.)
+    relay.kill()
+    wait_until(
+        lambda: store_task(pg_engine, first).status == "completed",
+        timeout=30,
+        what="step 1 to complete",
+    )
+
+    # When the worker is killed with SIGKILL and Redis loses everything
+    worker.kill()
+    redis_client.flushdb()
+
+    # Then, on a platform started again, steps 2 and 3 run once each, with the results
+    platform.start_relay()
+    platform.start_worker(processes=1, threads=2)
+    assert finished(handle) == "completed"
+    done = {step.id: step for step in steps(handle)}
+    assert [done[t].attempts for t in (first, second, third)] == [1, 1, 1]
+    assert [done[t].result for t in (first, second, third)] == [1, 3, 6]
+    assert handle.wait(timeout=5) == 6
+
+
+def test_a_group_of_twenty_then_runs_once_after_all_with_their_results_in_order(
+    pg_url: str,
+    redis_url: str,
+    pg_engine: Engine,
+    pg_settings: Settings,
+    platform_factory: Callable[..., Any],
+) -> None:
+    platform = prepared(pg_url, redis_url, pg_engine, platform_factory)
+    platform.start_relay()
+    platform.start_worker(processes=2, threads=4)
+    members = [square.s(n=n, seconds=random.random() / 10) for n in range(20)]
+    handle = submit(pg_engine, pg_settings, group(members).then(collect.s().set(pipe_result=True)))
+
+    assert handle.wait(timeout=60) == [n * n for n in range(20)]
+    *squares, then = steps(handle)
+    assert then.attempts == 1
+    assert then.started_at is not None
+    assert all(m.completed_at is not None and m.completed_at <= then.started_at for m in squares)
+    assert callback_runs(pg_engine) == [20]
+
+
+def test_a_group_of_a_thousand_under_random_kills_calls_back_exactly_once(
+    pg_url: str,
+    redis_url: str,
+    pg_engine: Engine,
+    pg_settings: Settings,
+    platform_factory: Callable[..., Any],
+) -> None:
+    # Given a group of 1,000 with a step after it, and workers
+    platform = prepared(pg_url, redis_url, pg_engine, platform_factory)
+    platform.start_relay()
+    worker = platform.start_worker(processes=2, threads=4)
+    members = [square.s(n=n) for n in range(1000)]
+    handle = submit(pg_engine, pg_settings, group(members).then(collect.s().set(pipe_result=True)))
+    chance = random.Random(1000)
+
+    # When workers are killed with SIGKILL at random moments while the members run
+    kills = 0
+    while kills < KILLS and completed_members(pg_engine, handle) < 900:
+        target = min(900, completed_members(pg_engine, handle) + chance.randint(50, 300))
+        wait_until(
+            lambda target=target: completed_members(pg_engine, handle) >= target,
+            timeout=60,
+            what="members to complete between kills",
+        )
+        worker.kill()
+        kills += 1
+        worker = platform.start_worker(processes=2, threads=4)
+
+    # Then the workflow completes (it never hangs), and the step after the group ran its
+    # body to completion exactly once, with the thousand results in order
+    assert kills >= 1
+    assert handle.wait(timeout=120) == [n * n for n in range(1000)]
+    assert callback_runs(pg_engine) == [1000]
+    with pg_engine.connect() as conn:
+        total = conn.execute(
+            select(func.count()).where(Task.workflow_id == handle.id, Task.status == "completed")
+        ).scalar_one()
+    assert total == 1001
+
+
+def test_a_failing_middle_step_fails_the_workflow_and_its_retry_completes_it(
+    pg_url: str,
+    redis_url: str,
+    pg_engine: Engine,
+    pg_settings: Settings,
+    platform_factory: Callable[..., Any],
+    tmp_path: Path,
+) -> None:
+    platform = prepared(pg_url, redis_url, pg_engine, platform_factory)
+    platform.start_relay()
+    platform.start_worker(processes=1, threads=2)
+    blocker = tmp_path / "fail-while-here"
+    blocker.touch()
+    handle = submit(
+        pg_engine,
+        pg_settings,
+        chain(add.s(n=1), unless_file.s(path=str(blocker)), add.s(n=3)),
+    )
+
+    # The middle step fails (it has no retries): the workflow fails, the last never starts
+    assert finished(handle) == "failed"
+    first, middle, last = steps(handle)
+    assert (first.status, middle.status, last.status) == ("completed", "failed", "cancelled")
+    assert last.attempts == 0 and last.started_at is None
+    assert "exists" in (handle.error or "")
+
+    # When the cause is gone and the workflow is retried, it completes from the failed step
+    blocker.unlink()
+    handle.retry()
+    assert handle.wait(timeout=60) == 3
+    first, middle, last = steps(handle)
+    assert (first.attempts, middle.attempts, last.attempts) == (1, 2, 1)
+
+
+def test_a_worker_for_one_queue_never_runs_another_queues_steps(
+    pg_url: str,
+    redis_url: str,
+    pg_engine: Engine,
+    pg_settings: Settings,
+    platform_factory: Callable[..., Any],
+) -> None:
+    # Given a worker for the email queue only, and a group of email and quant steps
+    platform = prepared(pg_url, redis_url, pg_engine, platform_factory)
+    platform.start_relay()
+    platform.start(
+        "worker-email", "worker", "--processes", "1", "--threads", "2", "--queues", "email"
+    )
+    handle = submit(
+        pg_engine,
+        pg_settings,
+        group(email.s(to="a@example.com"), quant.s(symbol="TXF"), email.s(to="b@example.com")),
+    )
+    mail_one, pricing, mail_two = (step.id for step in steps(handle))
+
+    # Then the email steps complete and the quant one is not taken
+    for mail in (mail_one, mail_two):
+        wait_until(
+            lambda mail=mail: store_task(pg_engine, mail).status == "completed",
+            timeout=30,
+            what="the email steps",
+        )
+    assert (store_task(pg_engine, pricing).status, store_task(pg_engine, pricing).attempts) == (
+        "pending",
+        0,
+    )
+
+    # And a worker for quant runs it
+    platform.start(
+        "worker-quant", "worker", "--processes", "1", "--threads", "1", "--queues", "quant"
+    )
+    assert handle.wait(timeout=30) == [
+        "sent to a@example.com",
+        "priced TXF",
+        "sent to b@example.com",
+    ]
+    workers = {store_task(pg_engine, t).worker for t in (mail_one, pricing)}
+    assert len(workers) == 2
+
+
+def store_task(engine: Engine, task_id: str) -> TaskRow:
+    with engine.connect() as conn:
+        row = store.tasks.get_task(conn, task_id)
+    assert row is not None
+    return row
+
+
+def completed_members(engine: Engine, handle: WorkflowHandle) -> int:
+    with engine.connect() as conn:
+        return conn.execute(
+            select(func.count()).where(
+                Task.workflow_id == handle.id, Task.status == "completed", Task.type == "wf.square"
+            )
+        ).scalar_one()
+
+
+def callback_runs(engine: Engine) -> list[int]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(CallbackRun.members)).scalars())
