@@ -34,7 +34,17 @@ from jobplane.library.client import AsyncClient, Client
 from jobplane.library.enqueue import NewTask, enqueue, enqueue_async, enqueue_many
 from jobplane.library.handles import TaskHandle, task
 from jobplane.library.jobs import Job
-from jobplane.library.results import LogLine, LogPage, Task, TaskPage, TaskSummary
+from jobplane.library.results import (
+    LogLine,
+    LogPage,
+    Task,
+    TaskPage,
+    TaskSummary,
+    Workflow,
+    WorkflowPage,
+    WorkflowStep,
+    WorkflowSummary,
+)
 from jobplane.library.workflow_handles import WorkflowHandle, workflow
 from jobplane.library.workflows import Chain, Group, Step, chain, group
 from jobplane.schedules import ScheduleNotFound
@@ -70,9 +80,13 @@ __all__ = [
     "TaskSummary",
     "Unauthorized",
     "UnknownJobType",
+    "Workflow",
     "WorkflowFailed",
     "WorkflowHandle",
     "WorkflowNotFound",
+    "WorkflowPage",
+    "WorkflowStep",
+    "WorkflowSummary",
     "chain",
     "current_job",
     "enqueue",

@@ -26,6 +26,7 @@ _STATUS: list[tuple[type[domain.JobplaneError], int, str]] = [
     (Unauthorized, 401, "unauthorized"),
     (Forbidden, 403, "forbidden"),
     (domain.TaskNotFound, 404, "task_not_found"),
+    (domain.WorkflowNotFound, 404, "workflow_not_found"),
     (schedules.ScheduleNotFound, 404, "schedule_not_found"),
     (domain.UnknownJobType, 422, "unknown_job_type"),
     (domain.ParamsTooLarge, 413, "params_too_large"),

@@ -22,6 +22,7 @@ from jobplane.api import (
     stats,
     task_waits,
     tasks,
+    workflows,
 )
 from jobplane.api.front_door import FrontDoor
 from jobplane.api.security_headers import SecurityHeaders
@@ -75,6 +76,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(tasks.router)
     app.include_router(admin.router)
+    app.include_router(workflows.router)
     app.include_router(schedules.router)
     app.include_router(health.router)
     app.include_router(stats.router)

@@ -5,7 +5,8 @@ routes is added here once: the bearer token (so ``/docs`` has an "Authorize" but
 the answers of the front door and the limits (400, 401, 403, 413, 503) every ``/api/``
 route may give, and the shape of a 422, which the error handler turns into a
 ``Problem`` rather than FastAPI's default body. Then the links between operations
-(``openapi_links``) and the submissions the service accepts (``openapi_submissions``).
+(``openapi_links``), the submissions the service accepts (``openapi_submissions``) and
+the workflows (``openapi_workflows``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from fastapi.openapi.utils import get_openapi
 from jobplane import registry
 from jobplane.api.openapi_links import add_links
 from jobplane.api.openapi_submissions import describe_submissions
+from jobplane.api.openapi_workflows import describe_workflows
 from jobplane.api.stats import describe_job
 
 PROBLEM = {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
@@ -56,6 +58,7 @@ def install(app: FastAPI) -> None:
             settings = app.state.settings
             jobs = [describe_job(spec, settings) for spec in registry.all_jobs()]
             describe_submissions(document, jobs)
+            describe_workflows(document, jobs)
             app.openapi_schema = document
         return app.openapi_schema
 

@@ -1,7 +1,8 @@
 """Links in the OpenAPI document: what a client can do next with an answer.
 
 An answer that names a task links to every route that takes a task id (read it, its
-detail, its logs, cancel it, retry it), and the schedule list links to running one.
+detail, its logs, cancel it, retry it), one that names a workflow to every route that
+takes a workflow id, and the schedule list links to running one.
 Clients and tools follow them: schemathesis's stateful phase chains submit → read →
 cancel → retry through these links, and checks, for example, that a task a 201 named
 can then be read.
@@ -31,6 +32,22 @@ TASK_ANSWERS: list[tuple[str, str, str, str]] = [
     ("post", "/api/admin/schedules/{name}/run", "201", "/taskId"),
 ]
 
+#: The routes that take a workflow id, by link name, as ``TASK_ROUTES``.
+WORKFLOW_ROUTES: dict[str, tuple[str, str, str]] = {
+    "GetWorkflow": ("get", "/api/admin/workflows/{workflow_id}", "the workflow and its steps"),
+    "CancelWorkflow": ("post", "/api/admin/workflows/{workflow_id}/cancel", "cancel it"),
+    "RetryWorkflow": ("post", "/api/admin/workflows/{workflow_id}/retry", "run it again"),
+}
+
+#: Answers that name a workflow, as ``TASK_ANSWERS``.
+WORKFLOW_ANSWERS: list[tuple[str, str, str, str]] = [
+    ("post", "/api/workflows", "201", "/workflowId"),
+    ("get", "/api/admin/workflows", "200", "/workflows/0/workflowId"),
+    ("get", "/api/admin/workflows/{workflow_id}", "200", "/workflowId"),
+    ("post", "/api/admin/workflows/{workflow_id}/cancel", "200", "/workflowId"),
+    ("post", "/api/admin/workflows/{workflow_id}/retry", "200", "/workflowId"),
+]
+
 SCHEDULES = ("get", "/api/admin/schedules", "200")
 RUN_SCHEDULE = ("post", "/api/admin/schedules/{name}/run")
 
@@ -38,14 +55,18 @@ RUN_SCHEDULE = ("post", "/api/admin/schedules/{name}/run")
 def add_links(document: dict[str, Any]) -> None:
     """Add the links to ``document``'s answers (every route named here must be in it)."""
     paths = document["paths"]
-    for method, path, status, pointer in TASK_ANSWERS:
-        links = _links_of(paths, method, path, status)
-        for name, (target_method, target_path, description) in TASK_ROUTES.items():
-            links[name] = {
-                "operationId": paths[target_path][target_method]["operationId"],
-                "parameters": {"path.task_id": f"$response.body#{pointer}"},
-                "description": description,
-            }
+    for answers, routes, parameter in (
+        (TASK_ANSWERS, TASK_ROUTES, "path.task_id"),
+        (WORKFLOW_ANSWERS, WORKFLOW_ROUTES, "path.workflow_id"),
+    ):
+        for method, path, status, pointer in answers:
+            links = _links_of(paths, method, path, status)
+            for name, (target_method, target_path, description) in routes.items():
+                links[name] = {
+                    "operationId": paths[target_path][target_method]["operationId"],
+                    "parameters": {parameter: f"$response.body#{pointer}"},
+                    "description": description,
+                }
     method, path, status = SCHEDULES
     target_method, target_path = RUN_SCHEDULE
     _links_of(paths, method, path, status)["RunSchedule"] = {

@@ -40,21 +40,21 @@ def describe_submissions(document: dict[str, Any], job_types: list[JobType]) -> 
     schemas = document.get("components", {}).get("schemas", {})
     submit = schemas.get("SubmitTask")
     if submit is not None:
-        _string_branch(submit["properties"]["queue"])["pattern"] = QUEUE_PATTERN
+        string_branch(submit["properties"]["queue"])["pattern"] = QUEUE_PATTERN
         if job_types:  # with none registered, every submission is refused anyway
             schemas["SubmitTask"] = {
                 "title": submit.get("title", "SubmitTask"),
                 "description": "A job to run: one of the registered job types.",
-                "oneOf": [_variant(submit, job) for job in job_types],
+                "oneOf": [variant(submit, job) for job in job_types],
             }
     for operations in document.get("paths", {}).values():
         for operation in operations.values():
             for parameter in operation.get("parameters", []):
                 if parameter["in"] == "header" and parameter["name"] == KEY_HEADER:
-                    _string_branch(parameter["schema"])["pattern"] = KEY_PATTERN
+                    string_branch(parameter["schema"])["pattern"] = KEY_PATTERN
 
 
-def _variant(submit: dict[str, Any], job: JobType) -> dict[str, Any]:
+def variant(submit: dict[str, Any], job: JobType) -> dict[str, Any]:
     """``submit`` for one job type: its name as ``type``, its keyword arguments as ``params``."""
     variant = copy.deepcopy(submit)
     variant["title"] = job.name
@@ -80,7 +80,7 @@ def _param(default: Any) -> dict[str, Any]:
     return {} if default is None else {"default": default}
 
 
-def _string_branch(schema: dict[str, Any]) -> dict[str, Any]:
+def string_branch(schema: dict[str, Any]) -> dict[str, Any]:
     """The ``type: string`` part of ``schema`` (FastAPI writes ``str | None`` as anyOf)."""
     branch: dict[str, Any]
     for branch in schema.get("anyOf", [schema]):

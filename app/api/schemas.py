@@ -41,6 +41,40 @@ class Camel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
+class SubmitCallback(Camel):
+    """A task to enqueue when another one ends: a job to run, without a delay or
+    callbacks of its own."""
+
+    type: str = Field(
+        description="the job type, e.g. demo.echo", min_length=1, max_length=MAX_TYPE_LENGTH
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the job")
+    queue: str | None = Field(None, description="queue to publish on (default: the job's)")
+    priority: int | None = Field(None, strict=True, ge=-MAX_PRIORITY, le=MAX_PRIORITY)
+    max_retries: int | None = Field(None, strict=True, ge=0, le=MAX_RETRIES)
+    timeout_seconds: int | None = Field(None, strict=True, gt=0, le=MAX_TIMEOUT_SECONDS)
+
+    def to_submission(self) -> Submission:
+        return Submission(
+            type=self.type,
+            params=self.params,
+            queue=self.queue,
+            priority=self.priority,
+            max_retries=self.max_retries,
+            timeout_seconds=self.timeout_seconds,
+        )
+
+
+class SuccessCallback(SubmitCallback):
+    """A task to enqueue when a task completes; its params get ``task_id`` and
+    ``result`` (the completed task's) beside its own."""
+
+
+class FailureCallback(SubmitCallback):
+    """A task to enqueue when a task fails after its retries; its params get
+    ``task_id`` and ``error`` (the failed task's) beside its own."""
+
+
 class SubmitTask(Camel):
     """A job to run."""
 
@@ -61,6 +95,12 @@ class SubmitTask(Camel):
     )
     max_retries: int | None = Field(None, strict=True, ge=0, le=MAX_RETRIES)
     timeout_seconds: int | None = Field(None, strict=True, gt=0, le=MAX_TIMEOUT_SECONDS)
+    on_success: SuccessCallback | None = Field(
+        None, description="a task to enqueue when this one completes"
+    )
+    on_failure: FailureCallback | None = Field(
+        None, description="a task to enqueue when this one fails after its retries"
+    )
 
     def to_submission(self) -> Submission:
         return Submission(
@@ -71,6 +111,8 @@ class SubmitTask(Camel):
             delay_seconds=self.delay_seconds,
             max_retries=self.max_retries,
             timeout_seconds=self.timeout_seconds,
+            on_success=self.on_success.to_submission() if self.on_success else None,
+            on_failure=self.on_failure.to_submission() if self.on_failure else None,
         )
 
 
@@ -102,6 +144,7 @@ class TaskSummary(Camel):
     started_at: datetime | None
     completed_at: datetime | None
     cancelled_at: datetime | None
+    workflow_id: str | None = Field(description="the workflow it is a step of; null: none")
 
     @classmethod
     def from_task(cls, task: TaskRow) -> TaskSummary:
@@ -159,6 +202,7 @@ def _summary(task: TaskRow) -> dict[str, object]:
         "started_at": task.started_at,
         "completed_at": task.completed_at,
         "cancelled_at": task.cancelled_at,
+        "workflow_id": task.workflow_id,
     }
 
 

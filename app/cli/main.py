@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from jobplane.cli import admin, processes, schedules
+from jobplane.cli import admin, processes, schedules, workflows
 from jobplane.domain import JobplaneError
 
 
@@ -29,6 +29,7 @@ for command in (
     admin.tasks,
     admin.stats,
     schedules.schedules,
+    workflows.workflows,
 ):
     cli.add_command(command)
 

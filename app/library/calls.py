@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
-from jobplane.library.results import LogPage, Task, TaskPage
+from jobplane.library.results import LogPage, Task, TaskPage, Workflow, WorkflowPage
 from jobplane.settings import Settings
 
 T = TypeVar("T")
@@ -134,6 +134,30 @@ def catch_up(*, dry_run: bool, now: datetime | None) -> Call[dict[str, Any]]:
     if now is not None:
         body["now"] = now.isoformat()
     return Call("POST", "/api/admin/schedules/catch-up", _json_object, json=body)
+
+
+def submit_workflow(body: dict[str, Any]) -> Call[Workflow]:
+    """``body``: ``POST /api/workflows``'s JSON (``jobplane.library.workflow_json``)."""
+    return Call("POST", "/api/workflows", Workflow.from_json, json=body)
+
+
+def list_workflows(*, status: str | None, page: int, page_size: int) -> Call[WorkflowPage]:
+    params = _query(status=status, page=page, pageSize=page_size)
+    return Call("GET", "/api/admin/workflows", WorkflowPage.from_json, params)
+
+
+def get_workflow(workflow_id: str) -> Call[Workflow]:
+    return Call("GET", f"/api/admin/workflows/{_segment(workflow_id)}", Workflow.from_json)
+
+
+def cancel_workflow(workflow_id: str) -> Call[Workflow]:
+    path = f"/api/admin/workflows/{_segment(workflow_id)}/cancel"
+    return Call("POST", path, Workflow.from_json)
+
+
+def retry_workflow(workflow_id: str) -> Call[Workflow]:
+    path = f"/api/admin/workflows/{_segment(workflow_id)}/retry"
+    return Call("POST", path, Workflow.from_json)
 
 
 def _json_object(answer: dict[str, Any]) -> dict[str, Any]:

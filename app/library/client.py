@@ -27,7 +27,9 @@ import httpx
 from jobplane import domain
 from jobplane.library import calls, http_errors
 from jobplane.library.long_poll import LongPoll, outcome
-from jobplane.library.results import LogPage, Task, TaskPage
+from jobplane.library.results import LogPage, Task, TaskPage, Workflow, WorkflowPage
+from jobplane.library.workflow_json import workflow_body
+from jobplane.library.workflows import Node
 
 T = TypeVar("T")
 
@@ -144,6 +146,33 @@ class Client:
             status=status, type=type, queue=queue, search=search, page=page, page_size=page_size
         )
         return self._send(call)
+
+    def submit_workflow(self, workflow: Node | Mapping[str, Any]) -> Workflow:
+        """Submit a workflow, written in one transaction: a ``jobplane.chain(...)`` /
+        ``group(...)`` / step tree, or ``POST /api/workflows``'s JSON as a mapping
+        (``{"chain": [...]}``). The new workflow with its steps. A wrong step is
+        ``InvalidParams`` / ``UnknownJobType`` naming it (``workflow.chain[1]: …``)."""
+        return self._send(calls.submit_workflow(workflow_body(workflow)))
+
+    def workflows(
+        self, *, status: str | None = None, page: int = 1, page_size: int = 50
+    ) -> WorkflowPage:
+        """One page (from 1) of workflows, newest first; only ``status``'s when given."""
+        return self._send(calls.list_workflows(status=status, page=page, page_size=page_size))
+
+    def workflow(self, workflow_id: str) -> Workflow:
+        """The workflow with its steps in order (``WorkflowNotFound`` if there is none)."""
+        return self._send(calls.get_workflow(workflow_id))
+
+    def cancel_workflow(self, workflow_id: str) -> Workflow:
+        """Cancel every step not finished yet (running ones once their bodies stop);
+        ``InvalidTransition`` if the workflow already ended."""
+        return self._send(calls.cancel_workflow(workflow_id))
+
+    def retry_workflow(self, workflow_id: str) -> Workflow:
+        """Run a failed or cancelled workflow again from the steps that did not
+        complete; ``InvalidTransition`` otherwise."""
+        return self._send(calls.retry_workflow(workflow_id))
 
     def stats(self) -> dict[str, Any]:
         """The API's JSON ``{counts, total, outbox, workers, …}``."""
@@ -291,6 +320,29 @@ class AsyncClient:
             status=status, type=type, queue=queue, search=search, page=page, page_size=page_size
         )
         return await self._send(call)
+
+    async def submit_workflow(self, workflow: Node | Mapping[str, Any]) -> Workflow:
+        """As ``Client.submit_workflow``."""
+        return await self._send(calls.submit_workflow(workflow_body(workflow)))
+
+    async def workflows(
+        self, *, status: str | None = None, page: int = 1, page_size: int = 50
+    ) -> WorkflowPage:
+        """As ``Client.workflows``."""
+        call = calls.list_workflows(status=status, page=page, page_size=page_size)
+        return await self._send(call)
+
+    async def workflow(self, workflow_id: str) -> Workflow:
+        """As ``Client.workflow``."""
+        return await self._send(calls.get_workflow(workflow_id))
+
+    async def cancel_workflow(self, workflow_id: str) -> Workflow:
+        """As ``Client.cancel_workflow``."""
+        return await self._send(calls.cancel_workflow(workflow_id))
+
+    async def retry_workflow(self, workflow_id: str) -> Workflow:
+        """As ``Client.retry_workflow``."""
+        return await self._send(calls.retry_workflow(workflow_id))
 
     async def stats(self) -> dict[str, Any]:
         """As ``Client.stats``."""

@@ -42,6 +42,8 @@ def _typed_error(
     match code:
         case "task_not_found":
             return domain.TaskNotFound(message)
+        case "workflow_not_found":
+            return domain.WorkflowNotFound(message)
         case "schedule_not_found":
             return schedules.ScheduleNotFound(message)
         case "unknown_job_type":

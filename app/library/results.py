@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from jobplane.domain import TaskStatus
+from jobplane.domain import TaskStatus, WorkflowStatus
 
 
 def _time(value: str | None) -> datetime | None:
@@ -45,6 +45,8 @@ class TaskSummary:
     started_at: datetime | None
     completed_at: datetime | None
     cancelled_at: datetime | None
+    #: the workflow it is a step of (None: a task of its own)
+    workflow_id: str | None = None
     #: the JSON object this was read from
     raw: dict[str, Any] = field(repr=False, compare=False)
 
@@ -105,6 +107,7 @@ def _summary_fields(data: dict[str, Any]) -> dict[str, Any]:
         "started_at": _time(data.get("startedAt")),
         "completed_at": _time(data.get("completedAt")),
         "cancelled_at": _time(data.get("cancelledAt")),
+        "workflow_id": data.get("workflowId"),
     }
 
 
@@ -167,6 +170,99 @@ class LogPage:
     def from_json(cls, data: dict[str, Any]) -> LogPage:
         return cls(
             lines=[LogLine.from_json(line) for line in data["lines"]],
+            total=data["total"],
+            page=data["page"],
+            page_size=data["pageSize"],
+            raw=data,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkflowSummary:
+    """A workflow as the admin list shows it (``GET /api/admin/workflows``)."""
+
+    workflow_id: str
+    status: WorkflowStatus
+    step_count: int
+    #: how many of its steps are in each task status
+    steps_by_status: dict[str, int]
+    #: completed steps, in whole percent of all its steps
+    percent: int
+    #: why it failed or was cancelled: the step that did, and its error
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> WorkflowSummary:
+        return cls(**_workflow_fields(data), raw=data)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkflowStep(TaskSummary):
+    """A step of a workflow: its task, and how many steps before it have yet to complete."""
+
+    #: steps before it that have not completed yet
+    waiting_on: int
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> WorkflowStep:
+        return cls(**_summary_fields(data), waiting_on=data["waitingOn"], raw=data)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Workflow(WorkflowSummary):
+    """Everything about one workflow (``GET /api/admin/workflows/{workflowId}``)."""
+
+    #: the tree as submitted, each step its task id (``{"chain": [...]}``, …)
+    shape: Any
+    #: once completed: its last step's result (a chain's), or its members' (a group's)
+    result: Any
+    #: every step, in the order of the shape
+    steps: list[WorkflowStep]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Workflow:
+        return cls(
+            **_workflow_fields(data),
+            shape=data["shape"],
+            result=data.get("result"),
+            steps=[WorkflowStep.from_json(step) for step in data["steps"]],
+            raw=data,
+        )
+
+
+def _workflow_fields(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "workflow_id": data["workflowId"],
+        "status": WorkflowStatus(data["status"]),
+        "step_count": data["stepCount"],
+        "steps_by_status": data["stepsByStatus"],
+        "percent": data["percent"],
+        "error": data.get("error"),
+        "created_at": _required_time(data["createdAt"]),
+        "updated_at": _required_time(data["updatedAt"]),
+        "completed_at": _time(data.get("completedAt")),
+    }
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkflowPage:
+    """One page of the workflow list, newest first."""
+
+    workflows: list[WorkflowSummary]
+    #: workflows matching the filter, on every page
+    total: int
+    page: int
+    page_size: int
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> WorkflowPage:
+        return cls(
+            workflows=[WorkflowSummary.from_json(item) for item in data["workflows"]],
             total=data["total"],
             page=data["page"],
             page_size=data["pageSize"],

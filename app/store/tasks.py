@@ -339,11 +339,15 @@ _RESTARTABLE = (TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.SKIPPED)
 
 
 def restart_task(conn: Connection, task_id: str, now: datetime) -> TaskRow:
-    """A new run of a failed, cancelled or skipped task, with its retries counted afresh."""
+    """A new run of a failed, cancelled or skipped task, with its retries counted afresh.
+
+    Not of a workflow's step: its workflow's retry runs it again, and moves the
+    workflow on when it ends (a step restarted alone would leave its workflow ended).
+    """
     restarted = requeue(
         conn,
         only=_RESTARTABLE,
-        where=[Task.id == task_id],
+        where=[Task.id == task_id, Task.workflow_id.is_(None)],
         values={
             "retry_count": 0,
             "cancel_requested": False,
@@ -358,6 +362,13 @@ def restart_task(conn: Connection, task_id: str, now: datetime) -> TaskRow:
     task = get_task(conn, task_id)
     if task is None:
         raise TaskNotFound(f"no task with id {task_id!r}")
+    if not restarted and task.workflow_id is not None:
+        raise InvalidTransition(
+            f"task {task_id} is a step of workflow {task.workflow_id}: retry the workflow "
+            f"instead (POST /api/admin/workflows/{task.workflow_id}/retry, or "
+            f"jobplane workflows retry {task.workflow_id})",
+            status=task.status,
+        )
     if not restarted:
         raise InvalidTransition(
             "only a failed, cancelled or skipped task can be retried; "

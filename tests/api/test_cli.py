@@ -19,7 +19,10 @@ from jobplane.store.rows import NewLogLine
 CLI_TOKEN = "cli-test-token-0123"
 
 
-def jobplane(*args: str, url: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
+def jobplane(
+    *args: str, url: str, token: str | None = None, stdin: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The command in a process of its own; ``stdin``: a file it reads as its input."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBPLANE_")}
     env["JOBPLANE_URL"] = url
     if token:
@@ -30,6 +33,7 @@ def jobplane(*args: str, url: str, token: str | None = None) -> subprocess.Compl
         capture_output=True,
         text=True,
         timeout=60,
+        input=stdin.read_text() if stdin else None,
     )
 
 

@@ -23,6 +23,7 @@ import jobplane
 from jobplane import store
 from jobplane.db import make_engine
 from jobplane.models import utcnow
+from jobplane.service import Submission
 from jobplane.settings import Settings
 from jobplane.store.rows import NewLogLine
 from tests.conftest import wait_until
@@ -336,3 +337,60 @@ def test_a_wait_the_api_has_no_room_for_is_asked_again_after_retry_after(
         finishing.result(timeout=10)
         assert held.result(timeout=10).json()["result"] == 1
     engine.dispose()
+
+
+def test_workflows_round_trip_as_typed_results(
+    connect: Connect, api_url: str, pg_settings: Settings
+) -> None:
+    # Given a client, and a workflow written with the library's own nodes
+    client = connect(api_url, TOKEN)
+    echo = jobplane.Step(Submission(type="demo.echo", params={"n": 1}, priority=4))
+    takes = jobplane.Step(Submission(type="demo.echo"), pipe_result=True)
+    tree = jobplane.chain(echo, jobplane.group(echo, echo).then(takes))
+
+    # When it is submitted, then it comes back with its steps in order
+    workflow = client.submit_workflow(tree)
+    assert isinstance(workflow, jobplane.Workflow)
+    assert workflow.status == jobplane.domain.WorkflowStatus.RUNNING
+    assert workflow.step_count == 4
+    assert [step.waiting_on for step in workflow.steps] == [0, 1, 1, 2]
+    assert workflow.steps[0].priority == 4
+    assert {step.workflow_id for step in workflow.steps} == {workflow.workflow_id}
+    assert client.get(workflow.steps[3].task_id).workflow_id == workflow.workflow_id
+    # And a dict is sent as the body itself; a lone step as a chain of one
+    other = client.submit_workflow({"group": [{"type": "demo.noop"}]})
+    lone = client.submit_workflow(jobplane.Step(Submission(type="demo.noop")))
+    assert lone.shape == {"chain": [lone.steps[0].task_id]}
+
+    # And the list pages them, newest first, filtered by status
+    page = client.workflows(page_size=2)
+    assert (page.total, page.page, page.page_size, len(page.workflows)) == (3, 1, 2, 2)
+    assert isinstance(page.workflows[0], jobplane.WorkflowSummary)
+    assert client.workflows(status="completed").total == 0
+
+    # And cancel and retry answer the workflow, or the library's exceptions
+    assert client.cancel_workflow(other.workflow_id).status == "cancelled"
+    with pytest.raises(jobplane.InvalidTransition):
+        client.cancel_workflow(other.workflow_id)
+    assert client.retry_workflow(other.workflow_id).status == "running"
+    with pytest.raises(jobplane.WorkflowNotFound):
+        client.workflow("missing")
+    with pytest.raises(jobplane.UnknownJobType, match=r"workflow\.chain\[1\]\.group\[0\]"):
+        client.submit_workflow(jobplane.chain(echo, jobplane.group(jobplane.Step(Submission("x")))))
+
+    # And once every step completed, the detail holds the workflow's result
+    engine = make_engine(pg_settings.database_url)
+    try:
+        ids = [step.task_id for step in lone.steps]
+        run(engine, ids[0], result={"done": True})
+        done = client.workflow(lone.workflow_id)
+    finally:
+        engine.dispose()
+    assert (done.status, done.percent, done.result) == ("completed", 100, {"done": True})
+
+
+def test_a_step_with_a_delay_is_refused_before_it_is_sent(api_url: str) -> None:
+    with jobplane.Client(api_url, TOKEN) as client:
+        delayed = jobplane.Step(Submission(type="demo.noop", delay_seconds=5))
+        with pytest.raises(jobplane.InvalidParams, match=r"workflow\.chain\[0\]: .*no delay"):
+            client.submit_workflow(jobplane.chain(delayed))

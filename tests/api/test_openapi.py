@@ -30,6 +30,8 @@ SEED = 7
 #: Examples per operation and phase: every parameter's edge cases are reached, and the
 #: whole run takes 20 to 30 s on two cores.
 MAX_EXAMPLES = 100
+#: Examples of POST /api/workflows per phase (see schemathesis_config).
+WORKFLOW_EXAMPLES = 30
 #: The phases that test the API, each of which must run and find nothing.
 PHASES = ("examples", "coverage", "fuzzing", "stateful")
 #: Every route that takes a task id, each of which some followed link must have reached.
@@ -79,6 +81,21 @@ def schemathesis_config() -> schemathesis.Config:
                     # `wait` (up to 60 s). test_task_wait.py covers the long poll.
                     "include-name": "GET /api/tasks/{task_id}",
                     "parameters": {"query.wait": 0.01},
+                },
+                {
+                    # The coverage phase enumerates the bounds of every branch of the
+                    # recursive node schema, for minutes; test_workflows.py covers them. And
+                    # whether a step may take a result (`pipeResult`) depends on its place
+                    # in the tree, which no schema says: a valid body may be refused.
+                    "include-name": "POST /api/workflows",
+                    "phases": {"coverage": {"enabled": False}},
+                    # Each body is a tree of steps: fewer of them say as much.
+                    "generation": {
+                        "max-examples": WORKFLOW_EXAMPLES,
+                        "codec": "utf-8",
+                        "allow-x00": False,
+                    },
+                    "checks": {"positive_data_acceptance": {"enabled": False}},
                 },
                 {
                     # The stream sends `stats` at once, then every second until `maxSeconds`
@@ -149,14 +166,19 @@ def integers_as_written(context: schemathesis.HookContext, body: Any) -> Any:
 
     JSON Schema counts ``2.0`` as an integer and schemathesis sends it so, but the API
     takes an integer only as written without a fraction (``2.0`` is a 422 naming the
-    field: test_strict_fields.py), which a schema cannot say.
+    field: test_strict_fields.py), which a schema cannot say. Options are fixed
+    wherever they are: in a submission, its callbacks, a batch, a workflow's steps;
+    never inside params.
     """
-    submissions = body.get("tasks", [body]) if isinstance(body, dict) else []
-    for submission in submissions if isinstance(submissions, list) else []:
-        for name in INTEGER_OPTIONS if isinstance(submission, dict) else ():
-            value = submission.get(name)
-            if isinstance(value, float) and value.is_integer():
-                submission[name] = int(value)
+    if isinstance(body, list):
+        for item in body:
+            integers_as_written(context, item)
+    elif isinstance(body, dict):
+        for name, value in body.items():
+            if name in INTEGER_OPTIONS and isinstance(value, float) and value.is_integer():
+                body[name] = int(value)
+            elif name != "params":
+                integers_as_written(context, value)
     return body
 
 
