@@ -327,7 +327,8 @@ def delete_finished_before(conn: Connection, cutoff: datetime, limit: int) -> in
     if not workflow_ids:
         return 0
     steps = select(Task.id).where(Task.workflow_id.in_(workflow_ids))
-    # Only finished steps: a step an admin ran again by hand is left to finish.
+    # A workflow ended with a step still running (cancelled while its body ran) is kept
+    # until that step has stopped.
     live = conn.execute(
         select(func.count()).where(Task.workflow_id.in_(workflow_ids), Task.status.not_in(FINISHED))
     ).scalar_one()

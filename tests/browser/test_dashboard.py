@@ -313,13 +313,6 @@ def step(job_type: str, **options: Any) -> Step:
     return Step(Submission(job_type, params=options, max_retries=retries))
 
 
-def needs_workflow_routes(dev: DevPlatform) -> None:
-    """The workflow admin routes are written on another branch: until they are merged,
-    the tests of the page's workflows view skip, saying so."""
-    if dev.api.get("/api/admin/workflows").status_code == 404:
-        pytest.skip("GET /api/admin/workflows is not served yet (the workflow API routes)")
-
-
 def workflow_row(workflow_id: str) -> str:
     return f'#workflow-rows tr[data-workflow-id="{workflow_id}"]'
 
@@ -331,7 +324,6 @@ def wf_step(task_id: str) -> str:
 def test_a_workflow_shows_its_steps_in_order_and_opens_their_tasks(
     page: Page, dev: DevPlatform
 ) -> None:
-    needs_workflow_routes(dev)
     # Given a workflow: a step, then a group of two (one of them long) and a step after it
     plan = dev.submit_workflow(
         chain(
@@ -403,7 +395,6 @@ def test_a_workflow_shows_its_steps_in_order_and_opens_their_tasks(
 
 
 def test_a_workflow_action_the_api_refuses_shows_its_message(page: Page, dev: DevPlatform) -> None:
-    needs_workflow_routes(dev)
     # Given a workflow whose first step fails (no retries), so that it fails
     plan = dev.submit_workflow(
         chain(step("demo.fail", times=1, max_retries=0), step("demo.sleep", seconds=30))
