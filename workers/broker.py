@@ -78,6 +78,8 @@ def declare_actor(broker: dramatiq.Broker, spec: JobSpec) -> dramatiq.Actor[Any,
         broker=broker,
         actor_name=spec.name,
         queue_name=spec.queue,
-        priority=spec.priority,
+        # Dramatiq runs a worker's prefetched messages lower number first; jobplane's
+        # priority is higher first: negated, the two orders agree.
+        priority=-spec.priority,
         options={},
     )

@@ -11,7 +11,8 @@ from jobplane.broker.factory import make_broker
 from jobplane.db import make_engine
 from jobplane.outbox.publisher import publish
 from jobplane.settings import Settings
-from jobplane.workers.broker import worker_broker
+from jobplane.registry import JobSpec
+from jobplane.workers.broker import declare_actor, worker_broker
 from jobplane.workers.lifecycle import TaskLifecycle
 
 
@@ -36,3 +37,12 @@ def test_every_message_carries_its_tasks_time_limit_not_dramatiqs_ten_minutes() 
     assert message.options["time_limit"] == 14400 * 1000
     assert message.kwargs == {"task_id": "t", "dispatch": 3}
     assert (message.actor_name, message.args) == ("demo.sleep", ())
+
+
+def test_a_workers_prefetched_messages_run_the_higher_priority_job_type_first() -> None:
+    # Dramatiq's work queue takes the lower actor priority first; jobplane's is higher first
+    broker = make_broker("memory://")
+    urgent = declare_actor(broker, JobSpec(name="t.urgent", fn=lambda: None, priority=9))
+    usual = declare_actor(broker, JobSpec(name="t.usual", fn=lambda: None, priority=0))
+    late = declare_actor(broker, JobSpec(name="t.late", fn=lambda: None, priority=-5))
+    assert sorted([late, usual, urgent], key=lambda actor: actor.priority) == [urgent, usual, late]
