@@ -10,8 +10,8 @@ from dramatiq.middleware import AgeLimit, Retries, TimeLimit
 from jobplane.broker.factory import make_broker
 from jobplane.db import make_engine
 from jobplane.outbox.publisher import publish
-from jobplane.settings import Settings
 from jobplane.registry import JobSpec
+from jobplane.settings import Settings
 from jobplane.workers.broker import declare_actor, worker_broker
 from jobplane.workers.lifecycle import TaskLifecycle
 
