@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import AbstractContextManager
 from typing import Any
 
 from sqlalchemy import Connection, Engine
 
 from jobplane import store
-from jobplane.db import jobplane_schema
 from jobplane.domain import TaskNotFound, TaskStatus, outcome
-from jobplane.library import engine as library_engine
+from jobplane.library.row_handles import RowHandle
 from jobplane.library.waiting import watching
 from jobplane.models import utcnow
 from jobplane.store.rows import TaskRow
 
 
-class TaskHandle:
+class TaskHandle(RowHandle[TaskRow]):
     """A submitted task: ``.id`` now, its state on demand (Celery's ``AsyncResult``).
 
     ``engine``: the database the task is in (default: ``JOBPLANE_DATABASE_URL``'s,
@@ -26,21 +24,6 @@ class TaskHandle:
     are those of the last read (the first use reads the row); ``refresh()`` reads it
     again, ``wait()`` until the task finished. A handle may be shared between threads.
     """
-
-    def __init__(self, task_id: str, *, engine: Engine | None = None) -> None:
-        self.id = task_id
-        self._engine = engine
-        self._row: TaskRow | None = None
-
-    def __repr__(self) -> str:
-        status = "not read" if self._row is None else self._row.status
-        return f"<TaskHandle {self.id} ({status})>"
-
-    @property
-    def engine(self) -> Engine:
-        if self._engine is None:
-            self._engine = library_engine.default_engine()
-        return self._engine
 
     @property
     def status(self) -> str:
@@ -97,21 +80,11 @@ class TaskHandle:
                     raise TimeoutError(f"task {self.id} is still {row.status} after {timeout} s")
                 watch.pause(remaining)
 
-    @staticmethod
-    def _in_schema(conn: Connection) -> AbstractContextManager[Connection]:
-        # A handle may be given the application's own engine, without jobplane's schema.
-        return jobplane_schema(conn, library_engine.library_settings().db_schema)
+    def _fetch(self, conn: Connection) -> TaskRow | None:
+        return store.tasks.get_task(conn, self.id)
 
-    def _last_read(self) -> TaskRow:
-        return self._row if self._row is not None else self._read()
-
-    def _read(self) -> TaskRow:
-        with self.engine.connect() as conn, self._in_schema(conn):
-            row = store.tasks.get_task(conn, self.id)
-        if row is None:
-            raise TaskNotFound(f"no task with id {self.id!r}")
-        self._row = row
-        return row
+    def _missing(self) -> Exception:
+        return TaskNotFound(f"no task with id {self.id!r}")
 
 
 def task(task_id: str, *, engine: Engine | None = None) -> TaskHandle:

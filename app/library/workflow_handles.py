@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import AbstractContextManager
 from typing import Any
 
 from sqlalchemy import Connection, Engine
 
 from jobplane import store
-from jobplane.db import jobplane_schema
 from jobplane.domain import (
     TaskStatus,
     WorkflowFailed,
     WorkflowNotFound,
     WorkflowStatus,
 )
-from jobplane.library import engine as library_engine
+from jobplane.library.row_handles import RowHandle
 from jobplane.library.waiting import watching
 from jobplane.models import utcnow
 from jobplane.store.rows import TaskRow
@@ -28,28 +26,13 @@ from jobplane.store.workflows import WorkflowRow, workflow_result
 _RECHECK_S = 1.0
 
 
-class WorkflowHandle:
+class WorkflowHandle(RowHandle[WorkflowRow]):
     """A submitted workflow: ``.id`` now, its state on demand.
 
     ``engine``: the database it is in (default: ``JOBPLANE_DATABASE_URL``'s).
     ``.status`` is that of the last read (the first use reads it); ``wait()`` waits
     until it ended. ``steps()`` reads its steps, in the order they appear in it.
     """
-
-    def __init__(self, workflow_id: str, *, engine: Engine | None = None) -> None:
-        self.id = workflow_id
-        self._engine = engine
-        self._row: WorkflowRow | None = None
-
-    def __repr__(self) -> str:
-        status = "not read" if self._row is None else self._row.status
-        return f"<WorkflowHandle {self.id} ({status})>"
-
-    @property
-    def engine(self) -> Engine:
-        if self._engine is None:
-            self._engine = library_engine.default_engine()
-        return self._engine
 
     @property
     def status(self) -> str:
@@ -124,20 +107,11 @@ class WorkflowHandle:
             error=row.error,
         )
 
-    @staticmethod
-    def _in_schema(conn: Connection) -> AbstractContextManager[Connection]:
-        return jobplane_schema(conn, library_engine.library_settings().db_schema)
+    def _fetch(self, conn: Connection) -> WorkflowRow | None:
+        return store.workflows.get_workflow(conn, self.id)
 
-    def _last_read(self) -> WorkflowRow:
-        return self._row if self._row is not None else self._read()
-
-    def _read(self) -> WorkflowRow:
-        with self.engine.connect() as conn, self._in_schema(conn):
-            row = store.workflows.get_workflow(conn, self.id)
-        if row is None:
-            raise WorkflowNotFound(f"no workflow with id {self.id!r}")
-        self._row = row
-        return row
+    def _missing(self) -> Exception:
+        return WorkflowNotFound(f"no workflow with id {self.id!r}")
 
 
 def workflow(workflow_id: str, *, engine: Engine | None = None) -> WorkflowHandle:

@@ -285,22 +285,11 @@ def cancel_task(conn: Connection, task_id: str, now: datetime) -> TaskRow:
 
     Raises ``TaskNotFound``, or ``InvalidTransition`` for a finished task.
     """
-    pending_to_cancelled = (
-        update(Task)
-        .where(Task.id == task_id, may_become(TaskStatus.CANCELLED, {TaskStatus.PENDING}))
-        .values(
-            status=TaskStatus.CANCELLED.value,
-            updated_at=now,
-            cancel_requested=True,
-            cancelled_at=now,
-            waiting_since=None,
-        )
-    )
     # Not a transition: the status stays running until the body stops.
     running_asked_to_stop = (
         update(Task).where(Task.id == task_id, Task.status == RUNNING).values(cancel_requested=True)
     )
-    cancelled = conn.execute(pending_to_cancelled).rowcount == 1
+    cancelled = cancel_pending(conn, [Task.id == task_id], now) == 1
     if cancelled:
         after_finished(conn, [task_id], now)
     if cancelled or conn.execute(running_asked_to_stop).rowcount == 1:
@@ -311,6 +300,24 @@ def cancel_task(conn: Connection, task_id: str, now: datetime) -> TaskRow:
     if current is None:
         raise TaskNotFound(f"no task with id {task_id!r}")
     raise InvalidTransition(f"task {task_id} is already {current.status}", status=current.status)
+
+
+def cancel_pending(
+    conn: Connection, where: Sequence[ColumnElement[bool]], now: datetime, **values: object
+) -> int:
+    """Cancel the pending tasks matching ``where`` at once, with ``values``; how many."""
+    return conn.execute(
+        update(Task)
+        .where(*where, may_become(TaskStatus.CANCELLED, {TaskStatus.PENDING}))
+        .values(
+            status=TaskStatus.CANCELLED.value,
+            updated_at=now,
+            cancel_requested=True,
+            cancelled_at=now,
+            waiting_since=None,
+            **values,
+        )
+    ).rowcount
 
 
 def mark_cancelled(conn: Connection, task_id: str, dispatch: int, now: datetime) -> bool:

@@ -26,7 +26,7 @@ from jobplane.store.followups import (
 )
 from jobplane.store.guards import FINISHED, PENDING, RUNNING, may_become
 from jobplane.store.rows import TASK_COLUMNS, TaskRow
-from jobplane.store.tasks import insert_tasks
+from jobplane.store.tasks import cancel_pending, insert_tasks
 
 #: Edges per INSERT: a group followed by a group has one per pair of their members.
 _EDGES_PER_STATEMENT = 5000
@@ -194,21 +194,9 @@ def cancel_workflow(conn: Connection, workflow_id: str, now: datetime) -> Workfl
     Raises ``WorkflowNotFound``, or ``InvalidTransition`` when every step has finished.
     """
     workflow = _locked(conn, workflow_id)
-    pending = conn.execute(
-        update(Task)
-        .where(
-            Task.workflow_id == workflow_id,
-            may_become(TaskStatus.CANCELLED, {TaskStatus.PENDING}),
-        )
-        .values(
-            status=TaskStatus.CANCELLED.value,
-            updated_at=now,
-            cancel_requested=True,
-            cancelled_at=now,
-            waiting_since=None,
-            error="cancelled with its workflow",
-        )
-    ).rowcount
+    pending = cancel_pending(
+        conn, [Task.workflow_id == workflow_id], now, error="cancelled with its workflow"
+    )
     running = conn.execute(
         update(Task)
         .where(Task.workflow_id == workflow_id, Task.status == RUNNING)

@@ -258,6 +258,8 @@ PRIMITIVES = {
     # What a task's end sets off: made of cancel_after, publish_ready and the workflow's
     # own status, tested through the statements that end tasks and in test_workflows.py.
     "followups.after_finished",
+    # The cancel of pending tasks that tasks.cancel_task and workflows.cancel_workflow run.
+    "tasks.cancel_pending",
 }
 
 #: Statements that write a ``status`` column of another table than the tasks': the fold
