@@ -7,11 +7,14 @@ worker's SIGKILL nor a Redis flush can lose a workflow halfway or start a step t
 
 from __future__ import annotations
 
+import importlib
 import random
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+import pytest
 import redis
 from sqlalchemy import Engine, func, select
 
@@ -24,7 +27,6 @@ from jobplane.registry import load_jobs
 from jobplane.settings import Settings
 from jobplane.store.rows import TaskRow
 from tests.conftest import wait_until
-from tests.workflow_jobs import Base, CallbackRun, add, collect, email, quant, square, unless_file
 
 JOBS = "tests.workflow_jobs"
 #: Times the group of a thousand loses its workers (each costs a heartbeat timeout).
@@ -50,11 +52,23 @@ def finished(handle: WorkflowHandle, timeout: float = 60) -> str:
     )
 
 
+@pytest.fixture
+def jobs() -> ModuleType:
+    """The tests' job module, imported (and so registered) only by the tests that use it:
+    imported at collection it would grow every submission's schema in the document
+    that tests/api/test_openapi.py fuzzes first."""
+    return importlib.import_module(JOBS)
+
+
 def prepared(
-    pg_url: str, redis_url: str, pg_engine: Engine, platform_factory: Callable[..., Any]
+    pg_url: str,
+    redis_url: str,
+    pg_engine: Engine,
+    platform_factory: Callable[..., Any],
+    jobs: ModuleType,
 ) -> Any:
     load_jobs([JOBS])
-    Base.metadata.create_all(pg_engine)
+    jobs.Base.metadata.create_all(pg_engine)
     return platform_factory(pg_url, redis_url, jobs=JOBS)
 
 
@@ -65,18 +79,19 @@ def test_a_chain_survives_a_killed_worker_and_a_flushed_redis_each_step_running_
     pg_engine: Engine,
     pg_settings: Settings,
     platform_factory: Callable[..., Any],
+    jobs: ModuleType,
 ) -> None:
     # Given a chain of three steps passing their results, its first step running
-    platform = prepared(pg_url, redis_url, pg_engine, platform_factory)
+    platform = prepared(pg_url, redis_url, pg_engine, platform_factory, jobs)
     relay = platform.start_relay()
     worker = platform.start_worker(processes=1, threads=2)
     handle = submit(
         pg_engine,
         pg_settings,
         chain(
-            add.s(n=1, seconds=1.0),
-            add.s(n=2).set(pipe_result=True),
-            add.s(n=3).set(pipe_result=True),
+            jobs.add.s(n=1, seconds=1.0),
+            jobs.add.s(n=2).set(pipe_result=True),
+            jobs.add.s(n=3).set(pipe_result=True),
         ),
     )
     first, second, third = (step.id for step in steps(handle))
@@ -114,19 +129,22 @@ def test_a_group_of_twenty_then_runs_once_after_all_with_their_results_in_order(
     pg_engine: Engine,
     pg_settings: Settings,
     platform_factory: Callable[..., Any],
+    jobs: ModuleType,
 ) -> None:
-    platform = prepared(pg_url, redis_url, pg_engine, platform_factory)
+    platform = prepared(pg_url, redis_url, pg_engine, platform_factory, jobs)
     platform.start_relay()
     platform.start_worker(processes=2, threads=4)
-    members = [square.s(n=n, seconds=random.random() / 10) for n in range(20)]
-    handle = submit(pg_engine, pg_settings, group(members).then(collect.s().set(pipe_result=True)))
+    members = [jobs.square.s(n=n, seconds=random.random() / 10) for n in range(20)]
+    handle = submit(
+        pg_engine, pg_settings, group(members).then(jobs.collect.s().set(pipe_result=True))
+    )
 
     assert handle.wait(timeout=60) == [n * n for n in range(20)]
     *squares, then = steps(handle)
     assert then.attempts == 1
     assert then.started_at is not None
     assert all(m.completed_at is not None and m.completed_at <= then.started_at for m in squares)
-    assert callback_runs(pg_engine) == [20]
+    assert callback_runs(pg_engine, jobs) == [20]
 
 
 def test_a_group_of_a_thousand_under_random_kills_calls_back_exactly_once(
@@ -135,13 +153,16 @@ def test_a_group_of_a_thousand_under_random_kills_calls_back_exactly_once(
     pg_engine: Engine,
     pg_settings: Settings,
     platform_factory: Callable[..., Any],
+    jobs: ModuleType,
 ) -> None:
     # Given a group of 1,000 with a step after it, and workers
-    platform = prepared(pg_url, redis_url, pg_engine, platform_factory)
+    platform = prepared(pg_url, redis_url, pg_engine, platform_factory, jobs)
     platform.start_relay()
     worker = platform.start_worker(processes=2, threads=4)
-    members = [square.s(n=n) for n in range(1000)]
-    handle = submit(pg_engine, pg_settings, group(members).then(collect.s().set(pipe_result=True)))
+    members = [jobs.square.s(n=n) for n in range(1000)]
+    handle = submit(
+        pg_engine, pg_settings, group(members).then(jobs.collect.s().set(pipe_result=True))
+    )
     chance = random.Random(1000)
 
     # When workers are killed with SIGKILL at random moments while the members run
@@ -161,7 +182,7 @@ def test_a_group_of_a_thousand_under_random_kills_calls_back_exactly_once(
     # body to completion exactly once, with the thousand results in order
     assert kills >= 1
     assert handle.wait(timeout=120) == [n * n for n in range(1000)]
-    assert callback_runs(pg_engine) == [1000]
+    assert callback_runs(pg_engine, jobs) == [1000]
     with pg_engine.connect() as conn:
         total = conn.execute(
             select(func.count()).where(Task.workflow_id == handle.id, Task.status == "completed")
@@ -176,8 +197,9 @@ def test_a_failing_middle_step_fails_the_workflow_and_its_retry_completes_it(
     pg_settings: Settings,
     platform_factory: Callable[..., Any],
     tmp_path: Path,
+    jobs: ModuleType,
 ) -> None:
-    platform = prepared(pg_url, redis_url, pg_engine, platform_factory)
+    platform = prepared(pg_url, redis_url, pg_engine, platform_factory, jobs)
     platform.start_relay()
     platform.start_worker(processes=1, threads=2)
     blocker = tmp_path / "fail-while-here"
@@ -185,7 +207,7 @@ def test_a_failing_middle_step_fails_the_workflow_and_its_retry_completes_it(
     handle = submit(
         pg_engine,
         pg_settings,
-        chain(add.s(n=1), unless_file.s(path=str(blocker)), add.s(n=3)),
+        chain(jobs.add.s(n=1), jobs.unless_file.s(path=str(blocker)), jobs.add.s(n=3)),
     )
 
     # The middle step fails (it has no retries): the workflow fails, the last never starts
@@ -209,9 +231,10 @@ def test_a_worker_for_one_queue_never_runs_another_queues_steps(
     pg_engine: Engine,
     pg_settings: Settings,
     platform_factory: Callable[..., Any],
+    jobs: ModuleType,
 ) -> None:
     # Given a worker for the email queue only, and a group of email and quant steps
-    platform = prepared(pg_url, redis_url, pg_engine, platform_factory)
+    platform = prepared(pg_url, redis_url, pg_engine, platform_factory, jobs)
     platform.start_relay()
     platform.start(
         "worker-email", "worker", "--processes", "1", "--threads", "2", "--queues", "email"
@@ -219,7 +242,11 @@ def test_a_worker_for_one_queue_never_runs_another_queues_steps(
     handle = submit(
         pg_engine,
         pg_settings,
-        group(email.s(to="a@example.com"), quant.s(symbol="TXF"), email.s(to="b@example.com")),
+        group(
+            jobs.email.s(to="a@example.com"),
+            jobs.quant.s(symbol="TXF"),
+            jobs.email.s(to="b@example.com"),
+        ),
     )
     mail_one, pricing, mail_two = (step.id for step in steps(handle))
 
@@ -264,6 +291,6 @@ def completed_members(engine: Engine, handle: WorkflowHandle) -> int:
         ).scalar_one()
 
 
-def callback_runs(engine: Engine) -> list[int]:
+def callback_runs(engine: Engine, jobs: ModuleType) -> list[int]:
     with engine.connect() as conn:
-        return list(conn.execute(select(CallbackRun.members)).scalars())
+        return list(conn.execute(select(jobs.CallbackRun.members)).scalars())
