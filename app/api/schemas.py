@@ -41,20 +41,22 @@ class Camel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
-class SubmitCallback(Camel):
-    """A task to enqueue when another one ends: a job to run, without a delay or
-    callbacks of its own."""
+class JobFields(Camel):
+    """What every submitted job says: its type and params, its queue and priority, its
+    retries and time limit. A task, a workflow's step and a callback all take them."""
 
     type: str = Field(
         description="the job type, e.g. demo.echo", min_length=1, max_length=MAX_TYPE_LENGTH
     )
     params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the job")
     queue: str | None = Field(None, description="queue to publish on (default: the job's)")
+    # Strict numbers: ``true``, ``1.0`` or ``"5"`` is a client's mistake, not a 1 or a 5.
     priority: int | None = Field(None, strict=True, ge=-MAX_PRIORITY, le=MAX_PRIORITY)
     max_retries: int | None = Field(None, strict=True, ge=0, le=MAX_RETRIES)
     timeout_seconds: int | None = Field(None, strict=True, gt=0, le=MAX_TIMEOUT_SECONDS)
 
-    def to_submission(self) -> Submission:
+    def job_submission(self, **more: Any) -> Submission:
+        """The ``Submission`` of these fields, with ``more`` of its own."""
         return Submission(
             type=self.type,
             params=self.params,
@@ -62,7 +64,16 @@ class SubmitCallback(Camel):
             priority=self.priority,
             max_retries=self.max_retries,
             timeout_seconds=self.timeout_seconds,
+            **more,
         )
+
+
+class SubmitCallback(JobFields):
+    """A task to enqueue when another one ends: a job to run, without a delay or
+    callbacks of its own."""
+
+    def to_submission(self) -> Submission:
+        return self.job_submission()
 
 
 class SuccessCallback(SubmitCallback):
@@ -75,16 +86,28 @@ class FailureCallback(SubmitCallback):
     ``task_id`` and ``error`` (the failed task's) beside its own."""
 
 
-class SubmitTask(Camel):
+class JobWithCallbacks(JobFields):
+    """A job, and the tasks to enqueue when it ends (a task's or a workflow step's)."""
+
+    on_success: SuccessCallback | None = Field(
+        None, description="a task to enqueue when this one completes"
+    )
+    on_failure: FailureCallback | None = Field(
+        None, description="a task to enqueue when this one fails after its retries"
+    )
+
+    def submission_with_callbacks(self, **more: Any) -> Submission:
+        """The ``Submission`` of these fields and callbacks, with ``more`` of its own."""
+        return self.job_submission(
+            on_success=self.on_success.to_submission() if self.on_success else None,
+            on_failure=self.on_failure.to_submission() if self.on_failure else None,
+            **more,
+        )
+
+
+class SubmitTask(JobWithCallbacks):
     """A job to run."""
 
-    type: str = Field(
-        description="the job type, e.g. demo.echo", min_length=1, max_length=MAX_TYPE_LENGTH
-    )
-    params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the job")
-    queue: str | None = Field(None, description="queue to publish on (default: the job's)")
-    # Strict numbers: ``true``, ``1.0`` or ``"5"`` is a client's mistake, not a 1 or a 5.
-    priority: int | None = Field(None, strict=True, ge=-MAX_PRIORITY, le=MAX_PRIORITY)
     delay_seconds: float = Field(
         0,
         strict=True,
@@ -93,27 +116,9 @@ class SubmitTask(Camel):
         le=MAX_DELAY_SECONDS,
         description="start no earlier than this",
     )
-    max_retries: int | None = Field(None, strict=True, ge=0, le=MAX_RETRIES)
-    timeout_seconds: int | None = Field(None, strict=True, gt=0, le=MAX_TIMEOUT_SECONDS)
-    on_success: SuccessCallback | None = Field(
-        None, description="a task to enqueue when this one completes"
-    )
-    on_failure: FailureCallback | None = Field(
-        None, description="a task to enqueue when this one fails after its retries"
-    )
 
     def to_submission(self) -> Submission:
-        return Submission(
-            type=self.type,
-            params=self.params,
-            queue=self.queue,
-            priority=self.priority,
-            delay_seconds=self.delay_seconds,
-            max_retries=self.max_retries,
-            timeout_seconds=self.timeout_seconds,
-            on_success=self.on_success.to_submission() if self.on_success else None,
-            on_failure=self.on_failure.to_submission() if self.on_failure else None,
-        )
+        return self.submission_with_callbacks(delay_seconds=self.delay_seconds)
 
 
 class SubmitBatch(Camel):

@@ -13,10 +13,9 @@ from typing import Annotated, Any
 
 from pydantic import Discriminator, Field, Tag
 
-from jobplane.api.schemas import Camel, FailureCallback, SuccessCallback, TaskSummary
-from jobplane.domain import MAX_RETRIES, TaskStatus, WorkflowStatus
+from jobplane.api.schemas import Camel, JobWithCallbacks, TaskSummary
+from jobplane.domain import TaskStatus, WorkflowStatus
 from jobplane.library import workflows
-from jobplane.service import MAX_PRIORITY, MAX_TIMEOUT_SECONDS, MAX_TYPE_LENGTH, Submission
 from jobplane.store.rows import TaskRow
 from jobplane.store.workflows import WorkflowRow
 from jobplane.stored_json import MAX_DEPTH
@@ -26,42 +25,18 @@ from jobplane.stored_json import MAX_DEPTH
 MAX_NESTING = MAX_DEPTH
 
 
-class SubmitStep(Camel):
+class SubmitStep(JobWithCallbacks):
     """One step of a workflow: a job to run, as ``POST /api/tasks`` takes it."""
 
-    type: str = Field(
-        description="the job type, e.g. demo.echo", min_length=1, max_length=MAX_TYPE_LENGTH
-    )
-    params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the job")
-    queue: str | None = Field(None, description="queue to publish on (default: the job's)")
-    priority: int | None = Field(None, strict=True, ge=-MAX_PRIORITY, le=MAX_PRIORITY)
-    max_retries: int | None = Field(None, strict=True, ge=0, le=MAX_RETRIES)
-    timeout_seconds: int | None = Field(None, strict=True, gt=0, le=MAX_TIMEOUT_SECONDS)
     pipe_result: bool = Field(
         False,
         strict=True,
         description="give the step the result of what ran before it as its `result` param "
         "(a step's result; a group's, the list of its members' results)",
     )
-    on_success: SuccessCallback | None = Field(
-        None, description="a task to enqueue when this step completes"
-    )
-    on_failure: FailureCallback | None = Field(
-        None, description="a task to enqueue when this step fails after its retries"
-    )
 
     def to_node(self) -> workflows.Step:
-        submission = Submission(
-            type=self.type,
-            params=self.params,
-            queue=self.queue,
-            priority=self.priority,
-            max_retries=self.max_retries,
-            timeout_seconds=self.timeout_seconds,
-            on_success=self.on_success.to_submission() if self.on_success else None,
-            on_failure=self.on_failure.to_submission() if self.on_failure else None,
-        )
-        return workflows.Step(submission, pipe_result=self.pipe_result)
+        return workflows.Step(self.submission_with_callbacks(), pipe_result=self.pipe_result)
 
 
 class SubmitChain(Camel):
