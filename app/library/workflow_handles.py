@@ -22,7 +22,7 @@ from jobplane.store.rows import TaskRow
 from jobplane.store.workflows import WorkflowRow, workflow_result
 
 #: Longest a waiter sleeps between two reads of the workflow: a failure may end it at
-#: any step, and only its last steps are watched.
+#: any step, and only one of its end steps is watched.
 _RECHECK_S = 1.0
 
 
@@ -80,18 +80,17 @@ class WorkflowHandle(RowHandle[WorkflowRow]):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"workflow {self.id} is still running after {timeout} s")
-            self._pause(min(remaining, _RECHECK_S))
+            self._pause(row, min(remaining, _RECHECK_S))
 
-    def _pause(self, seconds: float) -> None:
-        """Until one of its last unfinished steps finishes, or ``seconds`` passed."""
+    def _pause(self, row: WorkflowRow, seconds: float) -> None:
+        """Until one of its end steps not finished yet finishes, or ``seconds`` passed."""
         with self.engine.connect() as conn, self._in_schema(conn):
-            steps = store.workflows.workflow_steps(conn, self.id)
-        last = [s for s in steps if not TaskStatus(s.status).is_terminal]
-        if not last:
+            end = store.workflows.unfinished_end_step(conn, row.shape)
+        if end is None:
             return
-        with watching(self.engine, last[-1].id) as watch:
+        with watching(self.engine, end) as watch:
             with self.engine.connect() as conn, self._in_schema(conn):
-                task = store.tasks.get_task(conn, last[-1].id)
+                task = store.tasks.get_task(conn, end)
             if task is not None and not TaskStatus(task.status).is_terminal:
                 watch.pause(seconds)
 

@@ -148,6 +148,15 @@ def workflow_result(conn: Connection, shape: Any) -> Any:
     return assemble(tree, {row.id: row.result for row in conn.execute(taken)})
 
 
+def unfinished_end_step(conn: Connection, shape: Any) -> str | None:
+    """One of the workflow's end steps (those its result is made of: it has not ended
+    before they did) that has not finished, or None."""
+    ends = ids_in(result_tree(shape))
+    unfinished = select(Task.id).where(Task.id.in_(ends), Task.status.not_in(FINISHED))
+    found: str | None = conn.execute(unfinished.limit(1)).scalar()
+    return found
+
+
 @dataclass(frozen=True, slots=True)
 class WorkflowListing:
     workflows: list[WorkflowRow]
