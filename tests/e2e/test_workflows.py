@@ -29,18 +29,43 @@ from jobplane.store.rows import TaskRow
 from tests.conftest import wait_until
 
 JOBS = "tests.workflow_jobs"
+Submit = Callable[[workflows.Node], WorkflowHandle]
 #: Times the group of a thousand loses its workers (each costs a heartbeat timeout).
 KILLS = 2
 
 
-def submit(engine: Engine, settings: Settings, node: workflows.Node) -> WorkflowHandle:
-    with engine.begin() as conn:
-        planned = workflows.submit(conn, node, settings, utcnow())
-    return WorkflowHandle(planned.workflow_id, engine=engine)
+@pytest.fixture
+def jobs() -> ModuleType:
+    """The tests' job module, imported (and so registered) only by the tests that use it:
+    imported at collection it would grow every submission's schema in the document
+    that tests/api/test_openapi.py fuzzes first."""
+    return importlib.import_module(JOBS)
 
 
-def steps(handle: WorkflowHandle) -> list[TaskRow]:
-    return handle.steps()
+@pytest.fixture
+def platform(
+    pg_url: str,
+    redis_url: str,
+    pg_engine: Engine,
+    platform_factory: Callable[..., Any],
+    jobs: ModuleType,
+) -> Any:
+    """A platform (no process started yet) that runs the tests' jobs, their tables made."""
+    load_jobs([JOBS])
+    jobs.Base.metadata.create_all(pg_engine)
+    return platform_factory(pg_url, redis_url, jobs=JOBS)
+
+
+@pytest.fixture
+def submit(pg_engine: Engine, pg_settings: Settings) -> Submit:
+    """Submit a workflow as application code does, in a transaction of its own."""
+
+    def submit(node: workflows.Node) -> WorkflowHandle:
+        with pg_engine.begin() as conn:
+            planned = workflows.submit(conn, node, pg_settings, utcnow())
+        return WorkflowHandle(planned.workflow_id, engine=pg_engine)
+
+    return submit
 
 
 def finished(handle: WorkflowHandle, timeout: float = 60) -> str:
@@ -52,62 +77,33 @@ def finished(handle: WorkflowHandle, timeout: float = 60) -> str:
     )
 
 
-@pytest.fixture
-def jobs() -> ModuleType:
-    """The tests' job module, imported (and so registered) only by the tests that use it:
-    imported at collection it would grow every submission's schema in the document
-    that tests/api/test_openapi.py fuzzes first."""
-    return importlib.import_module(JOBS)
-
-
-def prepared(
-    pg_url: str,
-    redis_url: str,
-    pg_engine: Engine,
-    platform_factory: Callable[..., Any],
-    jobs: ModuleType,
-) -> Any:
-    load_jobs([JOBS])
-    jobs.Base.metadata.create_all(pg_engine)
-    return platform_factory(pg_url, redis_url, jobs=JOBS)
+def wait_for_status(engine: Engine, task_id: str, status: str, what: str) -> None:
+    wait_until(lambda: store_task(engine, task_id).status == status, timeout=30, what=what)
 
 
 def test_a_chain_survives_a_killed_worker_and_a_flushed_redis_each_step_running_once(
-    pg_url: str,
-    redis_url: str,
     redis_client: redis.Redis,
     pg_engine: Engine,
-    pg_settings: Settings,
-    platform_factory: Callable[..., Any],
+    platform: Any,
+    submit: Submit,
     jobs: ModuleType,
 ) -> None:
     # Given a chain of three steps passing their results, its first step running
-    platform = prepared(pg_url, redis_url, pg_engine, platform_factory, jobs)
     relay = platform.start_relay()
     worker = platform.start_worker(processes=1, threads=2)
     handle = submit(
-        pg_engine,
-        pg_settings,
         chain(
             jobs.add.s(n=1, seconds=1.0),
             jobs.add.s(n=2).set(pipe_result=True),
             jobs.add.s(n=3).set(pipe_result=True),
         ),
     )
-    first, second, third = (step.id for step in steps(handle))
-    wait_until(
-        lambda: store_task(pg_engine, first).status == "running",
-        timeout=30,
-        what="step 1 to start",
-    )
+    first, second, third = (step.id for step in handle.steps())
+    wait_for_status(pg_engine, first, "running", what="step 1 to start")
     # (The relay goes first, so that step 2, published by step 1's completion, waits in
     # the outbox for the platform to come back rather than reach the doomed worker.)
     relay.kill()
-    wait_until(
-        lambda: store_task(pg_engine, first).status == "completed",
-        timeout=30,
-        what="step 1 to complete",
-    )
+    wait_for_status(pg_engine, first, "completed", what="step 1 to complete")
 
     # When the worker is killed with SIGKILL and Redis loses everything
     worker.kill()
@@ -117,30 +113,25 @@ def test_a_chain_survives_a_killed_worker_and_a_flushed_redis_each_step_running_
     platform.start_relay()
     platform.start_worker(processes=1, threads=2)
     assert finished(handle) == "completed"
-    done = {step.id: step for step in steps(handle)}
+    done = {step.id: step for step in handle.steps()}
     assert [done[t].attempts for t in (first, second, third)] == [1, 1, 1]
     assert [done[t].result for t in (first, second, third)] == [1, 3, 6]
     assert handle.wait(timeout=5) == 6
 
 
 def test_a_group_of_twenty_then_runs_once_after_all_with_their_results_in_order(
-    pg_url: str,
-    redis_url: str,
     pg_engine: Engine,
-    pg_settings: Settings,
-    platform_factory: Callable[..., Any],
+    platform: Any,
+    submit: Submit,
     jobs: ModuleType,
 ) -> None:
-    platform = prepared(pg_url, redis_url, pg_engine, platform_factory, jobs)
     platform.start_relay()
     platform.start_worker(processes=2, threads=4)
     members = [jobs.square.s(n=n, seconds=random.random() / 10) for n in range(20)]
-    handle = submit(
-        pg_engine, pg_settings, group(members).then(jobs.collect.s().set(pipe_result=True))
-    )
+    handle = submit(group(members).then(jobs.collect.s().set(pipe_result=True)))
 
     assert handle.wait(timeout=60) == [n * n for n in range(20)]
-    *squares, then = steps(handle)
+    *squares, then = handle.steps()
     assert then.attempts == 1
     assert then.started_at is not None
     assert all(m.completed_at is not None and m.completed_at <= then.started_at for m in squares)
@@ -148,21 +139,16 @@ def test_a_group_of_twenty_then_runs_once_after_all_with_their_results_in_order(
 
 
 def test_a_group_of_a_thousand_under_random_kills_calls_back_exactly_once(
-    pg_url: str,
-    redis_url: str,
     pg_engine: Engine,
-    pg_settings: Settings,
-    platform_factory: Callable[..., Any],
+    platform: Any,
+    submit: Submit,
     jobs: ModuleType,
 ) -> None:
     # Given a group of 1,000 with a step after it, and workers
-    platform = prepared(pg_url, redis_url, pg_engine, platform_factory, jobs)
     platform.start_relay()
     worker = platform.start_worker(processes=2, threads=4)
     members = [jobs.square.s(n=n) for n in range(1000)]
-    handle = submit(
-        pg_engine, pg_settings, group(members).then(jobs.collect.s().set(pipe_result=True))
-    )
+    handle = submit(group(members).then(jobs.collect.s().set(pipe_result=True)))
     chance = random.Random(1000)
 
     # When workers are killed with SIGKILL at random moments while the members run
@@ -191,28 +177,22 @@ def test_a_group_of_a_thousand_under_random_kills_calls_back_exactly_once(
 
 
 def test_a_failing_middle_step_fails_the_workflow_and_its_retry_completes_it(
-    pg_url: str,
-    redis_url: str,
-    pg_engine: Engine,
-    pg_settings: Settings,
-    platform_factory: Callable[..., Any],
+    platform: Any,
+    submit: Submit,
     tmp_path: Path,
     jobs: ModuleType,
 ) -> None:
-    platform = prepared(pg_url, redis_url, pg_engine, platform_factory, jobs)
     platform.start_relay()
     platform.start_worker(processes=1, threads=2)
     blocker = tmp_path / "fail-while-here"
     blocker.touch()
     handle = submit(
-        pg_engine,
-        pg_settings,
         chain(jobs.add.s(n=1), jobs.unless_file.s(path=str(blocker)), jobs.add.s(n=3)),
     )
 
     # The middle step fails (it has no retries): the workflow fails, the last never starts
     assert finished(handle) == "failed"
-    first, middle, last = steps(handle)
+    first, middle, last = handle.steps()
     assert (first.status, middle.status, last.status) == ("completed", "failed", "cancelled")
     assert last.attempts == 0 and last.started_at is None
     assert "exists" in (handle.error or "")
@@ -221,42 +201,33 @@ def test_a_failing_middle_step_fails_the_workflow_and_its_retry_completes_it(
     blocker.unlink()
     handle.retry()
     assert handle.wait(timeout=60) == 3
-    first, middle, last = steps(handle)
+    first, middle, last = handle.steps()
     assert (first.attempts, middle.attempts, last.attempts) == (1, 2, 1)
 
 
 def test_a_worker_for_one_queue_never_runs_another_queues_steps(
-    pg_url: str,
-    redis_url: str,
     pg_engine: Engine,
-    pg_settings: Settings,
-    platform_factory: Callable[..., Any],
+    platform: Any,
+    submit: Submit,
     jobs: ModuleType,
 ) -> None:
     # Given a worker for the email queue only, and a group of email and quant steps
-    platform = prepared(pg_url, redis_url, pg_engine, platform_factory, jobs)
     platform.start_relay()
     platform.start(
         "worker-email", "worker", "--processes", "1", "--threads", "2", "--queues", "email"
     )
     handle = submit(
-        pg_engine,
-        pg_settings,
         group(
             jobs.email.s(to="a@example.com"),
             jobs.quant.s(symbol="TXF"),
             jobs.email.s(to="b@example.com"),
         ),
     )
-    mail_one, pricing, mail_two = (step.id for step in steps(handle))
+    mail_one, pricing, mail_two = (step.id for step in handle.steps())
 
     # Then the email steps complete and the quant one is not taken
     for mail in (mail_one, mail_two):
-        wait_until(
-            lambda mail=mail: store_task(pg_engine, mail).status == "completed",
-            timeout=30,
-            what="the email steps",
-        )
+        wait_for_status(pg_engine, mail, "completed", what="the email steps")
     assert (store_task(pg_engine, pricing).status, store_task(pg_engine, pricing).attempts) == (
         "pending",
         0,
