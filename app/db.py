@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event, func, make_url, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -157,6 +158,36 @@ def connect_args(url: str, timeouts: PostgresTimeouts, given: dict[str, Any]) ->
     parts.append(url_options if isinstance(url_options, str) else " ".join(url_options or ()))
     params["options"] = " ".join(part for part in parts if part)
     return params
+
+
+def listening_connection(engine: Engine, channel: str) -> psycopg.Connection[tuple[object, ...]]:
+    """A PostgreSQL connection that LISTENs on ``channel``, in autocommit.
+
+    Of the engine's own making, so with its timeouts and keepalives (a LISTEN
+    connection without them would wait on a vanished server for good), and taken out
+    of the pool for good: it keeps its LISTEN. Close it with ``close_quietly``.
+    """
+    pooled = engine.raw_connection()
+    conn = pooled.driver_connection
+    pooled.detach()
+    assert isinstance(conn, psycopg.Connection)
+    try:
+        conn.autocommit = True
+        conn.execute(f"LISTEN {channel}")
+    except BaseException:
+        close_quietly(conn)
+        raise
+    return conn
+
+
+def close_quietly(conn: psycopg.Connection[tuple[object, ...]] | None) -> None:
+    """Close ``conn``, also one that failed: a failure need not have closed it (a
+    timeout does not), and one left open holds its server connection until collected."""
+    if conn is not None:
+        try:
+            conn.close()
+        except psycopg.Error:
+            pass
 
 
 def local_statement_timeout(conn: Connection, seconds: float) -> None:

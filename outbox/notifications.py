@@ -15,6 +15,7 @@ import time
 import psycopg
 from sqlalchemy import Engine
 
+from jobplane.db import close_quietly, listening_connection
 from jobplane.models import OUTBOX_CHANNEL
 
 logger = logging.getLogger(__name__)
@@ -54,20 +55,8 @@ class PostgresWakeup(Wakeup):
         """Make sure this connection listens; True if it has only just begun to."""
         if self._conn is not None and not self._conn.closed:
             return False
-        self._conn = self._connect()
-        self._conn.execute(f"LISTEN {CHANNEL}")
+        self._conn = listening_connection(self._engine, CHANNEL)
         return True
-
-    def _connect(self) -> psycopg.Connection[tuple[object, ...]]:
-        """A connection of the engine's own making, so with its timeouts and keepalives
-        (a LISTEN connection left without them would wait on a vanished server for
-        good), taken out of the pool for good: it keeps its LISTEN."""
-        pooled = self._engine.raw_connection()
-        conn = pooled.driver_connection
-        pooled.detach()
-        assert isinstance(conn, psycopg.Connection)
-        conn.autocommit = True
-        return conn
 
     def wait(self, timeout: float) -> None:
         if self._event.is_set():
@@ -87,6 +76,7 @@ class PostgresWakeup(Wakeup):
                 pass
         except psycopg.Error:
             logger.warning("LISTEN connection failed; polling until it is back", exc_info=True)
+            close_quietly(self._conn)
             self._conn = None
             super().wait(timeout)
 
@@ -108,8 +98,8 @@ class PostgresWakeup(Wakeup):
 
     def close(self) -> None:
         super().close()
-        if self._conn is not None:
-            self._conn.close()
+        close_quietly(self._conn)
+        self._conn = None
 
 
 def wakeup_for(engine: Engine) -> Wakeup:

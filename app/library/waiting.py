@@ -23,6 +23,7 @@ from typing import Protocol
 import psycopg
 from sqlalchemy import Engine
 
+from jobplane.db import close_quietly, listening_connection
 from jobplane.models import TASK_DONE_CHANNEL
 
 logger = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ class TaskDoneListener:
         delay = RECONNECT_FIRST
         while True:
             try:
-                self._conn = self._connect()
+                self._conn = listening_connection(self._engine, TASK_DONE_CHANNEL)
                 self._wake(None)  # whatever finished before the LISTEN was not heard
                 delay = RECONNECT_FIRST
                 if self._listen(self._conn):
@@ -162,28 +163,9 @@ class TaskDoneListener:
         for watch in watches:
             watch.event.set()
 
-    def _connect(self) -> psycopg.Connection[tuple[object, ...]]:
-        # A connection of the engine's own making, so with its timeouts and keepalives,
-        # taken out of the pool for good: it keeps its LISTEN.
-        pooled = self._engine.raw_connection()
-        conn = pooled.driver_connection
-        pooled.detach()
-        assert isinstance(conn, psycopg.Connection)
-        try:
-            conn.autocommit = True
-            conn.execute(f"LISTEN {TASK_DONE_CHANNEL}")
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
     def _close(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except psycopg.Error:
-                pass
+        close_quietly(conn)
 
 
 _listeners: dict[str, TaskDoneListener] = {}

@@ -14,9 +14,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import dramatiq
+import psycopg
 import pytest
 import redis
-from sqlalchemy import Engine, Row, select
+from sqlalchemy import Engine, Row, select, text
 
 from jobplane import service, store
 from jobplane.broker import state as broker_state
@@ -380,6 +381,56 @@ def test_a_row_committed_before_the_relay_first_listens_is_published_at_once(
         # When the relay runs, then the row is published long before the next poll
         wait_until(lambda: committed and outbox_rows(pg_engine) == 0, what="the row published")
         assert [m.kwargs["task_id"] for m in published_messages(redis_client)] == committed
+
+
+def test_a_listen_connection_that_fails_is_closed_and_the_relay_listens_again(
+    pg_engine: Engine, pg_settings: Settings, new_broker: Any
+) -> None:
+    # Given a relay whose LISTEN connection fails once while it waits, the connection
+    # still open (as after a timeout); it polls until it listens again
+    failed: list[psycopg.Connection[tuple[object, ...]]] = []
+    pids: list[int] = []
+
+    class FailsOnce(PostgresWakeup):
+        def _wait_for_notification(
+            self, conn: psycopg.Connection[tuple[object, ...]], timeout: float
+        ) -> None:
+            if not failed:
+                pids.append(conn.info.backend_pid)
+                failed.append(conn)
+                raise psycopg.OperationalError("injected")
+            super()._wait_for_notification(conn, timeout)
+
+    wakeup = FailsOnce(pg_engine)
+    settings = pg_settings.model_copy(update={"relay_poll_interval": 0.2})
+    relay = Relay(pg_engine, new_broker(), settings, wakeup=wakeup)
+    thread = threading.Thread(target=relay.run, daemon=True)
+    thread.start()
+    try:
+        # Then that connection is closed and its server process gone (not left open
+        # until collected), and the relay listens on a new one
+        wait_until(lambda: failed and failed[0].closed, what="the failed connection closed")
+        wait_until(
+            lambda: not server_process_exists(pg_engine, pids[0]),
+            timeout=10,
+            what="its server process to exit",
+        )
+        wait_until(
+            lambda: wakeup._conn is not None and not wakeup._conn.closed,
+            what="the relay to listen again",
+        )
+    finally:
+        relay.stop()
+        thread.join(timeout=10)
+        wakeup.close()
+
+
+def server_process_exists(engine: Engine, pid: int) -> bool:
+    with engine.connect() as conn:
+        found = conn.execute(
+            text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+        ).scalar_one()
+    return bool(found)
 
 
 def test_a_relay_waiting_for_notifications_stops_when_asked_not_at_its_next_poll(
