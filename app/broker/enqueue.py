@@ -26,7 +26,7 @@ def enqueue_all(
     unfetched: dict[str, int] | None = None,
 ) -> str | None:
     """Enqueue ``messages`` (no delay); returns the broker's epoch as of the enqueues
-    (None: Redis has none, it lost its data and no sweeper has set a new one yet).
+    (None: Redis has none, it lost its data and maintenance has not set a new one yet).
     ``unfetched``, if given, is filled with how many messages of each of their queues no
     worker has fetched right after the enqueues (``backlog.unfetched_counts``), read in
     the same round trip on Redis.

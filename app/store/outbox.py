@@ -165,8 +165,8 @@ def count_published_batch(conn: Connection, ids: Collection[int], counter: str) 
     their number to the relay's ``counter``; returns the broker epoch the database
     records (None: none yet), locked until the batch's transaction ends.
 
-    The lock (FOR SHARE) conflicts with the sweeper's swap of the epoch (an UPDATE), so
-    that a sweeper handling a broker loss either waits for this batch's commit, and then
+    The lock (FOR SHARE) conflicts with maintenance's swap of the epoch (an UPDATE), so
+    that the rescuer handling a broker loss either waits for this batch's commit, and then
     republishes its tasks as well, or has swapped the epoch before, and this batch sees
     the new one and rolls back. The delete, the lock and the count are one statement on
     PostgreSQL: no round trip of their own beside the counter's upsert, which every batch

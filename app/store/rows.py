@@ -2,8 +2,8 @@
 
 The store builds them from what its statements return; the service, the API schemas,
 the workers and maintenance read their attributes. No driver row and no dict of
-columns travels between the layers (River's ``rivertype.JobRow``). The relay's and the
-sweeper's messages (``OutboxMessage``, ``Publication``) stay NamedTuples beside their
+columns travels between the layers (River's ``rivertype.JobRow``). The relay's and
+the rescuer's messages (``OutboxMessage``, ``Publication``) stay NamedTuples beside their
 statements: values compared and hashed, made one per message on the relay's hot path.
 """
 

@@ -2,7 +2,7 @@
 
 These functions rely on details outside Dramatiq's public API (the Redis key layout,
 the stub broker's queues). If a Dramatiq upgrade changes them, these tests fail loudly
-instead of the sweeper silently republishing, or never republishing, lost work.
+instead of maintenance silently republishing, or never republishing, lost work.
 """
 
 from __future__ import annotations
