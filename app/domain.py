@@ -153,11 +153,16 @@ class ParamsTooLarge(JobplaneError):
 
 
 class IdempotencyConflict(JobplaneError):
-    """The Idempotency-Key was already used for a different submission."""
+    """The Idempotency-Key was already used for a different submission: ``task_id`` names
+    the task it was used for, or ``workflow_id`` the workflow (keys of tasks and keys of
+    workflows are apart: one of each may share a key)."""
 
-    def __init__(self, message: str, *, task_id: str) -> None:
+    def __init__(
+        self, message: str, *, task_id: str | None = None, workflow_id: str | None = None
+    ) -> None:
         super().__init__(message)
         self.task_id = task_id
+        self.workflow_id = workflow_id
 
 
 class Unauthorized(JobplaneError):

@@ -462,10 +462,17 @@ class Workflow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: The Idempotency-Key it was submitted with: one workflow per key.
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    #: sha256 of the workflow an Idempotency-Key was first used with
+    #: (``jobplane.library.workflows.fingerprint``).
+    request_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     __table_args__ = (
         Index("jobplane_workflows_created_at_idx", "created_at"),
         Index("jobplane_workflows_status_created_at_idx", "status", "created_at"),
+        # A unique index, not a constraint: SQLite adds no constraint to a table it has.
+        Index("jobplane_workflows_idempotency_key_key", "idempotency_key", unique=True),
     )
 
 

@@ -47,8 +47,8 @@ NOOP = Step(Submission(type="demo.noop"))
 def timed_workflow(engine: Any, node: workflows.Node, timeout: float) -> float:
     with engine.begin() as conn:
         start = time.perf_counter()
-        planned = workflows.submit(conn, node, Settings(), utcnow(), registered_only=False)
-    WorkflowHandle(planned.workflow_id, engine=engine).wait(timeout=timeout)
+        submitted = workflows.submit(conn, node, Settings(), utcnow(), registered_only=False)
+    WorkflowHandle(submitted.workflow_id, engine=engine).wait(timeout=timeout)
     return time.perf_counter() - start
 
 

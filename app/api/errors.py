@@ -64,6 +64,7 @@ def problem_for(error: domain.JobplaneError) -> JSONResponse:
                 knownTypes=getattr(error, "known", None),
                 status=getattr(error, "status", None),
                 taskId=getattr(error, "task_id", None),
+                workflowId=getattr(error, "workflow_id", None),
             )
     return problem(400, "bad_request", error.message)
 

@@ -42,6 +42,7 @@ WORKFLOW_ROUTES: dict[str, tuple[str, str, str]] = {
 #: Answers that name a workflow, as ``TASK_ANSWERS``.
 WORKFLOW_ANSWERS: list[tuple[str, str, str, str]] = [
     ("post", "/api/workflows", "201", "/workflowId"),
+    ("post", "/api/workflows", "200", "/workflowId"),  # the same Idempotency-Key again
     ("get", "/api/admin/workflows", "200", "/workflows/0/workflowId"),
     ("get", "/api/admin/workflows/{workflow_id}", "200", "/workflowId"),
     ("post", "/api/admin/workflows/{workflow_id}/cancel", "200", "/workflowId"),

@@ -236,6 +236,8 @@ class Problem(Camel):
     known_types: list[str] | None = None
     status: str | None = None
     task_id: str | None = None
+    #: The workflow an Idempotency-Key was used for (409 idempotency_conflict).
+    workflow_id: str | None = None
 
 
 class Health(Camel):

@@ -2,7 +2,8 @@
 
 A workflow is written in one transaction (its row, a task row per step, the order
 between them: ``jobplane.library.workflows.submit``), so a workflow the API answered
-201 for is whole, and one it refused left nothing behind.
+201 for is whole, and one it refused left nothing behind. An ``Idempotency-Key`` works
+as for a task: the same key with the same workflow answers 200 with the first one.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Connection
@@ -18,7 +19,7 @@ from sqlalchemy import Connection
 from jobplane import store
 from jobplane.api.admin import MAX_PAGE, MAX_PAGE_SIZE
 from jobplane.api.auth import require_token
-from jobplane.api.schemas import Problem
+from jobplane.api.schemas import IdempotencyKey, Problem
 from jobplane.api.tasks import EngineDep
 from jobplane.api.workflow_schemas import (
     MAX_NESTING,
@@ -34,13 +35,18 @@ from jobplane.models import utcnow
 
 router = APIRouter(prefix="/api", tags=["workflows"], dependencies=[Depends(require_token)])
 
-SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
+SUBMIT_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": WorkflowDetail,
+        "description": "the Idempotency-Key was used before for the same workflow: that one",
+    },
+    409: {"model": Problem, "description": "Idempotency-Key reused for another workflow"},
     413: {"model": Problem, "description": "a step's params larger than 64 KiB"},
     422: {
         "model": Problem,
         "description": "the body does not validate, nests too deeply or has too many steps, "
         "a step's job type is unknown or its params do not fit: the message names the step "
-        "(workflow.chain[1].group[0])",
+        "(workflow.chain[1].group[0]); or the Idempotency-Key is empty or too long",
     },
 }
 ONE_ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": Problem}}
@@ -67,18 +73,26 @@ _WORKFLOW: TypeAdapter[Any] = TypeAdapter(SubmitWorkflow)
     "/workflows",
     status_code=201,
     response_model=WorkflowDetail,
-    responses=SUBMIT_ERRORS,
+    responses=SUBMIT_ANSWERS,
     openapi_extra=REQUEST_BODY,
 )
 def submit_workflow(
-    body: Annotated[Any, Body()], request: Request, engine: EngineDep
+    body: Annotated[Any, Body()],
+    request: Request,
+    response: Response,
+    engine: EngineDep,
+    idempotency_key: Annotated[IdempotencyKey | None, Header()] = None,
 ) -> WorkflowDetail:
     """Submit a workflow: every step a task, written with the order between them in one
     transaction; the steps that wait on none are published at once."""
     node = parse_workflow(body)
     with engine.begin() as conn:
-        planned = workflows.submit(conn, node, request.app.state.settings, utcnow())
-        return read_detail(conn, planned.workflow_id)
+        submitted = workflows.submit(
+            conn, node, request.app.state.settings, utcnow(), idempotency_key=idempotency_key
+        )
+        if not submitted.created:
+            response.status_code = 200
+        return read_detail(conn, submitted.workflow_id)
 
 
 def parse_workflow(body: Any) -> workflows.Node:

@@ -30,8 +30,13 @@ def workflows() -> None:
 
 @workflows.command("submit")
 @click.argument("file", type=click.File("r"))
+@click.option(
+    "--idempotency-key", default=None, help="the same key again answers the first workflow"
+)
 @_connection_options
-def submit_workflow(file: IO[str], url: str | None, token: str | None, as_json: bool) -> None:
+def submit_workflow(
+    file: IO[str], idempotency_key: str | None, url: str | None, token: str | None, as_json: bool
+) -> None:
     """Submit the workflow in FILE (- for standard input): the JSON body POST
     /api/workflows takes, e.g. {"chain": [{"type": "demo.echo"}, ...]}."""
     try:
@@ -41,7 +46,8 @@ def submit_workflow(file: IO[str], url: str | None, token: str | None, as_json: 
     if not isinstance(body, dict):
         fail(f"{file.name} must hold a JSON object: a chain or a group", EXIT_USAGE)
     with connect(url, token) as client:
-        workflow = client.submit_workflow(body)
+        # An empty key is sent too, for the API to refuse (as ``jobplane submit`` does).
+        workflow = client.submit_workflow(body, idempotency_key=idempotency_key)
     if as_json:
         print_json(workflow.raw)
     else:

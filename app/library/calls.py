@@ -67,10 +67,13 @@ def submission(
 
 
 def submit(body: dict[str, Any], idempotency_key: str | None) -> Call[Task]:
+    return Call("POST", "/api/tasks", Task.from_json, json=body, headers=_key(idempotency_key))
+
+
+def _key(idempotency_key: str | None) -> dict[str, str] | None:
     # An empty key is sent too: the API refuses it, rather than the submission silently
     # losing its idempotency (say, from an unset shell variable).
-    headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else None
-    return Call("POST", "/api/tasks", Task.from_json, json=body, headers=headers)
+    return {"Idempotency-Key": idempotency_key} if idempotency_key is not None else None
 
 
 def submit_batch(items: Iterable[Mapping[str, Any]]) -> Call[list[str]]:
@@ -136,9 +139,10 @@ def catch_up(*, dry_run: bool, now: datetime | None) -> Call[dict[str, Any]]:
     return Call("POST", "/api/admin/schedules/catch-up", _json_object, json=body)
 
 
-def submit_workflow(body: dict[str, Any]) -> Call[Workflow]:
+def submit_workflow(body: dict[str, Any], idempotency_key: str | None) -> Call[Workflow]:
     """``body``: ``POST /api/workflows``'s JSON (``jobplane.library.workflow_json``)."""
-    return Call("POST", "/api/workflows", Workflow.from_json, json=body)
+    headers = _key(idempotency_key)
+    return Call("POST", "/api/workflows", Workflow.from_json, json=body, headers=headers)
 
 
 def list_workflows(*, status: str | None, page: int, page_size: int) -> Call[WorkflowPage]:

@@ -147,12 +147,16 @@ class Client:
         )
         return self._send(call)
 
-    def submit_workflow(self, workflow: Node | Mapping[str, Any]) -> Workflow:
+    def submit_workflow(
+        self, workflow: Node | Mapping[str, Any], *, idempotency_key: str | None = None
+    ) -> Workflow:
         """Submit a workflow, written in one transaction: a ``jobplane.chain(...)`` /
         ``group(...)`` / step tree, or ``POST /api/workflows``'s JSON as a mapping
-        (``{"chain": [...]}``). The new workflow with its steps. A wrong step is
-        ``InvalidParams`` / ``UnknownJobType`` naming it (``workflow.chain[1]: …``)."""
-        return self._send(calls.submit_workflow(workflow_body(workflow)))
+        (``{"chain": [...]}``). The new workflow with its steps (or, with an
+        ``idempotency_key`` used before for the same workflow, that one; for another,
+        ``IdempotencyConflict``). A wrong step is ``InvalidParams`` / ``UnknownJobType``
+        naming it (``workflow.chain[1]: …``)."""
+        return self._send(calls.submit_workflow(workflow_body(workflow), idempotency_key))
 
     def workflows(
         self, *, status: str | None = None, page: int = 1, page_size: int = 50
@@ -321,9 +325,12 @@ class AsyncClient:
         )
         return await self._send(call)
 
-    async def submit_workflow(self, workflow: Node | Mapping[str, Any]) -> Workflow:
+    async def submit_workflow(
+        self, workflow: Node | Mapping[str, Any], *, idempotency_key: str | None = None
+    ) -> Workflow:
         """As ``Client.submit_workflow``."""
-        return await self._send(calls.submit_workflow(workflow_body(workflow)))
+        call = calls.submit_workflow(workflow_body(workflow), idempotency_key)
+        return await self._send(call)
 
     async def workflows(
         self, *, status: str | None = None, page: int = 1, page_size: int = 50

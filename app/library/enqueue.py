@@ -62,7 +62,9 @@ class NewTask:
 
 
 @overload
-def enqueue(db: Session | Connection, type: Node, /) -> WorkflowHandle: ...
+def enqueue(
+    db: Session | Connection, type: Node, /, *, idempotency_key: str | None = None
+) -> WorkflowHandle: ...
 
 
 @overload
@@ -94,7 +96,8 @@ def enqueue(
 ) -> str | WorkflowHandle:
     """Add a task to ``db``'s open transaction (a Session or Connection); its id. Or,
     given a workflow (``jobplane.chain``, ``jobplane.group``, ``job.s()``), add it with
-    all of its steps; a ``WorkflowHandle`` on it.
+    all of its steps; a ``WorkflowHandle`` on it (with an ``idempotency_key`` used
+    before for the same workflow, on that one; for another, ``IdempotencyConflict``).
 
     Commits nothing: the task exists, and its job runs, once the caller commits; a
     rollback leaves no trace of it. Everything is checked before anything is written,
@@ -115,11 +118,18 @@ def enqueue(
     settings = library_settings()
     conn = _connection(db)
     if isinstance(type, Step | Chain | Group):
-        if params is not None or idempotency_key is not None:
+        if params is not None:
             raise TypeError("a workflow is enqueued alone: its steps carry their own params")
         with jobplane_schema(conn, settings.db_schema):
-            planned = workflows.submit(conn, type, settings, utcnow(), registered_only=False)
-        return WorkflowHandle(planned.workflow_id, engine=conn.engine)
+            submitted = workflows.submit(
+                conn,
+                type,
+                settings,
+                utcnow(),
+                registered_only=False,
+                idempotency_key=idempotency_key,
+            )
+        return WorkflowHandle(submitted.workflow_id, engine=conn.engine)
     submission = NewTask(type, params, queue, priority, delay, max_retries, timeout).submission()
     if idempotency_key is None:
         task = service.build_task(submission, settings, utcnow(), registered_only=False)

@@ -50,12 +50,21 @@ def _typed_error(
             known = [str(name) for name in body.get("knownTypes") or []]
             return domain.UnknownJobType("", known, message=message)
         case "idempotency_conflict":
-            return domain.IdempotencyConflict(message, task_id=str(body.get("taskId")))
+            return domain.IdempotencyConflict(
+                message,
+                task_id=_text(body.get("taskId")),
+                workflow_id=_text(body.get("workflowId")),
+            )
         case "invalid_transition":
             return domain.InvalidTransition(message, status=body.get("status"))
     # A 422 is also invalid_request: a field, a query or a header that does not validate
     # (a priority out of range, an empty Idempotency-Key).
     return domain.InvalidParams(message) if status == 422 else domain.JobplaneError(message)
+
+
+def _text(value: object) -> str | None:
+    """A field of the answer that names something: its text, or None when it is absent."""
+    return None if value is None else str(value)
 
 
 def _json_object(response: httpx.Response) -> dict[str, Any]:

@@ -19,6 +19,8 @@ with ``then``, the ``then`` member's).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -26,14 +28,21 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
 
 from jobplane import store
 from jobplane.db import jobplane_schema
-from jobplane.domain import InvalidParams, JobplaneError, ParamsTooLarge, UnknownJobType
+from jobplane.domain import (
+    IdempotencyConflict,
+    InvalidParams,
+    JobplaneError,
+    ParamsTooLarge,
+    UnknownJobType,
+)
 from jobplane.library.engine import default_engine, library_settings
 from jobplane.library.workflow_handles import WorkflowHandle
 from jobplane.models import utcnow
-from jobplane.service import Submission, build_task
+from jobplane.service import Submission, build_task, check_idempotency_key
 from jobplane.settings import Settings
 from jobplane.store.rows import TaskRow
 
@@ -55,8 +64,8 @@ class _Startable:
         settings = library_settings()
         engine = default_engine()
         with engine.begin() as conn, jobplane_schema(conn, settings.db_schema):
-            planned = submit(conn, self, settings, utcnow(), registered_only=False)
-        return WorkflowHandle(planned.workflow_id, engine=engine)
+            submitted = submit(conn, self, settings, utcnow(), registered_only=False)
+        return WorkflowHandle(submitted.workflow_id, engine=engine)
 
 
 @dataclass(frozen=True)
@@ -251,6 +260,35 @@ class _Planner:
         return replace(step.submission, params={**step.submission.params, RESULT_PARAM: None})
 
 
+def fingerprint(node: Node) -> str:
+    """A digest of the workflow as submitted, to tell a repeated submission under an
+    idempotency key from another workflow: its shape, and each step's submission
+    (``Submission.fingerprint``) and whether it takes a result. Trees built alike have
+    the same one; a different order, nesting, step or option gives another."""
+    canonical = json.dumps(_described(node), separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _described(node: Node) -> Any:
+    if isinstance(node, Step):
+        return {"step": node.submission.fingerprint(), "pipeResult": node.pipe_result}
+    members = [_described(member) for member in node.members]
+    if isinstance(node, Chain):
+        return {"chain": members}
+    return {"group": members, "then": None if node.after is None else _described(node.after)}
+
+
+@dataclass(frozen=True)
+class SubmittedWorkflow:
+    """What ``submit`` did: the workflow's id, and whether this call wrote it."""
+
+    workflow_id: str
+    #: False when the idempotency key named a workflow written before: nothing was written.
+    created: bool
+    #: What this call wrote; None when it wrote nothing.
+    plan: WorkflowPlan | None
+
+
 def submit(
     conn: Connection,
     node: Node,
@@ -258,9 +296,51 @@ def submit(
     now: datetime,
     *,
     registered_only: bool = True,
-) -> WorkflowPlan:
-    """Write a workflow in the caller's transaction; its plan (``plan.workflow_id``)."""
+    idempotency_key: str | None = None,
+) -> SubmittedWorkflow:
+    """Write a workflow in the caller's transaction; its id and plan.
+
+    With an ``idempotency_key`` (1 to 200 characters, not only whitespace, else
+    ``InvalidParams``) already used for the same workflow (``fingerprint``), writes
+    nothing and answers that workflow, not created; used for another workflow, raises
+    ``IdempotencyConflict`` naming it. Of concurrent submissions under one key, one
+    writes the workflow and the others answer it. Everything is checked first: a
+    workflow that is wrong is refused, with or without a key.
+    """
+    if idempotency_key is not None:
+        check_idempotency_key(idempotency_key)
     planned = plan(node, settings, now, registered_only=registered_only)
+    if idempotency_key is None:
+        _write(conn, planned, now)
+        return SubmittedWorkflow(planned.workflow_id, True, planned)
+    request_hash = fingerprint(node)
+    existing = store.workflows.find_by_idempotency_key(conn, idempotency_key)
+    if existing is None:
+        try:
+            with conn.begin_nested():
+                _write(conn, planned, now, idempotency_key, request_hash)
+            return SubmittedWorkflow(planned.workflow_id, True, planned)
+        except IntegrityError:
+            # A concurrent submission with the same key committed first.
+            existing = store.workflows.find_by_idempotency_key(conn, idempotency_key)
+            if existing is None:
+                raise
+    if existing.request_hash != request_hash:
+        raise IdempotencyConflict(
+            "this Idempotency-Key was already used for a different workflow "
+            f"(workflow {existing.id})",
+            workflow_id=existing.id,
+        )
+    return SubmittedWorkflow(existing.id, False, None)
+
+
+def _write(
+    conn: Connection,
+    planned: WorkflowPlan,
+    now: datetime,
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
+) -> None:
     store.workflows.insert_workflow(
         conn,
         workflow_id=planned.workflow_id,
@@ -269,8 +349,9 @@ def submit(
         edges=planned.edges,
         ends=planned.ends,
         now=now,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
     )
-    return planned
 
 
 __all__ = [
@@ -282,8 +363,10 @@ __all__ = [
     "Node",
     "WorkflowHandle",
     "Step",
+    "SubmittedWorkflow",
     "WorkflowPlan",
     "chain",
+    "fingerprint",
     "group",
     "plan",
     "submit",

@@ -77,9 +77,15 @@ def insert_workflow(
     edges: Sequence[tuple[str, str]],
     ends: int,
     now: datetime,
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
 ) -> None:
     """Write a workflow, its steps (those waiting on none with their outbox rows) and
-    the order between them, in the caller's transaction."""
+    the order between them, in the caller's transaction.
+
+    The workflow's row goes first: a concurrent one under the same ``idempotency_key``
+    fails at it (``IntegrityError``), before any step is written.
+    """
     conn.execute(
         insert(Workflow).values(
             id=workflow_id,
@@ -89,12 +95,29 @@ def insert_workflow(
             ends_left=ends,
             created_at=now,
             updated_at=now,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
         )
     )
     insert_tasks(conn, tasks)
     for start in range(0, len(edges), _EDGES_PER_STATEMENT):
         chunk = edges[start : start + _EDGES_PER_STATEMENT]
         conn.execute(insert(WorkflowEdge), [{"before_id": b, "after_id": a} for b, a in chunk])
+
+
+@dataclass(frozen=True, slots=True)
+class KeyedWorkflow:
+    """The workflow an idempotency key names, and the fingerprint it was written with."""
+
+    id: str
+    request_hash: str | None
+
+
+def find_by_idempotency_key(conn: Connection, key: str) -> KeyedWorkflow | None:
+    found = conn.execute(
+        select(Workflow.id, Workflow.request_hash).where(Workflow.idempotency_key == key)
+    ).first()
+    return None if found is None else KeyedWorkflow(found.id, found.request_hash)
 
 
 def get_workflow(conn: Connection, workflow_id: str) -> WorkflowRow | None:

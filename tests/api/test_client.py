@@ -394,3 +394,28 @@ def test_a_step_with_a_delay_is_refused_before_it_is_sent(api_url: str) -> None:
         delayed = jobplane.Step(Submission(type="demo.noop", delay_seconds=5))
         with pytest.raises(jobplane.InvalidParams, match=r"workflow\.chain\[0\]: .*no delay"):
             client.submit_workflow(jobplane.chain(delayed))
+
+
+def test_a_workflow_sent_again_with_its_idempotency_key_is_the_first_one(
+    connect: Connect, api_url: str
+) -> None:
+    # Given a workflow submitted with a key
+    client = connect(api_url, TOKEN)
+    echo = jobplane.Step(Submission(type="demo.echo", params={"n": 1}))
+    tree = jobplane.chain(echo, jobplane.group(echo, echo))
+    first = client.submit_workflow(tree, idempotency_key="wf-1")
+
+    # When it is sent again (a retry after a timeout), then it is the same workflow
+    again = client.submit_workflow(tree, idempotency_key="wf-1")
+    assert again.workflow_id == first.workflow_id
+    assert again.steps == first.steps
+    assert client.workflows().total == 1
+
+    # And another workflow under that key, or an empty key, is refused
+    with pytest.raises(jobplane.IdempotencyConflict) as conflict:
+        client.submit_workflow(jobplane.chain(echo), idempotency_key="wf-1")
+    assert (conflict.value.workflow_id, conflict.value.task_id) == (first.workflow_id, None)
+    assert conflict.value.http_status == 409
+    with pytest.raises(jobplane.InvalidParams, match="must not be empty"):
+        client.submit_workflow(tree, idempotency_key="")
+    assert client.workflows().total == 1

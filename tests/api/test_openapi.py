@@ -64,7 +64,7 @@ def schemathesis_config() -> schemathesis.Config:
             },
             "phases": {
                 "stateful": {
-                    "max-steps": 10,
+                    "max-steps": 12,
                     # Only the document's own links: a link dropped from it fails this test.
                     "inference": {"algorithms": []},
                 }

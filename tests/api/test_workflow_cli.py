@@ -128,3 +128,33 @@ def test_workflow_commands_fail_clearly(
     retried = jobplane("tasks", "retry", step, url=url, token=CLI_TOKEN)
     assert retried.exit_code == EXIT_API_ERROR
     assert f"jobplane workflows retry {workflow['workflowId']}" in retried.stderr
+
+
+def test_submit_with_an_idempotency_key_writes_the_workflow_once(
+    api_factory: Callable[..., httpx.Client], pg_settings: Settings, tmp_path: Path
+) -> None:
+    url = str(api_factory(pg_settings.model_copy(update={"api_token": CLI_TOKEN})).base_url)
+    body = tmp_path / "workflow.json"
+    body.write_text(json.dumps(WORKFLOW))
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"chain": [{"type": "demo.noop"}]}))
+
+    def submit(path: Path, key: str) -> Result:
+        command = ["workflows", "submit", str(path), "--idempotency-key", key, "--json"]
+        return jobplane(*command, url=url, token=CLI_TOKEN)
+
+    # The same file with the same key twice: one workflow, the same answer
+    first, again = submit(body, "nightly-1"), submit(body, "nightly-1")
+    assert (first.exit_code, again.exit_code) == (0, 0), first.output + again.output
+    assert json.loads(again.stdout)["workflowId"] == json.loads(first.stdout)["workflowId"]
+    listed = jobplane("workflows", "ls", "--json", url=url, token=CLI_TOKEN)
+    assert json.loads(listed.stdout)["total"] == 1
+    # Another workflow under that key, or an empty key: refused, nothing written
+    conflict = submit(other, "nightly-1")
+    assert conflict.exit_code == EXIT_API_ERROR
+    assert json.loads(first.stdout)["workflowId"] in conflict.stderr
+    empty = submit(body, "")
+    assert empty.exit_code == EXIT_API_ERROR
+    assert "must not be empty" in empty.stderr
+    listed = jobplane("workflows", "ls", "--json", url=url, token=CLI_TOKEN)
+    assert json.loads(listed.stdout)["total"] == 1

@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import Engine, select, update
 
 from jobplane.library.workflows import MAX_STEPS
-from jobplane.models import Outbox, Task
+from jobplane.models import Outbox, Task, Workflow
+from tests.api.test_submit import raw_post
 from tests.conftest import row_counts
 
 
@@ -283,5 +284,82 @@ def test_the_document_describes_workflows_steps_and_callbacks(
     echo = next(variant for variant in callbacks if variant["title"] == "demo.echo")
     assert echo["properties"]["params"]["propertyNames"] == {"not": {"enum": ["task_id", "result"]}}
     # And the workflow routes link to each other
-    links = spec["paths"]["/api/workflows"]["post"]["responses"]["201"]["links"]
+    submit = spec["paths"]["/api/workflows"]["post"]
+    links = submit["responses"]["201"]["links"]
     assert set(links) == {"GetWorkflow", "CancelWorkflow", "RetryWorkflow"}
+    assert set(submit["responses"]["200"]["links"]) == set(links)  # the same key again
+    # And the submission takes an Idempotency-Key, narrowed as a task's is
+    (key,) = [p for p in submit["parameters"] if p["name"] == "idempotency-key"]
+    assert key["in"] == "header"
+    assert "pattern" in json.dumps(key["schema"])
+    assert "maxLength" in json.dumps(key["schema"])
+    assert {"200", "409", "422"} <= set(submit["responses"])
+
+
+def workflow_rows(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(Workflow.id)).scalars())
+
+
+def test_the_same_idempotency_key_and_workflow_answers_200_with_the_first_one(
+    api: tuple[httpx.Client, Engine],
+) -> None:
+    client, engine = api
+    # Given a workflow submitted with a key
+    key = {"Idempotency-Key": "nightly-2026-12-01"}
+    first = client.post("/api/workflows", json=CHAIN_WITH_GROUP, headers=key)
+    assert first.status_code == 201, first.text
+
+    # When the client sends it again (it timed out before the answer came)
+    again = client.post("/api/workflows", json=CHAIN_WITH_GROUP, headers=key)
+
+    # Then the first workflow answers, and only it was written
+    assert again.status_code == 200, again.text
+    assert again.json() == first.json()
+    assert workflow_rows(engine) == [first.json()["workflowId"]]
+    assert row_counts(engine) == {"tasks": 4, "outbox": 1, "task_logs": 0}
+
+
+def test_the_same_idempotency_key_with_another_workflow_is_a_409_writing_nothing(
+    api: tuple[httpx.Client, Engine],
+) -> None:
+    client, engine = api
+    key = {"Idempotency-Key": "k"}
+    first = client.post("/api/workflows", json={"chain": [echo(1), echo(2)]}, headers=key)
+    before = row_counts(engine)
+    for other in (
+        {"chain": [echo(1), echo(3)]},  # another step's params
+        {"group": [echo(1), echo(2)]},  # the same steps, another shape
+        {"chain": [echo(1), {**echo(2), "pipeResult": True}]},
+    ):
+        conflict = client.post("/api/workflows", json=other, headers=key)
+        assert conflict.status_code == 409, conflict.text
+        assert conflict.json()["error"] == "idempotency_conflict"
+        assert conflict.json()["workflowId"] == first.json()["workflowId"]
+        assert first.json()["workflowId"] in conflict.json()["message"]
+    assert row_counts(engine) == before
+    assert workflow_rows(engine) == [first.json()["workflowId"]]
+    # A task's key is its own: the same key on a task is no conflict with a workflow
+    assert client.post("/api/tasks", json=echo(1), headers=key).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        pytest.param("Idempotency-Key:", id="empty"),
+        pytest.param("Idempotency-Key: \t ", id="whitespace"),
+        pytest.param("Idempotency-Key: " + "k" * 201, id="too-long"),
+    ],
+)
+def test_a_bad_idempotency_key_is_a_422_and_writes_no_workflow(
+    api: tuple[httpx.Client, Engine], header: str
+) -> None:
+    client, engine = api
+    response = raw_post(client, "/api/workflows", {"chain": [echo(1)]}, header)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "invalid_request"
+    assert "idempotency-key" in response.json()["message"].lower()
+    assert workflow_rows(engine) == []
+    assert row_counts(engine)["tasks"] == 0
+    longest = {"Idempotency-Key": "k" * 200}
+    assert client.post("/api/workflows", json={"chain": [echo(1)]}, headers=longest).is_success

@@ -112,9 +112,11 @@ class DevPlatform:
         engine = engine_from_settings(settings)
         try:
             with engine.begin() as conn:
-                return workflows.submit(conn, node, settings, utcnow(), registered_only=False)
+                written = workflows.submit(conn, node, settings, utcnow(), registered_only=False)
         finally:
             engine.dispose()
+        assert written.plan is not None
+        return written.plan
 
     def stop(self) -> None:
         self.api.close()

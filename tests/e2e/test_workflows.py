@@ -62,8 +62,8 @@ def submit(pg_engine: Engine, pg_settings: Settings) -> Submit:
 
     def submit(node: workflows.Node) -> WorkflowHandle:
         with pg_engine.begin() as conn:
-            planned = workflows.submit(conn, node, pg_settings, utcnow())
-        return WorkflowHandle(planned.workflow_id, engine=pg_engine)
+            submitted = workflows.submit(conn, node, pg_settings, utcnow())
+        return WorkflowHandle(submitted.workflow_id, engine=pg_engine)
 
     return submit
 

@@ -28,7 +28,7 @@ from jobplane.db import make_engine, schema_of
 from jobplane.library.engine import default_engine, reset_default_engine
 from jobplane.library.handles import TaskHandle
 from jobplane.migrate import upgrade
-from jobplane.models import OUTBOX_CHANNEL, Outbox, Task, utcnow
+from jobplane.models import OUTBOX_CHANNEL, Outbox, Task, Workflow, utcnow
 from jobplane.outbox.relay import Relay
 from jobplane.settings import Settings
 from tests.conftest import DEFAULT_MESSAGES, row_counts
@@ -366,3 +366,47 @@ def test_delay_and_apply_commit_a_pending_task_in_their_own_transaction(
         engine.dispose()
     assert isinstance(handle, TaskHandle)
     assert handle._engine is default_engine()
+
+
+def workflow_ids(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(Workflow.id)).scalars())
+
+
+def test_a_workflow_enqueued_with_an_idempotency_key_is_written_once(
+    user_engine: Engine,
+) -> None:
+    # Given a workflow enqueued and committed with a key
+    flow = jobplane.chain(add.s(a=1), jobplane.group(add.s(a=2), add.s(a=3)))
+    with Session(user_engine) as session, session.begin():
+        first = jobplane.enqueue(session, flow, idempotency_key="import-7")
+
+    # When the same workflow comes again under that key, then another one
+    with Session(user_engine) as session, session.begin():
+        again = jobplane.enqueue(session, flow, idempotency_key="import-7")
+    other = jobplane.chain(add.s(a=1), jobplane.group(add.s(a=2), add.s(a=4)))
+    with Session(user_engine) as session, session.begin():
+        with pytest.raises(jobplane.IdempotencyConflict, match=first.id) as conflict:
+            jobplane.enqueue(session, other, idempotency_key="import-7")
+        session.execute(text(f"INSERT INTO {ORDERS} VALUES (1, 'still committed')"))
+
+    # Then the first workflow answers, and it alone was written; the conflict spoilt
+    # no transaction
+    assert isinstance(again, jobplane.WorkflowHandle)
+    assert again.id == first.id
+    assert conflict.value.workflow_id == first.id
+    assert workflow_ids(user_engine) == [first.id]
+    assert row_counts(user_engine) == {"tasks": 3, "outbox": 1, "task_logs": 0}
+    assert orders(user_engine) == 1
+
+
+def test_a_workflows_bad_idempotency_key_raises_before_writing(user_engine: Engine) -> None:
+    with user_engine.connect() as conn:
+        for key in ("", " \t", "k" * 201):
+            with pytest.raises(jobplane.InvalidParams, match="idempotency key is 1 to 200"):
+                jobplane.enqueue(conn, jobplane.chain(add.s(a=1)), idempotency_key=key)
+        with pytest.raises(TypeError, match="its steps carry their own params"):
+            jobplane.enqueue(conn, jobplane.chain(add.s(a=1)), {"a": 1})  # type: ignore[call-overload]
+        conn.commit()
+    assert workflow_ids(user_engine) == []
+    assert row_counts(user_engine)["tasks"] == 0

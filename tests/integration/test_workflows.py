@@ -7,6 +7,7 @@ take the step's outbox row (the relay), claim it, complete or fail it.
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -15,7 +16,7 @@ from sqlalchemy import Engine, delete, select, text
 
 import jobplane
 from jobplane import store
-from jobplane.domain import InvalidParams, InvalidTransition, WorkflowFailed
+from jobplane.domain import IdempotencyConflict, InvalidParams, InvalidTransition, WorkflowFailed
 from jobplane.library import workflows
 from jobplane.library.workflow_handles import WorkflowHandle
 from jobplane.library.workflows import Step, chain, group
@@ -38,7 +39,9 @@ def takes(pipe: bool = True) -> Step:
 
 def submit(engine: Engine, node: workflows.Node) -> workflows.WorkflowPlan:
     with engine.begin() as conn:
-        return workflows.submit(conn, node, SETTINGS, utcnow())
+        written = workflows.submit(conn, node, SETTINGS, utcnow()).plan
+    assert written is not None
+    return written
 
 
 def published(engine: Engine) -> dict[str, int]:
@@ -419,3 +422,70 @@ def test_a_job_types_callbacks_apply_unless_the_submission_names_its_own() -> No
             SETTINGS,
             now,
         )
+
+
+def test_a_key_used_again_returns_the_written_workflow_and_writes_nothing(
+    any_engine: Engine,
+) -> None:
+    # Given a workflow written with an idempotency key
+    node = chain(step(1), group(step(2), step(3)).then(takes()))
+    with any_engine.begin() as conn:
+        first = workflows.submit(conn, node, SETTINGS, utcnow(), idempotency_key="k-1")
+    assert first.created and first.plan is not None
+    with any_engine.connect() as conn:
+        written = conn.execute(select(Workflow.idempotency_key, Workflow.request_hash)).one()
+    assert written == ("k-1", workflows.fingerprint(node))
+
+    # When the same tree (built anew) comes again with the key
+    again_node = chain(step(1), group(step(2), step(3)).then(takes()))
+    with any_engine.begin() as conn:
+        again = workflows.submit(conn, again_node, SETTINGS, utcnow(), idempotency_key="k-1")
+
+    # Then it is the first workflow, not new, and nothing more was written
+    assert (again.workflow_id, again.created, again.plan) == (first.workflow_id, False, None)
+    with any_engine.connect() as conn:
+        assert conn.execute(select(Workflow.id)).scalars().all() == [first.workflow_id]
+        assert len(conn.execute(select(Task.id)).all()) == 4
+
+
+def test_the_same_key_for_another_workflow_is_a_conflict_naming_the_first(
+    any_engine: Engine,
+) -> None:
+    with any_engine.begin() as conn:
+        first = workflows.submit(conn, chain(step(1)), SETTINGS, utcnow(), idempotency_key="k")
+    for other in (chain(step(2)), group(step(1)), chain(step(1), step(1))):
+        with any_engine.begin() as conn, pytest.raises(IdempotencyConflict) as conflict:
+            workflows.submit(conn, other, SETTINGS, utcnow(), idempotency_key="k")
+        assert conflict.value.workflow_id == first.workflow_id
+        assert conflict.value.task_id is None
+        assert first.workflow_id in conflict.value.message
+    with any_engine.connect() as conn:
+        assert conn.execute(select(Workflow.id)).scalars().all() == [first.workflow_id]
+
+
+def test_concurrent_submissions_with_one_key_write_one_workflow(pg_engine: Engine) -> None:
+    # Given eight clients that send the same workflow with the same key at once
+    node = chain(step(1), group(step(2), step(3)))
+    clients = 8
+    barrier = threading.Barrier(clients)
+
+    def send() -> tuple[str, bool]:
+        with pg_engine.begin() as conn:
+            conn.execute(text("SELECT 1"))
+            barrier.wait(timeout=10)
+            submitted = workflows.submit(conn, node, SETTINGS, utcnow(), idempotency_key="race")
+            return submitted.workflow_id, submitted.created
+
+    with ThreadPoolExecutor(clients) as pool:
+        answers = [
+            future.result(timeout=30) for future in [pool.submit(send) for _ in range(clients)]
+        ]
+
+    # Then one workflow was written, one client made it, and every client got its id
+    with pg_engine.connect() as conn:
+        written = conn.execute(select(Workflow.id)).scalars().all()
+        steps = conn.execute(select(Task.id)).all()
+    assert len(written) == 1
+    assert [workflow_id for workflow_id, _ in answers] == written * clients
+    assert sorted(created for _, created in answers) == [False] * (clients - 1) + [True]
+    assert len(steps) == 3
