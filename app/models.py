@@ -53,7 +53,9 @@ ONLY_ON = "jobplane_only_on"
 #: Indexes Alembic's comparison skips, on either side: it cannot compare an index on an
 #: expression (a descending column) on every database, and would report it changed.
 #: ``tests/migrations`` checks them by name instead.
-NOT_COMPARED = frozenset({"jobplane_outbox_priority_id_idx"})
+NOT_COMPARED = frozenset(
+    {"jobplane_outbox_priority_id_idx", "jobplane_outbox_queue_priority_id_idx"}
+)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -214,6 +216,9 @@ class Outbox(Base):
         Index("jobplane_outbox_available_at_id_idx", "available_at", "id"),
         # The relay's take: the highest priority first, then the oldest.
         Index("jobplane_outbox_priority_id_idx", text("priority DESC"), "id"),
+        # The same take past full queues, queue by queue: without it, a look past a
+        # queue whose window is full reads every row that queue holds back.
+        Index("jobplane_outbox_queue_priority_id_idx", "queue", text("priority DESC"), "id"),
     )
 
 

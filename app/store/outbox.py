@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -22,6 +22,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    true,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert, Update
@@ -34,6 +35,8 @@ from jobplane.models import (
 )
 from jobplane.store.sql import NOW
 from jobplane.store.state import BROKER_EPOCH_KEY
+
+SelectT = TypeVar("SelectT", bound="Select[*tuple[Any, ...]]")
 
 #: A task's columns that its outbox row is made of.
 OUTBOX_SOURCE = (
@@ -85,32 +88,75 @@ _later = Outbox.__table__.alias("later")
 _NEXT_DUE = select(func.min(_later.c.available_at)).where(_later.c.available_at > NOW)
 
 
-@lru_cache(maxsize=4)
-def _lock_outbox_batch(after: bool, skip: bool) -> Select[Any]:
-    statement = select(
-        Outbox.id,
-        Outbox.priority,
-        Outbox.task_id,
-        Outbox.dispatch,
-        Outbox.type,
-        Outbox.queue,
-        Outbox.timeout_seconds,
-        _NEXT_DUE.scalar_subquery().label("next_due"),
-    ).where(Outbox.available_at <= NOW)
-    if after:
-        # Rows after the last one taken, in the same order (priority down, then id up).
-        priority = bindparam("b_priority", type_=Integer)
-        last_id = bindparam("b_id", type_=BigInteger)
-        statement = statement.where(
-            or_(Outbox.priority < priority, and_(Outbox.priority == priority, Outbox.id > last_id))
-        )
-    if skip:
-        statement = statement.where(Outbox.queue.not_in(bindparam("b_skip", expanding=True)))
-    return (
-        statement.order_by(Outbox.priority.desc(), Outbox.id)
-        .limit(bindparam("b_limit", type_=Integer))
-        .with_for_update(skip_locked=True)
+_TAKEN = (
+    Outbox.id,
+    Outbox.priority,
+    Outbox.task_id,
+    Outbox.dispatch,
+    Outbox.type,
+    Outbox.queue,
+    Outbox.timeout_seconds,
+)
+
+
+def _after_last_taken(table: Any) -> Any:
+    """Rows after the last one taken, in the take order (priority down, then id up)."""
+    priority = bindparam("b_priority", type_=Integer)
+    last_id = bindparam("b_id", type_=BigInteger)
+    return or_(table.priority < priority, and_(table.priority == priority, table.id > last_id))
+
+
+def _in_take_order(statement: SelectT, table: Any) -> SelectT:
+    return statement.order_by(table.priority.desc(), table.id).limit(
+        bindparam("b_limit", type_=Integer)
     )
+
+
+@lru_cache(maxsize=4)
+def _lock_outbox_batch(after: bool) -> Select[Any]:
+    """The take over every queue: one walk of the (priority, id) index."""
+    statement = select(*_TAKEN, _NEXT_DUE.scalar_subquery().label("next_due")).where(
+        Outbox.available_at <= NOW
+    )
+    if after:
+        statement = statement.where(_after_last_taken(Outbox))
+    return _in_take_order(statement, Outbox).with_for_update(skip_locked=True)
+
+
+@lru_cache(maxsize=4)
+def _lock_outbox_batch_skipping(after: bool) -> Select[Any]:
+    """The take past the queues to skip, queue by queue (PostgreSQL).
+
+    Filtering the walk of the (priority, id) index by queue would read every row a
+    skipped queue holds: the rows the relay keeps back while its queue is full, which
+    may be millions. Instead: the queues that have rows, one index probe each (a loose
+    scan of the (queue, priority, id) index), and from each queue not skipped its first
+    rows in the take order, merged. The result is the same rows in the same order; each
+    queue may lock up to the limit, and what the merge leaves out stays locked only
+    until this batch's transaction ends.
+    """
+    after_queue = Outbox.__table__.alias("after_queue")
+    queues = select(func.min(Outbox.queue).label("queue")).cte("queues", recursive=True)
+    next_queue = (
+        select(func.min(after_queue.c.queue))
+        .where(after_queue.c.queue > queues.c.queue)
+        .scalar_subquery()
+    )
+    queues = queues.union_all(select(next_queue).where(queues.c.queue.is_not(None)))
+    per_queue = select(*_TAKEN).where(Outbox.queue == queues.c.queue, Outbox.available_at <= NOW)
+    if after:
+        per_queue = per_queue.where(_after_last_taken(Outbox))
+    due = _in_take_order(per_queue, Outbox).with_for_update(skip_locked=True).lateral("due")
+    statement = (
+        select(*due.c, _NEXT_DUE.scalar_subquery().label("next_due"))
+        .select_from(queues)
+        .join(due, true())
+        .where(
+            queues.c.queue.is_not(None),
+            queues.c.queue.not_in(bindparam("b_skip", expanding=True)),
+        )
+    )
+    return _in_take_order(statement, due.c)
 
 
 def lock_outbox_batch(
@@ -143,7 +189,14 @@ def lock_outbox_batch(
         params["b_priority"], params["b_id"] = after
     if skip_queues:
         params["b_skip"] = list(skip_queues)
-    statement = _lock_outbox_batch(after is not None, bool(skip_queues))
+    if not skip_queues:
+        statement = _lock_outbox_batch(after is not None)
+    elif conn.dialect.name == "postgresql":
+        statement = _lock_outbox_batch_skipping(after is not None)
+    else:  # one relay, no row locks, and a table that holds no millions
+        statement = _lock_outbox_batch(after is not None).where(
+            Outbox.queue.not_in(bindparam("b_skip", expanding=True))
+        )
     found = conn.execute(statement, params).all()
     if not found:
         return OutboxBatch([], conn.execute(_NEXT_DUE, params).scalar_one())

@@ -9,6 +9,7 @@ back in the outbox, where a later task of higher priority overtakes them.
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +23,7 @@ from sqlalchemy import Engine, select
 
 from jobplane import service, store
 from jobplane.broker.factory import make_broker
-from jobplane.models import Task, utcnow
+from jobplane.models import Outbox, Task, utcnow
 from jobplane.outbox.relay import Relay
 from jobplane.registry import load_jobs
 from jobplane.settings import Settings
@@ -209,3 +210,41 @@ def test_on_sqlite_and_the_in_memory_broker_the_order_and_the_window_hold_as_wel
     messages = [dramatiq.Message.decode(queue.get_nowait()) for _ in range(queue.qsize())]
     assert [m.kwargs["task_id"] for m in messages] == urgent + low[:2]
     assert outbox_rows(sqlite_engine) == 2
+
+
+def test_a_take_past_skipped_queues_is_the_take_over_the_other_queues(
+    any_engine: Engine, pg_settings: Settings
+) -> None:
+    # Given due rows on four queues with priorities in no order, and some not due yet
+    chance = random.Random(14)
+    settings = pg_settings.model_copy(update={"database_url": str(any_engine.url)})
+    for n in range(80):
+        queue = chance.choice(["a", "b", "c", "d"])
+        delay = 3600.0 if n % 9 == 0 else 0.0
+        submit(
+            any_engine, settings, queue=queue, priority=chance.randint(-2, 2), delay_seconds=delay
+        )
+    with any_engine.connect() as conn:
+        rows = conn.execute(
+            select(Outbox.id, Outbox.priority, Outbox.queue).where(Outbox.available_at <= utcnow())
+        ).all()
+    take_order = sorted(rows, key=lambda row: (-row.priority, row.id))
+
+    # Then the rows taken past any set of queues, from any place, at any limit, are the
+    # first ones in the take order of the other queues' due rows
+    for skip in (("a",), ("b", "d"), ("a", "b", "c"), ("a", "b", "c", "d")):
+        others = [(row.priority, row.id) for row in take_order if row.queue not in skip]
+        for after in (None, *others[::7]):
+            for limit in (1, 5, 100):
+                expected = [row for row in others if after is None or after_place(row, after)]
+                with any_engine.connect() as conn:
+                    batch = store.outbox.lock_outbox_batch(
+                        conn, utcnow(), limit, after=after, skip_queues=skip
+                    )
+                    conn.rollback()
+                assert [(row.priority, row.id) for row in batch.rows] == expected[:limit]
+
+
+def after_place(row: tuple[int, int], after: tuple[int, int]) -> bool:
+    """Whether ``row`` (priority, id) comes after ``after`` in the take order."""
+    return (-row[0], row[1]) > (-after[0], after[1])
