@@ -98,6 +98,7 @@ def enqueue(
     given a workflow (``jobplane.chain``, ``jobplane.group``, ``job.s()``), add it with
     all of its steps; a ``WorkflowHandle`` on it (with an ``idempotency_key`` used
     before for the same workflow, on that one; for another, ``IdempotencyConflict``).
+    A workflow takes no params or task options (``TypeError``): its steps carry their own.
 
     Commits nothing: the task exists, and its job runs, once the caller commits; a
     rollback leaves no trace of it. Everything is checked before anything is written,
@@ -120,6 +121,15 @@ def enqueue(
     if isinstance(type, Step | Chain | Group):
         if params is not None:
             raise TypeError("a workflow is enqueued alone: its steps carry their own params")
+        options = {"queue": queue, "priority": priority, "delay": delay}
+        options |= {"max_retries": max_retries, "timeout": timeout}
+        given = [name for name, value in options.items() if value is not None]
+        if given:
+            raise TypeError(
+                f"a workflow takes no {', '.join(given)}: it starts at once, and its "
+                "steps take their options from job.s(...).set(queue=..., priority=..., "
+                "max_retries=..., timeout=...)"
+            )
         with jobplane_schema(conn, settings.db_schema):
             submitted = workflows.submit(
                 conn,

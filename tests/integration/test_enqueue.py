@@ -407,6 +407,11 @@ def test_a_workflows_bad_idempotency_key_raises_before_writing(user_engine: Engi
                 jobplane.enqueue(conn, jobplane.chain(add.s(a=1)), idempotency_key=key)
         with pytest.raises(TypeError, match="its steps carry their own params"):
             jobplane.enqueue(conn, jobplane.chain(add.s(a=1)), {"a": 1})  # type: ignore[call-overload]
+        # An option for a task is refused too, rather than left unused: a step's own
+        # come from Step.set
+        for option in ("queue", "priority", "delay", "max_retries", "timeout"):
+            with pytest.raises(TypeError, match=f"a workflow takes no {option}: it starts"):
+                jobplane.enqueue(conn, jobplane.chain(add.s(a=1)), **{option: 1})  # type: ignore[call-overload]
         conn.commit()
     assert workflow_ids(user_engine) == []
     assert row_counts(user_engine)["tasks"] == 0
