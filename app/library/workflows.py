@@ -57,14 +57,22 @@ RESULT_PARAM = "result"
 class _Startable:
     """``.delay()``: start the workflow now, in a transaction of its own."""
 
-    def delay(self) -> WorkflowHandle:
+    def delay(self, *, idempotency_key: str | None = None) -> WorkflowHandle:
         """Write the workflow now, in a short transaction of its own (on
-        ``JOBPLANE_DATABASE_URL``); a handle to it."""
+        ``JOBPLANE_DATABASE_URL``); a handle to it. With an ``idempotency_key`` used
+        before for the same workflow, a handle to that one (as ``submit``)."""
         assert isinstance(self, Step | Chain | Group)
         settings = library_settings()
         engine = default_engine()
         with engine.begin() as conn, jobplane_schema(conn, settings.db_schema):
-            submitted = submit(conn, self, settings, utcnow(), registered_only=False)
+            submitted = submit(
+                conn,
+                self,
+                settings,
+                utcnow(),
+                registered_only=False,
+                idempotency_key=idempotency_key,
+            )
         return WorkflowHandle(submitted.workflow_id, engine=engine)
 
 

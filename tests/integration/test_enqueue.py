@@ -368,6 +368,24 @@ def test_delay_and_apply_commit_a_pending_task_in_their_own_transaction(
     assert handle._engine is default_engine()
 
 
+def test_a_workflows_delay_with_an_idempotency_key_writes_it_once(
+    any_url: str, library_env: Callable[..., None]
+) -> None:
+    library_env(any_url)
+    flow = jobplane.chain(add.s(a=1), add.s(a=2))
+    first = flow.delay(idempotency_key="nightly-1")
+    again = flow.delay(idempotency_key="nightly-1")
+    with pytest.raises(jobplane.IdempotencyConflict, match=first.id):
+        jobplane.chain(add.s(a=1), add.s(a=3)).delay(idempotency_key="nightly-1")
+
+    engine = make_engine(any_url)
+    try:
+        assert again.id == first.id
+        assert workflow_ids(engine) == [first.id]
+    finally:
+        engine.dispose()
+
+
 def workflow_ids(engine: Engine) -> list[str]:
     with engine.connect() as conn:
         return list(conn.execute(select(Workflow.id)).scalars())
