@@ -39,13 +39,6 @@ def _jobs() -> None:
     load_jobs()
 
 
-@pytest.fixture
-def broker(redis_url: str) -> Iterator[dramatiq.Broker]:
-    made = make_broker(redis_url)
-    yield made
-    made.client.close()  # type: ignore[attr-defined]
-
-
 def queued(client: redis.Redis) -> dict[str, int]:
     """Task id → dispatch of every message Redis holds on queue "default"."""
     return {m.kwargs["task_id"]: m.kwargs["dispatch"] for m in published_messages(client)}
@@ -69,7 +62,7 @@ def outbox_dispatches(engine: Engine) -> dict[str, int]:
 def test_a_task_whose_message_was_deleted_is_republished_while_its_queue_still_holds_others(
     pg_engine: Engine,
     pg_settings: Settings,
-    broker: dramatiq.Broker,
+    publisher: dramatiq.Broker,
     redis_client: redis.Redis,
     check_batch: int,
 ) -> None:
@@ -80,10 +73,10 @@ def test_a_task_whose_message_was_deleted_is_republished_while_its_queue_still_h
         update={"unclaimed_after": 60, "unclaimed_check_batch": check_batch}
     )
     task_ids = submit(pg_engine, settings, 20, now=clock.now)
-    rescuer = Rescuer.from_settings(pg_engine, broker, settings, clock=clock)
-    relay = Relay(pg_engine, broker, settings, clock=clock)
+    rescuer = Rescuer.from_settings(pg_engine, publisher, settings, clock=clock)
+    relay = Relay(pg_engine, publisher, settings, clock=clock)
     assert relay.drain() == 20
-    consumer = broker.consume("default", timeout=100)
+    consumer = publisher.consume("default", timeout=100)
     try:
         held = receive(consumer).kwargs["task_id"]
 
@@ -243,12 +236,12 @@ def test_a_batch_committed_while_another_relay_handles_a_loss_is_republished_by_
 
 
 def test_a_relay_whose_broker_lost_its_data_since_the_last_sweep_commits_nothing_until_one(
-    pg_engine: Engine, pg_settings: Settings, broker: dramatiq.Broker, redis_client: redis.Redis
+    pg_engine: Engine, pg_settings: Settings, publisher: dramatiq.Broker, redis_client: redis.Redis
 ) -> None:
     # Given a relay that published 5 tasks, and the maintenance leader's rescuer
     first = submit(pg_engine, pg_settings, 5)
-    relay = Relay(pg_engine, broker, pg_settings)
-    rescuer = Rescuer.from_settings(pg_engine, broker, pg_settings)
+    relay = Relay(pg_engine, publisher, pg_settings)
+    rescuer = Rescuer.from_settings(pg_engine, publisher, pg_settings)
     assert relay.drain() == 5
 
     # When Redis loses its data and 5 more tasks come before the rescuer's next sweep

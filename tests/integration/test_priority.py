@@ -22,7 +22,6 @@ from dramatiq.brokers.stub import StubBroker
 from sqlalchemy import Engine, select
 
 from jobplane import service, store
-from jobplane.broker.factory import make_broker
 from jobplane.models import Outbox, Task, utcnow
 from jobplane.outbox.relay import Relay
 from jobplane.registry import load_jobs
@@ -33,13 +32,6 @@ from tests.conftest import outbox_rows, wait_until
 @pytest.fixture(autouse=True)
 def _jobs() -> None:
     load_jobs()
-
-
-@pytest.fixture
-def broker(redis_url: str) -> Iterator[dramatiq.Broker]:
-    made = make_broker(redis_url)
-    yield made
-    made.client.close()  # type: ignore[attr-defined]
 
 
 def submit(engine: Engine, settings: Settings, count: int = 1, **options: Any) -> list[str]:
@@ -73,7 +65,7 @@ def with_window(settings: Settings, window: int, **more: Any) -> Settings:
 
 
 def test_the_relay_publishes_the_highest_priority_first_then_the_oldest(
-    pg_engine: Engine, pg_settings: Settings, broker: dramatiq.Broker, redis_client: redis.Redis
+    pg_engine: Engine, pg_settings: Settings, publisher: dramatiq.Broker, redis_client: redis.Redis
 ) -> None:
     # Given tasks of priorities 0, 9, -5 and 9, submitted in that order
     low = submit(pg_engine, pg_settings, 3, priority=0)
@@ -82,17 +74,17 @@ def test_the_relay_publishes_the_highest_priority_first_then_the_oldest(
     second_urgent = submit(pg_engine, pg_settings, priority=9)
 
     # When a relay publishes them
-    assert Relay(pg_engine, broker, pg_settings).drain() == 6
+    assert Relay(pg_engine, publisher, pg_settings).drain() == 6
 
     # Then they are queued highest priority first, ties in the order they were submitted
     assert queued(redis_client) == first_urgent + second_urgent + low + lowest
 
 
 def test_a_full_window_holds_rows_back_until_a_worker_fetches_and_the_urgent_go_first(
-    pg_engine: Engine, pg_settings: Settings, broker: dramatiq.Broker, redis_client: redis.Redis
+    pg_engine: Engine, pg_settings: Settings, publisher: dramatiq.Broker, redis_client: redis.Redis
 ) -> None:
     # Given a window of 5 and 12 tasks of priority 0
-    relay = Relay(pg_engine, broker, with_window(pg_settings, 5))
+    relay = Relay(pg_engine, publisher, with_window(pg_settings, 5))
     low = submit(pg_engine, pg_settings, 12)
 
     # When the relay publishes what it may
@@ -107,7 +99,7 @@ def test_a_full_window_holds_rows_back_until_a_worker_fetches_and_the_urgent_go_
     assert relay.drain() == 0
 
     # and a worker fetches 3 messages
-    assert fetch(broker, 3) == low[:3]
+    assert fetch(publisher, 3) == low[:3]
 
     # Then the relay fills the 3 places, the urgent task first
     assert relay.drain() == 3
@@ -116,7 +108,7 @@ def test_a_full_window_holds_rows_back_until_a_worker_fetches_and_the_urgent_go_
 
 
 def test_a_full_queue_does_not_starve_another_queue(
-    pg_engine: Engine, pg_settings: Settings, broker: dramatiq.Broker, redis_client: redis.Redis
+    pg_engine: Engine, pg_settings: Settings, publisher: dramatiq.Broker, redis_client: redis.Redis
 ) -> None:
     # Given batches of 10, a window of 3, 30 urgent tasks on "default" and then 4 of
     # priority 0 on "reports" (below every row of "default" in the take order)
@@ -125,7 +117,7 @@ def test_a_full_queue_does_not_starve_another_queue(
     reports = submit(pg_engine, pg_settings, 4, queue="reports")
 
     # When a relay publishes what it may
-    taken = Relay(pg_engine, broker, settings).drain()
+    taken = Relay(pg_engine, publisher, settings).drain()
 
     # Then each queue got its window's worth
     assert taken == 6
@@ -147,20 +139,20 @@ def relay_running(relay: Relay) -> Iterator[None]:
 
 
 def test_rows_held_back_are_published_as_workers_fetch_without_a_notification(
-    pg_engine: Engine, pg_settings: Settings, broker: dramatiq.Broker, redis_client: redis.Redis
+    pg_engine: Engine, pg_settings: Settings, publisher: dramatiq.Broker, redis_client: redis.Redis
 ) -> None:
     # Given a window of 2 and a relay that, unless rows are held back, looks only when a
     # commit notifies it (or every 300 s)
     settings = with_window(pg_settings, 2, relay_poll_interval=300.0)
-    relay = Relay(pg_engine, broker, settings)
+    relay = Relay(pg_engine, publisher, settings)
     task_ids = submit(pg_engine, pg_settings, 6)
     with relay_running(relay):
         wait_until(lambda: queued(redis_client) == task_ids[:2], what="the first window")
 
         # When workers fetch messages, and nothing is committed meanwhile
-        fetched = fetch(broker, 2)
+        fetched = fetch(publisher, 2)
         wait_until(lambda: len(queued(redis_client)) == 2, what="the window refilled")
-        fetched += fetch(broker, 2)
+        fetched += fetch(publisher, 2)
         wait_until(lambda: len(queued(redis_client)) == 2, what="the window refilled")
 
     # Then the window refilled each time, in order, until the outbox was empty
