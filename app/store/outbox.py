@@ -113,13 +113,16 @@ def _in_take_order(statement: SelectT, table: Any) -> SelectT:
 
 
 @lru_cache(maxsize=4)
-def _lock_outbox_batch(after: bool) -> Select[Any]:
-    """The take over every queue: one walk of the (priority, id) index."""
+def _lock_outbox_batch(after: bool, skip: bool) -> Select[Any]:
+    """The take as one walk of the (priority, id) index: over every queue, or past the
+    queues to skip by filtering them out (SQLite's, see ``lock_outbox_batch``)."""
     statement = select(*_TAKEN, _NEXT_DUE.scalar_subquery().label("next_due")).where(
         Outbox.available_at <= NOW
     )
     if after:
         statement = statement.where(_after_last_taken(Outbox))
+    if skip:
+        statement = statement.where(Outbox.queue.not_in(bindparam("b_skip", expanding=True)))
     return _in_take_order(statement, Outbox).with_for_update(skip_locked=True)
 
 
@@ -189,14 +192,10 @@ def lock_outbox_batch(
         params["b_priority"], params["b_id"] = after
     if skip_queues:
         params["b_skip"] = list(skip_queues)
-    if not skip_queues:
-        statement = _lock_outbox_batch(after is not None)
-    elif conn.dialect.name == "postgresql":
+    if skip_queues and conn.dialect.name == "postgresql":
         statement = _lock_outbox_batch_skipping(after is not None)
-    else:  # one relay, no row locks, and a table that holds no millions
-        statement = _lock_outbox_batch(after is not None).where(
-            Outbox.queue.not_in(bindparam("b_skip", expanding=True))
-        )
+    else:  # SQLite filters: one relay, no row locks, and a table that holds no millions
+        statement = _lock_outbox_batch(after is not None, bool(skip_queues))
     found = conn.execute(statement, params).all()
     if not found:
         return OutboxBatch([], conn.execute(_NEXT_DUE, params).scalar_one())
